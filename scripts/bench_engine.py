@@ -1,0 +1,83 @@
+"""Benchmark one layer's forward+backward: time per call and peak memory (issue 2 targets).
+
+Usage: python scripts/bench_engine.py [--repeats N] [--ratio 2] [--case NAME]
+Each case runs in a fresh subprocess so that the peak resident memory (ru_maxrss) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+CASES = {
+    "yinyang_in": dict(batch=150, n_in=4, n_out=30, spikes=1),
+    "yinyang_out": dict(batch=150, n_in=30, n_out=3, spikes=1),
+    "mnist": dict(batch=80, n_in=784, n_out=350, spikes=1),
+    "shd": dict(batch=32, n_in=700, n_out=128, spikes=10),
+}
+DELAYS = ("none", "axonal", "dendritic", "synaptic")
+
+
+def _run_one(case: str, delay: str, ratio: float, repeats: int) -> dict:
+    import torch
+
+    from snndelay.engine import first_spike_times
+
+    torch.manual_seed(0)
+    p = CASES[case]
+    b, n_in, n_out, spikes = p["batch"], p["n_in"], p["n_out"], p["spikes"]
+    shape = (b, n_in) if spikes == 1 else (b, n_in, spikes)
+    t_in = 0.15 + 1.85 * torch.rand(shape, dtype=torch.float64)
+    if spikes > 1:  # event data: sorted spike trains over ~10 tau_s, some channels shorter
+        t_in = torch.sort(10.0 * torch.rand(shape, dtype=torch.float64), dim=-1).values
+        t_in[torch.rand(shape) < 0.3] = float("inf")
+    # Weights scaled so that most neurons fire after a fraction of their inputs.
+    w = (torch.randn(n_in, n_out, dtype=torch.float64) + 1.0) * (4.0 / (n_in * spikes))
+    w.requires_grad_()
+    d = {"none": None, "axonal": (n_in, 1), "dendritic": (1, n_out), "synaptic": (n_in, n_out)}[delay]
+    if d is not None:
+        d = torch.rand(d, dtype=torch.float64).requires_grad_()
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        out = first_spike_times(t_in, w, d, tau_mem=ratio)
+        loss = torch.where(torch.isfinite(out), out, 0.0).sum()
+        loss.backward()
+        times.append(time.perf_counter() - t0)
+    frac_spiking = float(torch.isfinite(out).double().mean())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return dict(case=case, delay=delay, ratio=ratio, seconds=min(times[1:]),
+                peak_mb=peak_mb, spiking=frac_spiking)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ratio", type=float, default=2.0, help="tau_mem / tau_syn (1 or 2)")
+    ap.add_argument("--case", choices=list(CASES), action="append")
+    ap.add_argument("--delay", choices=DELAYS, action="append")
+    ap.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._child:
+        print(json.dumps(_run_one(args._child[0], args._child[1], args.ratio, args.repeats)))
+        return
+    print(f"{'layer':<34}{'delay':<11}{'ms/call':>10}{'peak MB':>10}{'spiking':>9}")
+    for case in args.case or CASES:
+        for delay in args.delay or DELAYS:
+            res = subprocess.run(
+                [sys.executable, __file__, "--_child", case, delay, "--ratio", str(args.ratio),
+                 "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            p = CASES[case]
+            name = f"B={p['batch']} {p['n_in']}" + (f"x{p['spikes']}" if p["spikes"] > 1 else "") \
+                + f"->{p['n_out']} (ratio {args.ratio:g})"
+            print(f"{name:<34}{delay:<11}{1e3 * r['seconds']:>10.2f}{r['peak_mb']:>10.0f}"
+                  f"{r['spiking']:>9.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

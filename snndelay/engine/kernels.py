@@ -1,0 +1,130 @@
+"""PSP kernels: one small unit per tau_m / tau_s ratio (model.md sections 1, 2 and 4).
+
+A kernel knows
+- its PSP shape k(s) and slope k'(s) (section 1), used by the spike-time backward (section 4);
+- which prefix sums over the sorted arrivals determine the potential on a window (section 2):
+  term m accumulates  w_i * T_i^{with_time_m} * exp(rate_m * T_i);
+- whether the potential reaches the threshold inside a closed window [lo, hi], and the
+  crossing time in closed form.
+All times are in units of tau_s and relative to the frame origin in which the sums were formed
+(the LIF response is time-invariant, so any origin is exact). Adding a kernel means writing one
+more subclass and registering it in KERNELS; the solver and the backward stay untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from snndelay.engine.lambertw import lambertw0
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Interface of a PSP kernel; see the module docstring."""
+
+    ratio: float
+    # (rate, with_time) of each prefix-sum term.
+    terms: tuple[tuple[float, bool], ...]
+
+    def psp_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c k(s), c k'(s)) at s = -x for x = T_i - t* <= 0 (model.md section 1), with one
+        positive factor c shared by both: it cancels in dt/dw = -k/u' and dt/dT = w k'/u'.
+        May overwrite x. x = -1e4 (a non-causal input) gives exactly 0. Backward hot path."""
+        raise NotImplementedError
+
+    def reaches(self, sums: tuple[torch.Tensor, ...], lo: torch.Tensor, hi: torch.Tensor,
+                theta: torch.Tensor) -> torch.Tensor:
+        """True where u reaches theta on the window [lo, hi] (hi may be +inf).
+
+        u is evaluated at one point of the window, its maximum whenever u peaks inside; that
+        decides the first crossing window exactly, because before it u < theta everywhere.
+        """
+        raise NotImplementedError
+
+    def crossing(self, sums: tuple[torch.Tensor, ...], theta: torch.Tensor) -> torch.Tensor:
+        """Earliest upward crossing u(t) = theta of the window's potential (finite where reached)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LambertKernel(Kernel):
+    """tau_m = tau_s: k(s) = s e^{-s}, u(t) = e^{-t} (t A - B), A = sum w e^T, B = sum w T e^T."""
+
+    ratio: float = 1.0
+    terms: tuple[tuple[float, bool], ...] = ((1.0, False), (1.0, True))
+
+    def psp_scaled(self, x):
+        # c = 1: k = s e^{-s} = -x e^x, k' = (1 - s) e^{-s} = e^x + x e^x.
+        e = torch.exp(x)
+        xe = x.mul_(e)
+        return xe.neg(), e.add_(xe)
+
+    def reaches(self, sums, lo, hi, theta):
+        a, b = sums
+        # u peaks at t = 1 + B/A; the window maximum is at that peak clamped into [lo, hi].
+        # For A <= 0 the clamped point is still a point of the window, and u there is below
+        # threshold in every window before the first crossing, so no sign test is needed;
+        # 0/0 and inf * 0 give NaN, which compares False (no reach).
+        t_e = torch.clamp(1.0 + b / a, lo, hi)
+        return (t_e * a - b) * torch.exp(-t_e) >= theta
+
+    def crossing(self, sums, theta):
+        a, b = sums
+        a_safe = torch.where(a > 0, a, 1.0)
+        b_over_a = b / a_safe
+        # t* = B/A - W0(z), z = -(theta/A) e^{B/A} (model.md section 2), formed in the log
+        # domain; clamped to the branch point where rounding pushes a grazing z below -1/e.
+        z = -torch.exp(torch.log(theta) - torch.log(a_safe) + b_over_a)
+        return b_over_a - lambertw0(z.clamp(min=-1.0 / math.e))
+
+
+@dataclass(frozen=True)
+class QuadraticKernel(Kernel):
+    """tau_m = 2 tau_s: k(s) = 2 (e^{-s/2} - e^{-s}); with x = e^{-t/2},
+    u = 2 (A_m x - A x^2), A = sum w e^T, A_m = sum w e^{T/2}."""
+
+    ratio: float = 2.0
+    terms: tuple[tuple[float, bool], ...] = ((1.0, False), (0.5, False))
+
+    def psp_scaled(self, x):
+        # c = 1/2: k/2 = e^{-s/2} - e^{-s}, k'/2 = e^{-s} - e^{-s/2} / 2.
+        eh = x.mul_(0.5).exp_()  # e^{-s/2}; squaring it is cheaper than a second exp or sqrt
+        e = eh * eh
+        dk = torch.sub(e, eh, alpha=0.5)
+        return eh.sub_(e), dk
+
+    def reaches(self, sums, lo, hi, theta):
+        a, a_m = sums
+        # With y = 2x, u = y (A_m - A y / 2); its peak y* = A_m / A is clamped into the
+        # window [2 e^{-hi/2}, 2 e^{-lo/2}]. As for the Lambert kernel, the clamped point is a
+        # point of the window whatever the sign of A, so no sign test is needed.
+        y = torch.clamp(a_m / a, 2.0 * torch.exp(-0.5 * hi), 2.0 * torch.exp(-0.5 * lo))
+        return torch.addcmul(a_m, a, y, value=-0.5).mul_(y) >= theta
+
+    def crossing(self, sums, theta):
+        a, a_m = sums
+        a_safe = torch.where(a > 0, a, 1.0)
+        # Larger root of A x^2 - A_m x + theta/2 = 0 is the earlier crossing (model.md sec. 2);
+        # D is clamped at 0 for grazing windows where rounding makes it slightly negative.
+        disc = (a_m * a_m - 2.0 * theta * a_safe).clamp(min=0.0)
+        return -2.0 * torch.log((a_m + torch.sqrt(disc)) / (2.0 * a_safe))
+
+
+KERNELS: dict[float, Kernel] = {1.0: LambertKernel(), 2.0: QuadraticKernel()}
+
+
+def kernel_for(tau_mem: float, tau_syn: float) -> Kernel:
+    """The kernel for tau_mem / tau_syn; ValueError naming the supported ratios otherwise."""
+    if not (tau_mem > 0 and tau_syn > 0):
+        raise ValueError(f"tau_mem and tau_syn must be positive, got {tau_mem} and {tau_syn}")
+    ratio = tau_mem / tau_syn
+    for r, kernel in KERNELS.items():
+        if abs(ratio - r) <= 1e-12 * r:
+            return kernel
+    supported = ", ".join(f"{r:g}" for r in KERNELS)
+    raise ValueError(
+        f"tau_mem / tau_syn = {ratio:g} has no closed-form spike time; supported ratios: {supported}"
+    )
