@@ -118,15 +118,22 @@ def _layer_inputs(t_in, weights, delays, tau_syn):
 def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, min_slope):
     kernel, theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn)
     t, w, d_syn, d_out = _layer_inputs(t_in, weights, delays, tau_syn)
+    core_given = None
     if t_given is not None:
-        t_given = t_given.to(_F64) / tau_syn
+        core_given = t_given.detach().to(_F64) / tau_syn
         if d_out is not None:  # the core sees the neuron's time before its dendritic delay
-            t_given = t_given - d_out
-    out = _SpikeTimes.apply(t, w, d_syn, theta, kernel, t_given, min_slope)
+            core_given = core_given - d_out
+    out = _SpikeTimes.apply(t, w, d_syn, theta, kernel, core_given, min_slope)
     if d_out is not None:
         # Only spiking neurons depend on their dendritic delay (dL/dd_j = 0 where silent).
         out = torch.where(torch.isfinite(out), out + d_out, out)
-    return out * tau_syn
+    out = out * tau_syn
+    if t_given is not None:
+        # Straight-through: the value is exactly the given times (no rounding from the unit
+        # and delay shifts above), the gradient is the model's.
+        given = t_given.detach().to(_F64)
+        out = torch.where(torch.isfinite(given), given + (out - out.detach()), given)
+    return out
 
 
 def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None = None,

@@ -75,6 +75,23 @@ def _window_sums_stable(kernel: Kernel, w: torch.Tensor, tr: torch.Tensor, fin: 
     return tuple(sums)
 
 
+def _selected_window_sums(kernel: Kernel, w: torch.Tensor, tr: torch.Tensor, fin: torch.Tensor,
+                          first: torch.Tensor, ax: int) -> tuple[torch.Tensor, ...]:
+    """Sums of the selected window n* formed directly in its own frame T_(n*):
+    sum_{k<=n*} w_k (T_k - T_n*)^[time] e^{rate (T_k - T_n*)}. Every exponent is <= 0 and no
+    large with-time terms cancel, so the crossing keeps full precision after long spans."""
+    shape = torch.broadcast_shapes(w.shape, tr.shape)
+    t_n = torch.gather(tr.expand(shape), ax, first)
+    pos = torch.arange(tr.shape[ax], device=tr.device).view((-1,) + (1,) * (len(shape) - 1 - ax))
+    causal = (pos <= first) & fin
+    diff = torch.where(causal, tr - t_n, torch.zeros_like(tr))
+    sums = []
+    for rate, with_time in kernel.terms:
+        f = torch.where(causal, torch.exp(rate * diff), torch.zeros_like(diff))
+        sums.append((w * (f * diff if with_time else f)).sum(dim=ax))
+    return tuple(sums)
+
+
 def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
                        theta: torch.Tensor, kernel: Kernel, *, stable: bool = False,
                        chunk_elems: int = CHUNK_ELEMS) -> torch.Tensor:
@@ -124,7 +141,8 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
         nxt = torch.cat([tr.narrow(ax, 1, n_max - 1),
                          torch.full_like(t0, float("inf"))], dim=ax)
         span = float(tr.masked_fill(~fin, 0.0).amax())
-        if stable or span > SAFE_SPAN:
+        long_span = stable or span > SAFE_SPAN
+        if long_span:
             sums = _window_sums_stable(kernel, w, tr, fin, ax)
             origin = tr.masked_fill(~fin, 0.0)
         else:
@@ -139,7 +157,11 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
         def pick(x: torch.Tensor) -> torch.Tensor:
             return torch.gather(x.expand(shape), ax, first).squeeze(ax)
 
-        t_win = kernel.crossing(tuple(pick(s) for s in sums), th.squeeze(ax))
+        if long_span:  # re-form the chosen window's sums in its own frame (full precision)
+            sel = _selected_window_sums(kernel, w, tr, fin, first, ax)
+        else:
+            sel = tuple(pick(s) for s in sums)
+        t_win = kernel.crossing(sel, th.squeeze(ax))
         t_win = torch.minimum(torch.maximum(t_win, pick(lo)), pick(hi))
         t_abs = t_win + pick(origin) + t0.expand(shape[:ax] + (1,) + shape[ax + 1:]).squeeze(ax)
         out[b0:b1] = torch.where(has.squeeze(ax).bool(), t_abs, out[b0:b1])
