@@ -20,6 +20,8 @@ import torch
 
 from snndelay.engine.lambertw import lambertw0
 
+_TWO_LN2 = 2.0 * math.log(2.0)
+
 
 @dataclass(frozen=True)
 class Kernel:
@@ -35,9 +37,17 @@ class Kernel:
         May overwrite x. x = -1e4 (a non-causal input) gives exactly 0. Backward hot path."""
         raise NotImplementedError
 
+    # bound(+inf), the value that closes the last window.
+    bound_inf: float = math.inf
+
+    def bound(self, t: torch.Tensor) -> torch.Tensor:
+        """The form in which reaches() takes a window bound t (may be +inf); computed once per
+        arrival so that the windows [T_n, T_n+1] share it."""
+        return t
+
     def reaches(self, sums: tuple[torch.Tensor, ...], lo: torch.Tensor, hi: torch.Tensor,
                 theta: torch.Tensor) -> torch.Tensor:
-        """True where u reaches theta on the window [lo, hi] (hi may be +inf).
+        """True where u reaches theta on the window [lo, hi] (given as bound(lo), bound(hi)).
 
         u is evaluated at one point of the window, its maximum whenever u peaks inside; that
         decides the first crossing window exactly, because before it u < theta everywhere.
@@ -73,7 +83,7 @@ class LambertKernel(Kernel):
 
     def crossing(self, sums, theta):
         a, b = sums
-        a_safe = torch.where(a > 0, a, 1.0)
+        a_safe = a.clamp(min=torch.finfo(a.dtype).tiny)  # A > 0 at any upward crossing
         b_over_a = b / a_safe
         # t* = B/A - W0(z), z = -(theta/A) e^{B/A} (model.md section 2), formed in the log
         # domain; clamped to the branch point where rounding pushes a grazing z below -1/e.
@@ -88,6 +98,10 @@ class QuadraticKernel(Kernel):
 
     ratio: float = 2.0
     terms: tuple[tuple[float, bool], ...] = ((1.0, False), (0.5, False))
+    bound_inf: float = 0.0
+
+    def bound(self, t):
+        return torch.exp(-0.5 * t).mul_(2.0)  # y = 2 e^{-t/2}, decreasing in t
 
     def psp_scaled(self, x):
         # c = 1/2: k/2 = e^{-s/2} - e^{-s}, k'/2 = e^{-s} - e^{-s/2} / 2.
@@ -98,19 +112,20 @@ class QuadraticKernel(Kernel):
 
     def reaches(self, sums, lo, hi, theta):
         a, a_m = sums
-        # With y = 2x, u = y (A_m - A y / 2); its peak y* = A_m / A is clamped into the
-        # window [2 e^{-hi/2}, 2 e^{-lo/2}]. As for the Lambert kernel, the clamped point is a
+        # With y = 2x = bound(t), u = y (A_m - A y / 2); its peak y* = A_m / A is clamped into
+        # the window [bound(hi), bound(lo)]. As for the Lambert kernel, the clamped point is a
         # point of the window whatever the sign of A, so no sign test is needed.
-        y = torch.clamp(a_m / a, 2.0 * torch.exp(-0.5 * hi), 2.0 * torch.exp(-0.5 * lo))
+        y = torch.clamp(a_m / a, hi, lo)
         return torch.addcmul(a_m, a, y, value=-0.5).mul_(y) >= theta
 
     def crossing(self, sums, theta):
         a, a_m = sums
-        a_safe = torch.where(a > 0, a, 1.0)
+        a_safe = a.clamp(min=torch.finfo(a.dtype).tiny)  # A > 0 at any upward crossing
         # Larger root of A x^2 - A_m x + theta/2 = 0 is the earlier crossing (model.md sec. 2);
         # D is clamped at 0 for grazing windows where rounding makes it slightly negative.
-        disc = (a_m * a_m - 2.0 * theta * a_safe).clamp(min=0.0)
-        return -2.0 * torch.log((a_m + torch.sqrt(disc)) / (2.0 * a_safe))
+        disc = torch.addcmul(a_m * a_m, theta, a_safe, value=-2.0).clamp_(min=0.0)
+        # t = -2 ln x = 2 ln 2 - 2 ln((A_m + sqrt(D)) / A)
+        return torch.log(disc.sqrt_().add_(a_m).div_(a_safe)).mul_(-2.0).add_(_TWO_LN2)
 
 
 KERNELS: dict[float, Kernel] = {1.0: LambertKernel(), 2.0: QuadraticKernel()}

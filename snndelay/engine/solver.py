@@ -15,6 +15,7 @@ The kernel's formulas are elementwise, so they run unchanged on either layout.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from snndelay.engine.kernels import Kernel
 
@@ -30,24 +31,24 @@ def _rows_per_chunk(batch: int, per_row: int, chunk_elems: int) -> int:
     return max(1, min(batch, chunk_elems // max(per_row, 1)))
 
 
-def _frame_sums(kernel: Kernel, w: torch.Tensor, tr: torch.Tensor, fin: torch.Tensor, ax: int
-                ) -> tuple[torch.Tensor, ...]:
-    """Prefix sums sum_{k<=n} w_k T_k^[time] e^{rate T_k} in the row frame (tr = T - t0 >= 0)."""
-    sums = []
+def _frame_sums(kernel: Kernel, w: torch.Tensor, tr: torch.Tensor, ax: int) -> torch.Tensor:
+    """Prefix sums sum_{k<=n} w_k T_k^[time] e^{rate T_k} in the row frame (tr = T - t0 >= 0,
+    +inf for missing arrivals, which contribute 0), stacked over the kernel's terms."""
+    tr_neg = tr.nan_to_num(posinf=float("-inf"))  # e^{rate * -inf} = 0 for missing arrivals
     cache: dict[float, torch.Tensor] = {}
+    factors = []
     for rate, with_time in kernel.terms:
         if rate not in cache:
-            cache[rate] = torch.exp(rate * tr).masked_fill_(~fin, 0.0)
+            cache[rate] = torch.exp(rate * tr_neg)
         f = cache[rate]
-        if with_time:
-            f = (f * tr).masked_fill_(~fin, 0.0)
-        # In-place cumsum_ is several times faster than torch.cumsum on CPU (torch 2.13).
-        sums.append((w * f).cumsum_(ax))
-    return tuple(sums)
+        factors.append(f * tr.nan_to_num(posinf=0.0) if with_time else f)
+    # One product and one in-place cumsum_ for all terms (cumsum_ is several times faster
+    # than torch.cumsum on CPU, torch 2.13).
+    return (torch.stack(factors) * w).cumsum_(ax + 1)
 
 
 def _window_sums_stable(kernel: Kernel, w: torch.Tensor, tr: torch.Tensor, fin: torch.Tensor,
-                        ax: int) -> tuple[torch.Tensor, ...]:
+                        ax: int) -> torch.Tensor:
     """The same prefix sums in the frame of each window's own start T_(n), for long spans.
 
     sum_k w_k e^{rate (T_k - T_n)} is split by the sign of w and formed with logcumsumexp, so no
@@ -72,7 +73,7 @@ def _window_sums_stable(kernel: Kernel, w: torch.Tensor, tr: torch.Tensor, fin: 
             sums.append(signed_sum(logw + logt + rate * tr0, rate) - tr0 * plain)
         else:
             sums.append(plain)
-    return tuple(sums)
+    return torch.stack(sums)
 
 
 def _selected_window_sums(kernel: Kernel, w: torch.Tensor, tr: torch.Tensor, fin: torch.Tensor,
@@ -92,6 +93,15 @@ def _selected_window_sums(kernel: Kernel, w: torch.Tensor, tr: torch.Tensor, fin
     return tuple(sums)
 
 
+def _span_bound(t_in: torch.Tensor, d_syn: torch.Tensor | None) -> float:
+    """An upper bound on how many tau_s any neuron's arrivals span (-inf without arrivals):
+    latest finite input minus earliest input over the batch, plus the spread of the delays."""
+    span = t_in.nan_to_num(posinf=float("-inf")).amax() - t_in.amin()
+    if d_syn is not None:
+        span = span + (d_syn.amax() - d_syn.amin())
+    return float(span)
+
+
 def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
                        theta: torch.Tensor, kernel: Kernel, *, stable: bool = False,
                        chunk_elems: int = CHUNK_ELEMS) -> torch.Tensor:
@@ -99,18 +109,20 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
 
     t_in [B, N] arrival-ready input times (+inf = no spike), weights [N, M], d_syn None or
     [N, M] per-synapse delays, theta [B, M] > 0. stable=True forces the per-window log-domain
-    sums (otherwise used only when a row's arrivals span more than SAFE_SPAN).
+    sums (otherwise used only when arrivals may span more than SAFE_SPAN).
     """
     batch, n_in = t_in.shape
     n_out = weights.shape[1]
-    out = torch.full((batch, n_out), float("inf"), dtype=t_in.dtype, device=t_in.device)
+    inf = float("inf")
     if batch == 0 or n_in == 0 or n_out == 0:
-        return out
+        return torch.full((batch, n_out), inf, dtype=t_in.dtype, device=t_in.device)
     # The crossing is invariant to scaling (w, theta) together: normalise each neuron's
     # weights to max |w| = 1 so huge or tiny weights cannot overflow the prefix sums.
-    scale = weights.abs().amax(dim=0).clamp(min=torch.finfo(weights.dtype).tiny)
+    scale = weights.abs().amax(dim=0).clamp_(min=torch.finfo(weights.dtype).tiny)
     w_n = weights / scale
     theta = theta / scale
+    n_fin = torch.isfinite(t_in).sum(dim=1).tolist()  # arrivals per sample (delays keep them)
+    long_span = stable or _span_bound(t_in, d_syn) > SAFE_SPAN
     shared = d_syn is None
     ax = 1 if shared else 2  # the arrival axis
     if shared:
@@ -119,50 +131,53 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
         w_n = w_n.t().contiguous()  # [M, N]
         d_t = d_syn.t().contiguous()
     rows = _rows_per_chunk(batch, n_in * n_out, chunk_elems)
+    outs = []
     for b0 in range(0, batch, rows):
         b1 = min(batch, b0 + rows)
+        # Non-spiking inputs sort last; drop the arrivals that no row of the chunk has.
+        n_max = max(n_fin[b0:b1])
+        if n_max == 0:
+            outs.append(torch.full((b1 - b0, n_out), inf, dtype=t_in.dtype, device=t_in.device))
+            continue
         if shared:
-            t = ts[b0:b1, :, None]  # [C, N, 1]
-            w = torch.index_select(w_n, 0, order[b0:b1].reshape(-1)).view(b1 - b0, n_in, n_out)
+            t = ts[b0:b1, :n_max, None]  # [C, N, 1]
+            idx = order[b0:b1, :n_max].reshape(-1)
+            w = torch.index_select(w_n, 0, idx).view(b1 - b0, n_max, n_out)
             th = theta[b0:b1, None, :]
+            pad = (0, 0, 0, 1)
         else:
             t, idx = torch.sort(t_in[b0:b1, None, :] + d_t, dim=2)  # [C, M, N]
+            t, idx = t[..., :n_max], idx[..., :n_max]
             w = torch.gather(w_n.expand(b1 - b0, -1, -1), 2, idx)
             th = theta[b0:b1, :, None]
-        # Non-spiking inputs sort last; drop the arrivals that no row of the chunk has.
-        n_max = int(torch.isfinite(t).sum(dim=ax).max())
-        if n_max == 0:
-            continue
-        t, w = t.narrow(ax, 0, n_max), w.narrow(ax, 0, n_max)
-        t0 = t.narrow(ax, 0, 1)
-        t0 = torch.where(torch.isfinite(t0), t0, torch.zeros_like(t0))
-        tr = t - t0
-        fin = torch.isfinite(tr)
-        nxt = torch.cat([tr.narrow(ax, 1, n_max - 1),
-                         torch.full_like(t0, float("inf"))], dim=ax)
-        span = float(tr.masked_fill(~fin, 0.0).amax())
-        long_span = stable or span > SAFE_SPAN
+            pad = (0, 1)
+        t0 = t.narrow(ax, 0, 1).nan_to_num(posinf=0.0)  # a row without arrivals never fires
+        tr = t - t0  # >= 0; +inf for missing arrivals
         if long_span:
+            fin = torch.isfinite(tr)
             sums = _window_sums_stable(kernel, w, tr, fin, ax)
-            origin = tr.masked_fill(~fin, 0.0)
+            origin = tr.nan_to_num(posinf=0.0)
+            nxt = F.pad(tr.narrow(ax, 1, n_max - 1), pad, value=inf)
+            lo, hi = kernel.bound(tr - origin), kernel.bound(nxt - origin)
         else:
-            sums = _frame_sums(kernel, w, tr, fin, ax)
-            origin = torch.zeros_like(tr)
-        lo, hi = tr - origin, nxt - origin
-        # Windows past the last arrival have lo = hi = inf, which never reach threshold.
+            sums = _frame_sums(kernel, w, tr, ax)
+            lo = kernel.bound(tr)
+            hi = F.pad(lo.narrow(ax, 1, n_max - 1), pad, value=kernel.bound_inf)
+        # Windows past the last arrival have lo = hi = bound(inf): they never reach threshold.
         reach = kernel.reaches(sums, lo, hi, th)
         has, first = reach.view(torch.uint8).max(dim=ax, keepdim=True)  # first window that fires
         shape = reach.shape
-
-        def pick(x: torch.Tensor) -> torch.Tensor:
-            return torch.gather(x.expand(shape), ax, first).squeeze(ax)
-
         if long_span:  # re-form the chosen window's sums in its own frame (full precision)
             sel = _selected_window_sums(kernel, w, tr, fin, first, ax)
+            t_lo = torch.gather(origin.expand(shape), ax, first).squeeze(ax)
+            t_win = kernel.crossing(sel, th.squeeze(ax)) + t_lo
         else:
-            sel = tuple(pick(s) for s in sums)
-        t_win = kernel.crossing(sel, th.squeeze(ax))
-        t_win = torch.minimum(torch.maximum(t_win, pick(lo)), pick(hi))
-        t_abs = t_win + pick(origin) + t0.expand(shape[:ax] + (1,) + shape[ax + 1:]).squeeze(ax)
-        out[b0:b1] = torch.where(has.squeeze(ax).bool(), t_abs, out[b0:b1])
-    return out
+            picked = torch.gather(sums.expand((len(kernel.terms),) + shape), ax + 1,
+                                  first.expand((len(kernel.terms),) + first.shape)).squeeze(ax + 1)
+            t_lo = torch.gather(tr.expand(shape), ax, first).squeeze(ax)
+            t_win = kernel.crossing(picked.unbind(0), th.squeeze(ax))
+        # Not before its window's start: rounding at a window edge must not drop an input from
+        # the causal set the backward sees.
+        t_abs = torch.maximum(t_win, t_lo).add_(t0.squeeze(ax))
+        outs.append(torch.where(has.squeeze(ax).bool(), t_abs, inf))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
