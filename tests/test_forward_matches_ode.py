@@ -11,41 +11,40 @@ from snndelay.engine import first_spike_times
 CASES = [(r, k, s) for r in (1.0, 2.0) for k in DELAY_KINDS for s in (1, 3)]
 
 
+def _layer(i):
+    ratio, kind, spikes = CASES[i]
+    # ratio 1 PSPs peak at w/e, ratio 2 at w/2: scale weights so that most neurons fire.
+    return random_layer(100 + i, 4, 6, 5, kind=kind, spikes=spikes,
+                        w_mean=1.0 if ratio == 1.0 else 0.6)
+
+
 @pytest.fixture(scope="module")
-def engine_and_ode():
-    """All cases are integrated in one ODE run (one neuron population) to keep the test fast."""
-    arrs, wws, engine, ratios, cut = [], [], [], [], [0]
-    theta = 1.0
-    for i, (ratio, kind, spikes) in enumerate(CASES):
-        # ratio 1 PSPs peak at w/e, ratio 2 at w/2: scale weights so that most neurons fire.
-        w_mean = 1.0 if ratio == 1.0 else 0.6
-        t_in, w, d = random_layer(100 + i, 4, 6, 5, kind=kind, spikes=spikes, w_mean=w_mean)
-        engine.append(first_spike_times(t_in, w, d, tau_mem=ratio, threshold=theta).numpy())
-        arr, ww = arrivals(t_in, w, d)
-        arrs.append(arr.reshape(-1, arr.shape[-1]))
-        wws.append(ww.reshape(-1, ww.shape[-1]))
-        ratios.append(ratio)
-        cut.append(cut[-1] + arrs[-1].shape[0])
-    width = max(a.shape[1] for a in arrs)
+def ode_results():
+    """The ODE for all cases, integrated in one run per ratio (one neuron population)."""
+    arrs, wws = {}, {}
+    for i in range(len(CASES)):
+        arr, ww = arrivals(*_layer(i))
+        arrs[i], wws[i] = arr.reshape(-1, arr.shape[-1]), ww.reshape(-1, ww.shape[-1])
+    width = max(a.shape[1] for a in arrs.values())
     pad = lambda a, v: np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=v)  # noqa: E731
     results = {}
     for ratio in (1.0, 2.0):
-        sel = [i for i, r in enumerate(ratios) if r == ratio]
-        arr = np.concatenate([pad(arrs[i], np.inf) for i in sel])
-        ww = np.concatenate([pad(wws[i], 0.0) for i in sel])
-        t_ode, slope, max_u = ode_first_spikes(arr, ww, theta, ratio)
+        sel = [i for i, c in enumerate(CASES) if c[0] == ratio]
+        t_ode, slope, max_u = ode_first_spikes(np.concatenate([pad(arrs[i], np.inf) for i in sel]),
+                                               np.concatenate([pad(wws[i], 0.0) for i in sel]),
+                                               1.0, ratio)
         offset = 0
         for i in sel:
             n = arrs[i].shape[0]
-            results[i] = (engine[i].reshape(-1), t_ode[offset:offset + n],
-                          slope[offset:offset + n], max_u[offset:offset + n])
+            results[i] = (t_ode[offset:offset + n], slope[offset:offset + n], max_u[offset:offset + n])
             offset += n
     return results
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[f"ratio{r:g}-{k}-S{s}" for r, k, s in CASES])
-def test_spike_times_match_fine_step_ode(engine_and_ode, case):
-    t_eng, t_ode, slope, max_u = engine_and_ode[case]
+def test_spike_times_match_fine_step_ode(ode_results, case):
+    t_eng = first_spike_times(*_layer(case), tau_mem=CASES[case][0]).numpy().reshape(-1)
+    t_ode, slope, max_u = ode_results[case]
     # Grazing neurons (the ODE's slope at the crossing, or its peak, within a hair of threshold)
     # may legitimately differ between any two solvers; they are excluded and counted.
     grazing = (np.isfinite(t_ode) & (slope < 1e-2)) | (~np.isfinite(t_ode) & (max_u > 1.0 - 1e-3))

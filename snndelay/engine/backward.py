@@ -11,8 +11,10 @@ it is a spike time of the nominal model's neuron, or close to one.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from snndelay.engine import _impl
 from snndelay.engine.kernels import Kernel
 from snndelay.engine.solver import CHUNK_ELEMS, _rows_per_chunk
 
@@ -34,6 +36,8 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
     Returns (dL/dt_in [B, N], dL/dW [N, M], dL/dd_syn [N, M] or None). Silent neurons
     (t_out = +inf) contribute nothing. Work tensors are [C, N, M] per chunk of C samples.
     """
+    if _impl.use_numba(t_in, kernel.ratio):
+        return _grads_numba(grad_out, t_out, t_in, weights, d_syn, kernel.ratio == 1.0, min_slope)
     batch, n_in = t_in.shape
     spiking = torch.isfinite(t_out)
     # A silent neuron gets t* = -inf: then no input is causal and every term is 0.
@@ -59,3 +63,22 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
             grad_d += d_arrival.sum(dim=0)
         grad_w -= k.mul_(f).sum(dim=0)
     return grad_t, grad_w, grad_d
+
+
+_NO_DELAYS = np.zeros((1, 1))
+
+
+def _grads_numba(grad_out, t_out, t_in, weights, d_syn, lambert: bool, min_slope: float):
+    """The compiled CPU loops of _numba_kernels (same arguments and results)."""
+    from snndelay.engine import _numba_kernels as nk
+
+    def arr(x: torch.Tensor):
+        return x.detach().contiguous().numpy()
+
+    has_d = d_syn is not None
+    d_t = arr(d_syn.t()) if has_d else _NO_DELAYS
+    g_t, g_w_t, g_d_t = nk.backward(arr(t_in), arr(weights.t()), d_t, has_d, arr(t_out),
+                                    arr(grad_out), lambert, float(min_slope),
+                                    _impl.numba_threads(t_in.shape[0]))
+    grad_d = torch.from_numpy(g_d_t).t() if has_d else None
+    return torch.from_numpy(g_t), torch.from_numpy(g_w_t).t(), grad_d

@@ -13,6 +13,8 @@ delay. Times are scaled to units of tau_syn inside (the kernel is k(s / tau_syn)
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from snndelay.engine.backward import MIN_SLOPE, spike_time_grads
@@ -71,19 +73,23 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
     if weights.dim() != 2 or weights.shape[0] != t_in.shape[1]:
         raise ValueError(f"weights must be [N_in, N_out] with N_in = {t_in.shape[1]}, "
                          f"got shape {tuple(weights.shape)}")
-    if torch.isnan(t_in).any() or torch.isneginf(t_in).any():
+    if not bool((t_in > -math.inf).all()):  # False for NaN and -inf alike
         raise ValueError("t_in must not contain NaN or -inf (use +inf for 'no spike')")
     if not torch.isfinite(weights).all():
         raise ValueError("weights must be finite")
     kernel = kernel_for(tau_mem, tau_syn)
     batch, n_out = t_in.shape[0], weights.shape[1]
+    if isinstance(threshold, (int, float)):
+        if not 0 < threshold < math.inf:
+            raise ValueError(f"threshold must be positive and finite, got {threshold}")
+        return kernel, torch.full((batch, n_out), float(threshold), dtype=_F64, device=t_in.device)
     theta = torch.as_tensor(threshold, dtype=_F64, device=t_in.device)
     try:
         theta = theta.expand(batch, n_out).contiguous()
     except RuntimeError:
         raise ValueError(f"threshold must be a number, [N_out] or [B, N_out] = [{batch}, {n_out}], "
                          f"got shape {tuple(theta.shape)}") from None
-    if not bool((theta > 0).all()) or not bool(torch.isfinite(theta).all()):
+    if not bool(((theta > 0) & (theta < math.inf)).all()):
         raise ValueError("threshold must be positive and finite")
     return kernel, theta
 
@@ -91,7 +97,9 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
 def _layer_inputs(t_in, weights, delays, tau_syn):
     """Arrival-ready inputs in tau_s units: (t [B, N], w [N, M], d_syn or None, d_out or None)."""
     n_in, n_out = weights.shape
-    t = t_in.to(_F64) / tau_syn
+    t = t_in.to(_F64)
+    if tau_syn != 1.0:
+        t = t / tau_syn
     w = weights.to(_F64)
     d_syn = d_out = None
     if delays is not None:
@@ -99,7 +107,8 @@ def _layer_inputs(t_in, weights, delays, tau_syn):
             raise ValueError("delays must be a floating-point tensor")
         if not torch.isfinite(delays).all():
             raise ValueError("delays must be finite")
-        kind, d = _delay_kind(delays.to(_F64) / tau_syn, n_in, n_out)
+        d = delays.to(_F64)
+        kind, d = _delay_kind(d if tau_syn == 1.0 else d / tau_syn, n_in, n_out)
         if kind == "axonal":
             t = t + d.reshape((1, n_in) + (1,) * (t.dim() - 2))
         elif kind == "dendritic":
@@ -127,7 +136,8 @@ def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, min_slop
     if d_out is not None:
         # Only spiking neurons depend on their dendritic delay (dL/dd_j = 0 where silent).
         out = torch.where(torch.isfinite(out), out + d_out, out)
-    out = out * tau_syn
+    if tau_syn != 1.0:
+        out = out * tau_syn
     if t_given is not None:
         # Straight-through: the value is exactly the given times (no rounding from the unit
         # and delay shifts above), the gradient is the model's.

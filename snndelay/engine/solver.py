@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from snndelay.engine import _impl
 from snndelay.engine.kernels import Kernel
 
 # Prefix sums are formed in one frame per row as long as arrivals span at most this many tau_s
@@ -121,6 +122,8 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
     scale = weights.abs().amax(dim=0).clamp_(min=torch.finfo(weights.dtype).tiny)
     w_n = weights / scale
     theta = theta / scale
+    if not stable and _impl.use_numba(t_in, kernel.ratio):
+        return _solve_numba(t_in, w_n, d_syn, theta, kernel.ratio == 1.0)
     n_fin = torch.isfinite(t_in).sum(dim=1).tolist()  # arrivals per sample (delays keep them)
     long_span = stable or _span_bound(t_in, d_syn) > SAFE_SPAN
     shared = d_syn is None
@@ -181,3 +184,18 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
         t_abs = torch.maximum(t_win, t_lo).add_(t0.squeeze(ax))
         outs.append(torch.where(has.squeeze(ax).bool(), t_abs, inf))
     return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _solve_numba(t_in: torch.Tensor, w_n: torch.Tensor, d_syn: torch.Tensor | None,
+                 theta: torch.Tensor, lambert: bool) -> torch.Tensor:
+    """The compiled CPU loops of _numba_kernels (same arguments, weights already normalised)."""
+    from snndelay.engine import _numba_kernels as nk
+
+    t = t_in.detach().contiguous().numpy()
+    w_t = w_n.detach().t().contiguous().numpy()
+    th = theta.detach().contiguous().numpy()
+    if d_syn is None:
+        out = nk.forward_shared(t, w_t, th, lambert)
+    else:
+        out = nk.forward_synaptic(t, d_syn.detach().t().contiguous().numpy(), w_t, th, lambert)
+    return torch.from_numpy(out)

@@ -1,0 +1,39 @@
+"""Which implementation runs the engine on CPU tensors: compiled numba loops when numba is
+installed ("auto", the default), or the vectorised torch code that also serves every other
+device. Both compute the same formulas; the tests run both."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+IMPLEMENTATIONS = ("auto", "torch", "numba")
+_choice = "auto"
+
+
+def set_implementation(name: str) -> None:
+    """Choose "auto" (numba on CPU when installed), "torch" or "numba" for CPU tensors."""
+    global _choice
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, got {name!r}")
+    if name == "numba" and not HAVE_NUMBA:
+        raise ValueError("implementation 'numba' needs the numba package (pip install numba)")
+    _choice = name
+
+
+def get_implementation() -> str:
+    return _choice
+
+
+def use_numba(t: torch.Tensor, ratio: float) -> bool:
+    """True when this call should run the compiled CPU loops."""
+    return (_choice != "torch" and HAVE_NUMBA and t.device.type == "cpu"
+            and ratio in (1.0, 2.0))
+
+
+def numba_threads(batch: int) -> int:
+    import numba
+
+    return max(1, min(batch, numba.get_num_threads()))
