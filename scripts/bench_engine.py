@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -41,6 +42,8 @@ def _run_one(case: str, delay: str, ratio: float, repeats: int, impl: str) -> di
         t_in[torch.rand(shape) < 0.3] = float("inf")
     lo, hi = p["gain"]
     gain = lo + (hi - lo) * torch.rand(n_out, dtype=torch.float64)
+    if ratio == 1.0:  # the PSP peaks at w/e instead of w/2
+        gain = gain * (math.e / 2.0)
     w = (torch.randn(n_in, n_out, dtype=torch.float64) + 1.0) * gain / (n_in * spikes)
     w.requires_grad_()
     d = {"none": None, "axonal": (n_in, 1), "dendritic": (1, n_out), "synaptic": (n_in, n_out)}[delay]

@@ -56,3 +56,21 @@ def test_runs_on_the_tensor_device_and_keeps_float64():
     w = lambertw0(z)
     assert w.dtype == torch.float64 and w.device == z.device
     assert torch.allclose(w * torch.exp(w), z, rtol=0, atol=1e-15)
+
+
+def test_compiled_scalar_version_matches_high_precision():
+    from snndelay.engine import _impl
+
+    if not _impl.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    from snndelay.engine._numba_kernels import lambertw0_scalar
+
+    mpmath.mp.dps = 40
+    z = _grid()[::8]
+    worst = 0.0
+    for v in z:
+        w = mpmath.lambertw(mpmath.mpf(float(v)))
+        ref = float(mpmath.re(w)) if mpmath.im(w) == 0 else -1.0
+        worst = max(worst, abs(lambertw0_scalar(float(v)) - ref) / max(abs(ref), 1e-300))
+    assert worst < 1e-12
+    assert math.isnan(lambertw0_scalar(-0.5))

@@ -43,6 +43,8 @@ def lambertw0_scalar(z: float) -> float:
         return acc
     if z < -0.25:
         w = -1.0 + p - p * p / 3.0 + 11.0 / 72.0 * p * p * p
+    elif z < 0.0:
+        w = z * (1.0 + 4.0 / 3.0 * z) / (1.0 + z * (7.0 / 3.0 + 5.0 / 6.0 * z))
     else:
         w = math.log1p(z)
     for _ in range(5):
@@ -55,6 +57,8 @@ def lambertw0_scalar(z: float) -> float:
         if not math.isfinite(step):
             break
         w -= step
+        if abs(step) <= 1e-16 * abs(w):  # Halley converges cubically: done
+            break
     return w
 
 
@@ -70,14 +74,16 @@ def _scan(arr, idx, wrow, n, theta, lambert):
         wk = wrow[idx[k]]
         if lambert:
             a += wk
+            dec = math.exp(-hi) if k + 1 < n else 0.0  # frame shift to the next window
             if a > 0.0:
                 t_e = min(max(1.0 + s / a, 0.0), hi)  # the peak 1 + B/A clamped into the window
-                if (t_e * a - s) * math.exp(-t_e) >= theta:
+                e = dec if t_e == hi else (1.0 if t_e == 0.0 else math.exp(-t_e))
+                if (t_e * a - s) * e >= theta:
                     b_over_a = s / a
-                    z = max(-math.exp(math.log(theta) - math.log(a) + b_over_a), -1.0 / math.e)
+                    # z = -(theta/A) e^{B/A} >= -1/e wherever the window reaches threshold
+                    z = max(-(theta / a) * math.exp(b_over_a), -1.0 / math.e)
                     return t_k + max(b_over_a - lambertw0_scalar(z), 0.0)
             if k + 1 < n:
-                dec = math.exp(-hi)
                 s = (s - hi * a) * dec
                 a *= dec
         else:

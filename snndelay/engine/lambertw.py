@@ -9,7 +9,8 @@ Method (Corless, Gonnet, Hare, Jeffrey & Knuth, "On the Lambert W function", 199
   W0 = -1 + p - p^2/3 + 11/72 p^3 - 43/540 p^4 + 769/17280 p^5 - 221/8505 p^6 + ...;
   e z + 1 is formed as e * (z + 1/e) with 1/e split into a double-double, so the
   cancellation near the branch point costs nothing;
-- elsewhere Halley's iteration on f(w) = w e^w - z from a cheap start.
+- elsewhere Halley's iteration on f(w) = w e^w - z from a cheap start (the series near the
+  branch point, a Pade approximant around 0).
 """
 
 from __future__ import annotations
@@ -57,8 +58,12 @@ def lambertw0(z: torch.Tensor) -> torch.Tensor:
     dz = (z + _INV_E_HI) + _INV_E_LO
     p = torch.sqrt((2.0 * math.e) * dz.clamp(min=0.0))
     w_branch = _horner(p, _BRANCH_SERIES)
-    # Start: series near the branch point, log1p elsewhere (good for z > -0.25 and z > 0).
-    w = torch.where(z < -0.25, _horner(p, _BRANCH_SERIES[:4]), torch.log1p(z.clamp(min=-0.25)))
+    # Start: series near the branch point, a Pade approximant around 0 on [-0.25, 0), log1p for
+    # z >= 0; Halley's iteration then converges in two or three steps.
+    zc = z.clamp(-0.25, 0.0)
+    pade = zc * (1.0 + 4.0 / 3.0 * zc) / (1.0 + zc * (7.0 / 3.0 + 5.0 / 6.0 * zc))
+    w = torch.where(z < -0.25, _horner(p, _BRANCH_SERIES[:4]),
+                    torch.where(z < 0, pade, torch.log1p(z.clamp(min=0.0))))
     for _ in range(_HALLEY_STEPS):
         ew = torch.exp(w)
         f = w * ew - z
