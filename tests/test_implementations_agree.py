@@ -34,3 +34,28 @@ def test_numba_and_torch_agree(ratio, kind, spikes):
     assert_same_times(t_numba, t_torch, 1e-10)
     for a, b in zip(g_numba, g_torch):
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("ratio", (1.0, 2.0))
+@pytest.mark.parametrize("pattern", ("spread", "clustered", "identical"))
+def test_long_rows_with_synaptic_delays_agree(ratio, pattern):
+    """Rows longer than the insertion-sort limit take the bucket sort (and its argsort fallback
+    for crowded bins, e.g. many identical arrival times)."""
+    g = torch.Generator().manual_seed(4)
+    n_b, n_in, n_out = 6, 120, 9
+    t_in = 0.15 + 1.85 * torch.rand(n_b, n_in, generator=g, dtype=torch.float64)
+    d = torch.rand(n_in, n_out, generator=g, dtype=torch.float64)
+    if pattern == "clustered":
+        t_in[:, :80] = 1.0 + 1e-9 * torch.rand(n_b, 80, generator=g, dtype=torch.float64)
+    if pattern == "identical":
+        t_in[:] = 1.0
+        d = torch.full((n_in, n_out), 0.5, dtype=torch.float64)
+        d[:10] = torch.rand(10, n_out, generator=g, dtype=torch.float64)
+    t_in[0, ::3] = float("inf")
+    w = (0.05 + 0.25 * torch.randn(n_in, n_out, generator=g, dtype=torch.float64))
+    t_torch, g_torch = _run("torch", [t_in, w, d], ratio, 1.0)
+    t_numba, g_numba = _run("numba", [t_in, w, d], ratio, 1.0)
+    assert torch.isfinite(t_torch).sum() >= 10
+    assert_same_times(t_numba, t_torch, 1e-10)
+    for a, b in zip(g_numba, g_torch):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)

@@ -62,66 +62,66 @@ def lambertw0_scalar(z: float) -> float:
     return w
 
 
+@njit(cache=True, inline="always")
+def _window(a, s, wk, hi, theta, lambert):
+    """One window of the scan. An arrival of weight wk starts the window [0, hi] (its own
+    frame; hi = +inf for the last one). Returns (a, s, t): the sums shifted into the next
+    window's frame, and the crossing time within this window (-1.0 when u stays below theta).
+    Ratio 1: a = sum w e^{T_i - T}, s = sum w (T_i - T) e^{T_i - T};
+    ratio 2: a = sum w e^{T_i - T}, s = sum w e^{(T_i - T)/2}."""
+    a += wk
+    if lambert:
+        dec = math.exp(-hi)  # frame shift to the next window (0 after the last arrival)
+        if a > 0.0:
+            t_e = min(max(1.0 + s / a, 0.0), hi)  # the peak 1 + B/A clamped into the window
+            e = dec if t_e == hi else (1.0 if t_e == 0.0 else math.exp(-t_e))
+            if (t_e * a - s) * e >= theta:
+                b_over_a = s / a
+                # z = -(theta/A) e^{B/A} >= -1/e wherever the window reaches threshold
+                z = max(-(theta / a) * math.exp(b_over_a), -1.0 / math.e)
+                return a, s, max(b_over_a - lambertw0_scalar(z), 0.0)
+        if hi < np.inf:
+            s = (s - hi * a) * dec
+        return a * dec, s, -1.0
+    s += wk
+    eh = math.exp(-0.5 * hi)
+    if a > 0.0:
+        # y = 2 e^{-t/2} runs from 2 (window start) down to 2 e^{-hi/2}; u = y (A_m - A y/2)
+        y = min(max(s / a, 2.0 * eh), 2.0)
+        if y * (s - 0.5 * a * y) >= theta:
+            disc = max(s * s - 2.0 * theta * a, 0.0)
+            return a, s, max(_TWO_LN2 - 2.0 * math.log((s + math.sqrt(disc)) / a), 0.0)
+    return a * eh * eh, s * eh, -1.0
+
+
 @njit(cache=True)
 def _scan(arr, idx, wrow, n, theta, lambert):
     """First spike time of one neuron: arr[k] sorted arrival times (first n finite), weight of
     arrival k is wrow[idx[k]]. Returns +inf when the potential never reaches theta."""
-    a = 0.0  # sum w e^{T_i - T_n}
-    s = 0.0  # ratio 2: sum w e^{(T_i - T_n)/2};  ratio 1: sum w (T_i - T_n) e^{T_i - T_n}
+    a = 0.0
+    s = 0.0
     for k in range(n):
-        t_k = arr[k]
-        hi = arr[k + 1] - t_k if k + 1 < n else np.inf  # window [T_k, T_k+1] in its own frame
-        wk = wrow[idx[k]]
-        if lambert:
-            a += wk
-            dec = math.exp(-hi) if k + 1 < n else 0.0  # frame shift to the next window
-            if a > 0.0:
-                t_e = min(max(1.0 + s / a, 0.0), hi)  # the peak 1 + B/A clamped into the window
-                e = dec if t_e == hi else (1.0 if t_e == 0.0 else math.exp(-t_e))
-                if (t_e * a - s) * e >= theta:
-                    b_over_a = s / a
-                    # z = -(theta/A) e^{B/A} >= -1/e wherever the window reaches threshold
-                    z = max(-(theta / a) * math.exp(b_over_a), -1.0 / math.e)
-                    return t_k + max(b_over_a - lambertw0_scalar(z), 0.0)
-            if k + 1 < n:
-                s = (s - hi * a) * dec
-                a *= dec
-        else:
-            a += wk
-            s += wk
-            eh = math.exp(-0.5 * hi) if k + 1 < n else 0.0
-            if a > 0.0:
-                # y = 2 e^{-t/2} runs from 2 (window start) down to 2 e^{-hi/2}; u = y (A_m - A y/2)
-                y = min(max(s / a, 2.0 * eh), 2.0)
-                if y * (s - 0.5 * a * y) >= theta:
-                    disc = max(s * s - 2.0 * theta * a, 0.0)
-                    t_cross = _TWO_LN2 - 2.0 * math.log((s + math.sqrt(disc)) / a)
-                    return t_k + max(t_cross, 0.0)
-            a *= eh * eh
-            s *= eh
+        hi = arr[k + 1] - arr[k] if k + 1 < n else np.inf
+        a, s, t = _window(a, s, wrow[idx[k]], hi, theta, lambert)
+        if t >= 0.0:
+            return arr[k] + t
     return np.inf
 
 
 @njit(cache=True)
 def _sorted_arrivals(arr, perm):
-    """Sort arr in place, carrying perm (initialised here to 0..n-1); return the number of
-    finite entries (+inf sorts last). Insertion sort for short rows (no allocation)."""
+    """Sort arr in place by insertion (short rows, no allocation), carrying perm (initialised
+    here to 0..n-1); return the number of finite entries (+inf sorts last)."""
     n = arr.shape[0]
-    if n <= _INSERTION_SORT_MAX:
-        for i in range(n):
-            v = arr[i]
-            k = i
-            while k > 0 and arr[k - 1] > v:
-                arr[k] = arr[k - 1]
-                perm[k] = perm[k - 1]
-                k -= 1
-            arr[k] = v
-            perm[k] = i
-    else:
-        order = np.argsort(arr)
-        sorted_vals = arr[order]
-        arr[:] = sorted_vals
-        perm[:] = order
+    for i in range(n):
+        v = arr[i]
+        k = i
+        while k > 0 and arr[k - 1] > v:
+            arr[k] = arr[k - 1]
+            perm[k] = perm[k - 1]
+            k -= 1
+        arr[k] = v
+        perm[k] = i
     n_fin = 0
     while n_fin < n and arr[n_fin] < np.inf:
         n_fin += 1
@@ -136,28 +136,90 @@ def forward_shared(t_in, w_t, theta, lambert):
     n_out = w_t.shape[0]
     out = np.empty((n_b, n_out))
     for b in prange(n_b):
-        arr = t_in[b].copy()
-        perm = np.empty(n_in, dtype=np.int64)
-        n_fin = _sorted_arrivals(arr, perm)
+        perm = np.argsort(t_in[b])
+        arr = t_in[b][perm]
+        n_fin = 0
+        while n_fin < n_in and arr[n_fin] < np.inf:
+            n_fin += 1
         for j in range(n_out):
             out[b, j] = _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert)
     return out
 
 
+@njit(cache=True)
+def _bucket_sort(vals, n, keys, idx, counts):
+    """Sort the first n (finite) vals into keys, with their positions in idx: counting sort
+    into n equal-width time bins, then an insertion pass that only moves entries within a
+    bin. O(n) for spread-out arrivals; crowded bins (over 64 entries) fall back to argsort.
+    counts is scratch space of length >= n + 1."""
+    lo = np.inf
+    hi = -np.inf
+    for i in range(n):
+        lo = min(lo, vals[i])
+        hi = max(hi, vals[i])
+    scale = (n - 1) / (hi - lo) if hi > lo else 0.0
+    counts[: n + 1] = 0
+    for i in range(n):
+        counts[int((vals[i] - lo) * scale) + 1] += 1
+    crowded = False
+    for k in range(n):
+        crowded |= counts[k + 1] > 64
+        counts[k + 1] += counts[k]
+    if crowded:
+        order = np.argsort(vals[:n])
+        for k in range(n):
+            keys[k] = vals[order[k]]
+            idx[k] = order[k]
+        return
+    for i in range(n):
+        k = int((vals[i] - lo) * scale)
+        keys[counts[k]] = vals[i]
+        idx[counts[k]] = i
+        counts[k] += 1
+    for i in range(1, n):
+        v = keys[i]
+        p = idx[i]
+        k = i
+        while k > 0 and keys[k - 1] > v:
+            keys[k] = keys[k - 1]
+            idx[k] = idx[k - 1]
+            k -= 1
+        keys[k] = v
+        idx[k] = p
+
+
 @njit(parallel=True, cache=True)
 def forward_synaptic(t_in, d_t, w_t, theta, lambert):
-    """Per-synapse delays: each neuron sorts its own arrivals t_in[b, i] + d_t[j, i]."""
+    """Per-synapse delays: each neuron sorts its own arrivals t_in[b, i] + d_t[j, i]
+    (insertion sort for short rows, bucket sort otherwise)."""
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
     out = np.empty((n_b, n_out))
     for b in prange(n_b):
         arr = np.empty(n_in)
+        keys = np.empty(n_in)
         perm = np.empty(n_in, dtype=np.int64)
+        pos = np.empty(n_in, dtype=np.int64)
+        counts = np.empty(n_in + 1, dtype=np.int64)
+        # Finite inputs of this sample (a delay never removes a spike).
+        n_fin = 0
+        for i in range(n_in):
+            if t_in[b, i] < np.inf:
+                pos[n_fin] = i
+                n_fin += 1
         for j in range(n_out):
-            for i in range(n_in):
-                arr[i] = t_in[b, i] + d_t[j, i]
-            n_fin = _sorted_arrivals(arr, perm)
-            out[b, j] = _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert)
+            if n_in <= _INSERTION_SORT_MAX:
+                for i in range(n_in):
+                    arr[i] = t_in[b, i] + d_t[j, i]
+                n = _sorted_arrivals(arr, perm)
+                out[b, j] = _scan(arr, perm, w_t[j], n, theta[b, j], lambert)
+            else:
+                for k in range(n_fin):
+                    arr[k] = t_in[b, pos[k]] + d_t[j, pos[k]]
+                _bucket_sort(arr, n_fin, keys, perm, counts)
+                for k in range(n_fin):
+                    perm[k] = pos[perm[k]]  # back to input indices
+                out[b, j] = _scan(keys, perm, w_t[j], n_fin, theta[b, j], lambert)
     return out
 
 
