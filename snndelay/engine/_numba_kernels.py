@@ -63,15 +63,15 @@ def lambertw0_scalar(z: float) -> float:
 
 
 @njit(cache=True, inline="always")
-def _window(a, s, wk, hi, theta, lambert):
+def _window(a, s, wk, hi, dec, theta, lambert):
     """One window of the scan. An arrival of weight wk starts the window [0, hi] (its own
-    frame; hi = +inf for the last one). Returns (a, s, t): the sums shifted into the next
-    window's frame, and the crossing time within this window (-1.0 when u stays below theta).
+    frame; hi = +inf for the last one); dec = e^{-hi} (ratio 1) or e^{-hi/2} (ratio 2).
+    Returns (a, s, t): the sums shifted into the next window's frame, and the crossing time
+    within this window (-1.0 when u stays below theta).
     Ratio 1: a = sum w e^{T_i - T}, s = sum w (T_i - T) e^{T_i - T};
     ratio 2: a = sum w e^{T_i - T}, s = sum w e^{(T_i - T)/2}."""
     a += wk
     if lambert:
-        dec = math.exp(-hi)  # frame shift to the next window (0 after the last arrival)
         if a > 0.0:
             t_e = min(max(1.0 + s / a, 0.0), hi)  # the peak 1 + B/A clamped into the window
             e = dec if t_e == hi else (1.0 if t_e == 0.0 else math.exp(-t_e))
@@ -84,25 +84,34 @@ def _window(a, s, wk, hi, theta, lambert):
             s = (s - hi * a) * dec
         return a * dec, s, -1.0
     s += wk
-    eh = math.exp(-0.5 * hi)
     if a > 0.0:
         # y = 2 e^{-t/2} runs from 2 (window start) down to 2 e^{-hi/2}; u = y (A_m - A y/2)
-        y = min(max(s / a, 2.0 * eh), 2.0)
+        y = min(max(s / a, 2.0 * dec), 2.0)
         if y * (s - 0.5 * a * y) >= theta:
             disc = max(s * s - 2.0 * theta * a, 0.0)
             return a, s, max(_TWO_LN2 - 2.0 * math.log((s + math.sqrt(disc)) / a), 0.0)
-    return a * eh * eh, s * eh, -1.0
+    return a * dec * dec, s * dec, -1.0
 
 
 @njit(cache=True)
-def _scan(arr, idx, wrow, n, theta, lambert):
+def _decays(arr, n, lambert, dec):
+    """dec[k] = e^{-(T_k+1 - T_k)} (ratio 1) or its square root (ratio 2); 0 after the last."""
+    rate = 1.0 if lambert else 0.5
+    for k in range(n - 1):
+        dec[k] = math.exp(-rate * (arr[k + 1] - arr[k]))
+    if n > 0:
+        dec[n - 1] = 0.0
+
+
+@njit(cache=True)
+def _scan(arr, idx, wrow, n, theta, lambert, dec):
     """First spike time of one neuron: arr[k] sorted arrival times (first n finite), weight of
-    arrival k is wrow[idx[k]]. Returns +inf when the potential never reaches theta."""
+    arrival k is wrow[idx[k]], dec from _decays. +inf when the potential stays below theta."""
     a = 0.0
     s = 0.0
     for k in range(n):
         hi = arr[k + 1] - arr[k] if k + 1 < n else np.inf
-        a, s, t = _window(a, s, wrow[idx[k]], hi, theta, lambert)
+        a, s, t = _window(a, s, wrow[idx[k]], hi, dec[k], theta, lambert)
         if t >= 0.0:
             return arr[k] + t
     return np.inf
@@ -141,8 +150,10 @@ def forward_shared(t_in, w_t, theta, lambert):
         n_fin = 0
         while n_fin < n_in and arr[n_fin] < np.inf:
             n_fin += 1
+        dec = np.empty(n_in)
+        _decays(arr, n_fin, lambert, dec)  # shared by all neurons of the sample
         for j in range(n_out):
-            out[b, j] = _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert)
+            out[b, j] = _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert, dec)
     return out
 
 
@@ -201,6 +212,7 @@ def forward_synaptic(t_in, d_t, w_t, theta, lambert):
         perm = np.empty(n_in, dtype=np.int64)
         pos = np.empty(n_in, dtype=np.int64)
         counts = np.empty(n_in + 1, dtype=np.int64)
+        dec = np.empty(n_in)
         # Finite inputs of this sample (a delay never removes a spike).
         n_fin = 0
         for i in range(n_in):
@@ -212,14 +224,16 @@ def forward_synaptic(t_in, d_t, w_t, theta, lambert):
                 for i in range(n_in):
                     arr[i] = t_in[b, i] + d_t[j, i]
                 n = _sorted_arrivals(arr, perm)
-                out[b, j] = _scan(arr, perm, w_t[j], n, theta[b, j], lambert)
+                _decays(arr, n, lambert, dec)
+                out[b, j] = _scan(arr, perm, w_t[j], n, theta[b, j], lambert, dec)
             else:
                 for k in range(n_fin):
                     arr[k] = t_in[b, pos[k]] + d_t[j, pos[k]]
                 _bucket_sort(arr, n_fin, keys, perm, counts)
                 for k in range(n_fin):
                     perm[k] = pos[perm[k]]  # back to input indices
-                out[b, j] = _scan(keys, perm, w_t[j], n_fin, theta[b, j], lambert)
+                _decays(keys, n_fin, lambert, dec)
+                out[b, j] = _scan(keys, perm, w_t[j], n_fin, theta[b, j], lambert, dec)
     return out
 
 
