@@ -8,7 +8,8 @@ A kernel knows
   crossing time in closed form.
 All times are in units of tau_s and relative to the frame origin in which the sums were formed
 (the LIF response is time-invariant, so any origin is exact). Adding a kernel means writing one
-more subclass and registering it in KERNELS; the solver and the backward stay untouched.
+more subclass and registering it in KERNELS; the torch solver and backward stay untouched (the
+compiled CPU loops of _numba_kernels know ratios 1 and 2; other kernels run on the torch path).
 """
 
 from __future__ import annotations

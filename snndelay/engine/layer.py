@@ -18,7 +18,7 @@ import math
 import torch
 
 from snndelay.engine.backward import MIN_SLOPE, spike_time_grads
-from snndelay.engine.kernels import Kernel, kernel_for
+from snndelay.engine.kernels import kernel_for
 from snndelay.engine.solver import solve_first_spikes
 
 _F64 = torch.float64
@@ -66,6 +66,7 @@ def _delay_kind(delays: torch.Tensor, n_in: int, n_out: int) -> tuple[str, torch
 
 def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None,
              threshold: float | torch.Tensor, tau_mem: float, tau_syn: float):
+    """Check the arguments; return the kernel and the threshold as a [B, N_out] tensor."""
     if not torch.is_floating_point(t_in) or not torch.is_floating_point(weights):
         raise ValueError("t_in and weights must be floating-point tensors")
     if t_in.dim() not in (2, 3):
@@ -77,6 +78,9 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
         raise ValueError("t_in must not contain NaN or -inf (use +inf for 'no spike')")
     if not torch.isfinite(weights).all():
         raise ValueError("weights must be finite")
+    if delays is not None and (not torch.is_floating_point(delays)
+                               or not torch.isfinite(delays).all()):
+        raise ValueError("delays must be a finite floating-point tensor")
     kernel = kernel_for(tau_mem, tau_syn)
     batch, n_out = t_in.shape[0], weights.shape[1]
     if isinstance(threshold, (int, float)):
@@ -103,10 +107,6 @@ def _layer_inputs(t_in, weights, delays, tau_syn):
     w = weights.to(_F64)
     d_syn = d_out = None
     if delays is not None:
-        if not torch.is_floating_point(delays):
-            raise ValueError("delays must be a floating-point tensor")
-        if not torch.isfinite(delays).all():
-            raise ValueError("delays must be finite")
         d = delays.to(_F64)
         kind, d = _delay_kind(d if tau_syn == 1.0 else d / tau_syn, n_in, n_out)
         if kind == "axonal":
@@ -157,7 +157,8 @@ def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.T
     threshold: number, [N_out] or [B, N_out]. Arrival T_ij = t_i + d_ij; the membrane obeys
     du/dt = -(tau_syn/tau_mem) u + sum_i w_i H(t - T_i) e^{-(t - T_i)/tau_syn} in units of tau_syn
     (model.md section 1), tau_mem/tau_syn in {1, 2}. Differentiable in t_in, weights and delays
-    with the exact spike-time gradients of model.md section 4. Computed in float64.
+    with the exact spike-time gradients of model.md section 4; min_slope floors u'(t*) at
+    grazing crossings. Computed in float64.
     """
     return _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, None, min_slope)
 
@@ -175,8 +176,3 @@ def spike_times_with_grad(t_out: torch.Tensor, t_in: torch.Tensor, weights: torc
                          f"got {tuple(t_out.shape)}")
     return _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given=t_out,
                   min_slope=min_slope)
-
-
-def layer_kernel(tau_mem: float = 2.0, tau_syn: float = 1.0) -> Kernel:
-    """The PSP kernel used for this tau ratio (raises ValueError for unsupported ratios)."""
-    return kernel_for(tau_mem, tau_syn)
