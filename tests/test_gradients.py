@@ -123,3 +123,30 @@ def test_gradients_at_given_times_equal_engine_gradients(ratio, kind):
     assert torch.equal(t3.detach(), noisy)
     got = torch.autograd.grad(torch.where(torch.isfinite(t3), t3, 0).sum(), params)
     assert all(torch.isfinite(g).all() for g in got)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_max_dw_norm_drops_whole_weight_columns_per_sample(ratio):
+    """model.md section 4: a (sample, neuron) whose largest |delta_j dt_j/dw_ij| exceeds the
+    limit contributes no weight gradient; other gradients are untouched."""
+    t_in, w, d = well_conditioned_layer(ratio, "synaptic", batch=5, n_in=6, n_out=4, seed=70)
+    coef = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    t = first_spike_times(t_in, w, d, tau_mem=ratio)
+    # per (sample, neuron) weight-gradient columns, from plain autograd
+    cols = torch.zeros(5, 6, 4, dtype=torch.float64)
+    for b in range(5):
+        for j in range(4):
+            if torch.isfinite(t[b, j]):
+                (gw,) = torch.autograd.grad(coef[b, j] * t[b, j], w, retain_graph=True)
+                cols[b, :, j] = gw[:, j]
+    largest = cols.abs().amax(dim=1)  # [B, M]
+    limit = float(largest[largest > 0].median())
+    keep = (largest <= limit).unsqueeze(1)
+    assert 0 < keep.sum() < 20
+    t2 = first_spike_times(t_in, w, d, tau_mem=ratio, max_dw_norm=limit)
+    loss2 = (coef * torch.where(torch.isfinite(t2), t2, 0)).sum()
+    g_w, g_d, g_t = torch.autograd.grad(loss2, (w, d, t_in))
+    assert torch.allclose(g_w, (cols * keep).sum(dim=0), rtol=1e-12, atol=1e-14)
+    loss = (coef * torch.where(torch.isfinite(t), t, 0)).sum()
+    ref_d, ref_t = torch.autograd.grad(loss, (d, t_in))
+    assert torch.allclose(g_d, ref_d) and torch.allclose(g_t, ref_t)

@@ -238,8 +238,9 @@ def forward_synaptic(t_in, d_t, w_t, theta, lambert):
 
 
 @njit(parallel=True, cache=True)
-def backward(t_in, w_t, d_t, has_d, t_out, g, lambert, min_slope, n_chunks):
-    """dL/dt_in [B, N], dL/dW^T [M, N], dL/dd^T [M, N] (zeros when has_d is False)."""
+def backward(t_in, w_t, d_t, has_d, t_out, g, lambert, min_slope, max_dw_norm, n_chunks):
+    """dL/dt_in [B, N], dL/dW^T [M, N], dL/dd^T [M, N] (zeros when has_d is False). A
+    (sample, neuron) whose largest |dL/dt * dt/dw_i| exceeds max_dw_norm adds nothing to dL/dW."""
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
     grad_t = np.zeros((n_b, n_in))
@@ -256,6 +257,7 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, lambert, min_slope, n_chunks):
                 if not math.isfinite(t) or gg == 0.0:
                     continue
                 slope = 0.0
+                kmax = 0.0
                 for i in range(n_in):
                     x = t_in[b, i] - t  # T_i - t*, causal where < 0
                     if has_d:
@@ -273,11 +275,13 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, lambert, min_slope, n_chunks):
                         kbuf[i] = 0.0
                         dkbuf[i] = 0.0
                     slope += w_t[j, i] * dkbuf[i]
+                    kmax = max(kmax, kbuf[i])
                 f = gg / max(slope, min_slope)
+                f_w = 0.0 if kmax * abs(f) > max_dw_norm else f
                 for i in range(n_in):
                     if kbuf[i] != 0.0 or dkbuf[i] != 0.0:
                         da = w_t[j, i] * dkbuf[i] * f
                         grad_t[b, i] += da
                         gd[c, j, i] += da
-                        gw[c, j, i] -= kbuf[i] * f
+                        gw[c, j, i] -= kbuf[i] * f_w
     return grad_t, gw.sum(axis=0), gd.sum(axis=0)

@@ -11,6 +11,8 @@ it is a spike time of the nominal model's neuron, or close to one.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -28,16 +30,20 @@ MIN_SLOPE = 1.0e-10
 
 def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor,
                      weights: torch.Tensor, d_syn: torch.Tensor | None, kernel: Kernel, *,
-                     min_slope: float = MIN_SLOPE, chunk_elems: int = CHUNK_ELEMS
+                     min_slope: float = MIN_SLOPE, max_dw_norm: float = math.inf,
+                     chunk_elems: int = CHUNK_ELEMS
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Vector-Jacobian product of the spike times (tau_s units).
 
     grad_out, t_out [B, M]; t_in [B, N]; weights [N, M]; d_syn None or [N, M].
     Returns (dL/dt_in [B, N], dL/dW [N, M], dL/dd_syn [N, M] or None). Silent neurons
-    (t_out = +inf) contribute nothing. Work tensors are [C, N, M] per chunk of C samples.
+    (t_out = +inf) contribute nothing. max_dw_norm (model.md section 4): a (sample, neuron)
+    whose largest |dL/dt_j * dt_j/dw_ij| exceeds it adds nothing to dL/dW (near-grazing
+    crossings); inf keeps every term. Work tensors are [C, N, M] per chunk of C samples.
     """
     if _impl.use_numba(t_in, kernel.ratio):
-        return _grads_numba(grad_out, t_out, t_in, weights, d_syn, kernel.ratio == 1.0, min_slope)
+        return _grads_numba(grad_out, t_out, t_in, weights, d_syn, kernel.ratio == 1.0,
+                            min_slope, max_dw_norm)
     batch, n_in = t_in.shape
     spiking = torch.isfinite(t_out)
     # A silent neuron gets t* = -inf: then no input is causal and every term is 0.
@@ -61,6 +67,8 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
         grad_t[b0:b1] = d_arrival.sum(dim=2)
         if grad_d is not None:
             grad_d += d_arrival.sum(dim=0)
+        if max_dw_norm < math.inf:  # k >= 0, so k * |f| = |dL/dt * dt/dw| per input
+            f = torch.where(k.amax(dim=1, keepdim=True) * f.abs() > max_dw_norm, 0.0, f)
         grad_w -= k.mul_(f).sum(dim=0)
     return grad_t, grad_w, grad_d
 
@@ -68,7 +76,8 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
 _NO_DELAYS = np.zeros((1, 1))
 
 
-def _grads_numba(grad_out, t_out, t_in, weights, d_syn, lambert: bool, min_slope: float):
+def _grads_numba(grad_out, t_out, t_in, weights, d_syn, lambert: bool, min_slope: float,
+                 max_dw_norm: float):
     """The compiled CPU loops of _numba_kernels (same arguments and results)."""
     from snndelay.engine import _numba_kernels as nk
 
@@ -79,6 +88,6 @@ def _grads_numba(grad_out, t_out, t_in, weights, d_syn, lambert: bool, min_slope
     d_t = arr(d_syn.t()) if has_d else _NO_DELAYS
     g_t, g_w_t, g_d_t = nk.backward(arr(t_in), arr(weights.t()), d_t, has_d, arr(t_out),
                                     arr(grad_out), lambert, float(min_slope),
-                                    _impl.numba_threads(t_in.shape[0]))
+                                    float(max_dw_norm), _impl.numba_threads(t_in.shape[0]))
     grad_d = torch.from_numpy(g_d_t).t() if has_d else None
     return torch.from_numpy(g_t), torch.from_numpy(g_w_t).t(), grad_d

@@ -28,20 +28,20 @@ class _SpikeTimes(torch.autograd.Function):
     """Spike times of one layer (tau_s units); backward from spike times only (section 4)."""
 
     @staticmethod
-    def forward(ctx, t_in, weights, d_syn, theta, kernel, t_given, min_slope):  # type: ignore[override]
+    def forward(ctx, t_in, weights, d_syn, theta, kernel, t_given, opts):  # type: ignore[override]
         if t_given is None:
             t_out = solve_first_spikes(t_in, weights, d_syn, theta, kernel)
         else:
             t_out = t_given.detach().clone()
         ctx.save_for_backward(t_in, weights, d_syn, t_out)
-        ctx.kernel, ctx.min_slope = kernel, min_slope
+        ctx.kernel, ctx.opts = kernel, opts
         return t_out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         t_in, weights, d_syn, t_out = ctx.saved_tensors
         g_t, g_w, g_d = spike_time_grads(grad_out, t_out, t_in, weights, d_syn, ctx.kernel,
-                                         min_slope=ctx.min_slope)
+                                         **ctx.opts)
         return g_t, g_w, g_d, None, None, None, None
 
 
@@ -124,7 +124,7 @@ def _layer_inputs(t_in, weights, delays, tau_syn):
     return t, w, d_syn, d_out
 
 
-def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, min_slope):
+def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, opts):
     kernel, theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn)
     t, w, d_syn, d_out = _layer_inputs(t_in, weights, delays, tau_syn)
     core_given = None
@@ -132,7 +132,7 @@ def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, min_slop
         core_given = t_given.detach().to(_F64) / tau_syn
         if d_out is not None:  # the core sees the neuron's time before its dendritic delay
             core_given = core_given - d_out
-    out = _SpikeTimes.apply(t, w, d_syn, theta, kernel, core_given, min_slope)
+    out = _SpikeTimes.apply(t, w, d_syn, theta, kernel, core_given, opts)
     if d_out is not None:
         # Only spiking neurons depend on their dendritic delay (dL/dd_j = 0 where silent).
         out = torch.where(torch.isfinite(out), out + d_out, out)
@@ -149,7 +149,7 @@ def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, min_slop
 def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None = None,
                       *, tau_mem: float = 2.0, tau_syn: float = 1.0,
                       threshold: float | torch.Tensor = 1.0,
-                      min_slope: float = MIN_SLOPE) -> torch.Tensor:
+                      min_slope: float = MIN_SLOPE, max_dw_norm: float = math.inf) -> torch.Tensor:
     """First spike times [B, N_out] of LIF neurons driven by input spikes (+inf = silent).
 
     t_in: [B, N_in] or [B, N_in, S] spike times (+inf = no spike); weights: [N_in, N_out];
@@ -158,15 +158,18 @@ def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.T
     du/dt = -(tau_syn/tau_mem) u + sum_i w_i H(t - T_i) e^{-(t - T_i)/tau_syn} in units of tau_syn
     (model.md section 1), tau_mem/tau_syn in {1, 2}. Differentiable in t_in, weights and delays
     with the exact spike-time gradients of model.md section 4; min_slope floors u'(t*) at
-    grazing crossings. Computed in float64.
+    grazing crossings, max_dw_norm drops the weight gradient of a (sample, neuron) whose largest
+    |dL/dt * dt/dw| exceeds it (the reference training uses 0.2). Computed in float64.
     """
-    return _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, None, min_slope)
+    return _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, None,
+                  dict(min_slope=min_slope, max_dw_norm=max_dw_norm))
 
 
 def spike_times_with_grad(t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor,
                           delays: torch.Tensor | None = None, *, tau_mem: float = 2.0,
                           tau_syn: float = 1.0, threshold: float | torch.Tensor = 1.0,
-                          min_slope: float = MIN_SLOPE) -> torch.Tensor:
+                          min_slope: float = MIN_SLOPE, max_dw_norm: float = math.inf
+                          ) -> torch.Tensor:
     """Straight-through spike times: the value is the given t_out [B, N_out] (e.g. measured on
     hardware), the gradient is that of first_spike_times evaluated at t_out with the nominal
     model (model.md sections 4 and 8). Same arguments as first_spike_times.
@@ -174,5 +177,5 @@ def spike_times_with_grad(t_out: torch.Tensor, t_in: torch.Tensor, weights: torc
     if t_out.dim() != 2 or t_out.shape != (t_in.shape[0], weights.shape[1]):
         raise ValueError(f"t_out must be [B, N_out] = [{t_in.shape[0]}, {weights.shape[1]}], "
                          f"got {tuple(t_out.shape)}")
-    return _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given=t_out,
-                  min_slope=min_slope)
+    return _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_out,
+                  dict(min_slope=min_slope, max_dw_norm=max_dw_norm))
