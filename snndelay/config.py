@@ -1,0 +1,249 @@
+"""Typed configuration: Hydra composes configs/, these schemas check every value.
+
+A bad value gives a ConfigError whose message is one line naming the key and what is allowed;
+the CLI prints it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from snndelay.network import DELAY_TYPES
+
+DATASETS = ("yinyang",)
+BACKENDS = ("simulator",)
+LOSS_NAMES = ("shift_mse", "ttfs_ce")
+POSITIVITY = ("sigmoid", "clamp")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem (one line)."""
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "yinyang"
+    train_size: int = 5000
+    val_size: int = 1000
+    test_size: int = 1000
+    train_seed: int = 42
+    val_seed: int = 41
+    test_seed: int = 40
+    t_early: float = 0.15
+    t_late: float = 2.0
+
+
+@dataclass
+class NetworkConfig:
+    hidden: Any = field(default_factory=lambda: [30])  # int or list of ints
+    weight_mean: Any = 1.0  # float or one per layer
+    weight_std: Any = 1.0
+    bias_time: Optional[float] = None
+
+
+@dataclass
+class NeuronConfig:
+    tau_mem: float = 2.0
+    tau_syn: float = 1.0
+    threshold: float = 1.0
+
+
+@dataclass
+class DelayConfig:
+    type: str = "synaptic"
+    layers: Any = "all"  # "all" or list of layer indices
+    positivity: str = "sigmoid"
+    shift: float = 0.0
+    scale: float = 1.0
+    init_mean: float = 0.0
+    init_std: float = 0.25
+    group_size: int = 1
+
+
+@dataclass
+class BackendConfig:
+    name: str = "simulator"
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 300
+    seed: int = 0
+    batch_size: int = 150
+    eval_batch_size: int = 200
+    lr: Any = 0.01  # float or one per layer
+    lr_delay: Any = 0.003
+    step_size: int = 20
+    gamma: float = 0.95
+    max_missing_hidden: float = 0.3
+    max_missing_output: float = 0.0
+    bump: float = 5e-4
+    max_dw_norm: Optional[float] = 0.2
+    checkpoint_every: int = 1
+
+
+@dataclass
+class LossConfig:
+    name: str = "shift_mse"
+    dt: float = 0.2
+    xi: float = 0.2
+    alpha: float = 0.005
+    beta: float = 1.0
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    delay: DelayConfig = field(default_factory=DelayConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    # Derived views, checked by validate().
+    def hidden_sizes(self) -> list[int]:
+        h = self.network.hidden
+        return [h] if isinstance(h, int) else list(h)
+
+    def n_layers(self) -> int:
+        return len(self.hidden_sizes()) + 1
+
+    def per_layer(self, key: str, value: Any) -> list[float]:
+        n = self.n_layers()
+        vals = [value] * n if isinstance(value, (int, float)) else list(value)
+        if len(vals) != n:
+            raise ConfigError(f"{key}: give one number or a list of {n} (one per layer), got {value}")
+        return [float(v) for v in vals]
+
+    def delay_layers(self) -> list[int]:
+        layers = self.delay.layers
+        return list(range(self.n_layers())) if layers == "all" else [int(k) for k in layers]
+
+
+def config_dir() -> Path:
+    """configs/ of this checkout, or SNNDELAY_CONFIG_DIR."""
+    env = os.environ.get("SNNDELAY_CONFIG_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+
+
+def _need(ok: bool, key: str, what: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {what}, got {value!r}")
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    _need(value in allowed, key, f"must be one of {', '.join(allowed)}", value)
+
+
+def validate(cfg: Config) -> Config:
+    """Range and consistency checks that types alone cannot express."""
+    _one_of("dataset.name", cfg.dataset.name, DATASETS)
+    _one_of("backend.name", cfg.backend.name, BACKENDS)
+    _one_of("loss.name", cfg.loss.name, LOSS_NAMES)
+    _one_of("delay.type", cfg.delay.type, DELAY_TYPES)
+    _one_of("delay.positivity", cfg.delay.positivity, POSITIVITY)
+    d = cfg.dataset
+    for key in ("train_size", "val_size", "test_size"):
+        _need(getattr(d, key) > 0, f"dataset.{key}", "must be a positive integer", getattr(d, key))
+    _need(0 <= d.t_early < d.t_late, "dataset.t_early", "must satisfy 0 <= t_early < t_late",
+          (d.t_early, d.t_late))
+    h = cfg.network.hidden
+    ok = isinstance(h, int) or (isinstance(h, (list, tuple)) and all(isinstance(x, int) for x in h))
+    _need(ok, "network.hidden", "must be an integer or a list of integers", h)
+    _need(all(x > 0 for x in cfg.hidden_sizes()), "network.hidden", "sizes must be >= 1", h)
+    for key in ("weight_mean", "weight_std"):
+        vals = cfg.per_layer(f"network.{key}", getattr(cfg.network, key))
+        if key == "weight_std":
+            _need(all(v >= 0 for v in vals), "network.weight_std", "must be >= 0", vals)
+    n = cfg.neuron
+    _need(n.tau_mem > 0, "neuron.tau_mem", "must be > 0", n.tau_mem)
+    _need(n.tau_syn > 0, "neuron.tau_syn", "must be > 0", n.tau_syn)
+    ratio = n.tau_mem / n.tau_syn
+    _need(abs(ratio - 1) < 1e-12 or abs(ratio - 2) < 1e-12, "neuron.tau_mem",
+          "tau_mem / tau_syn must be 1 or 2 (closed-form spike times)", n.tau_mem)
+    _need(n.threshold > 0, "neuron.threshold", "must be > 0", n.threshold)
+    dl = cfg.delay
+    _need(dl.scale > 0 and dl.shift >= 0, "delay.scale", "needs scale > 0 and shift >= 0",
+          (dl.scale, dl.shift))
+    _need(dl.init_std >= 0, "delay.init_std", "must be >= 0", dl.init_std)
+    _need(dl.group_size >= 1, "delay.group_size", "must be >= 1", dl.group_size)
+    _need(dl.layers == "all" or (isinstance(dl.layers, (list, tuple)) and all(
+        isinstance(k, int) and 0 <= k < cfg.n_layers() for k in dl.layers)), "delay.layers",
+        f"must be 'all' or a list of layer indices in 0..{cfg.n_layers() - 1}", dl.layers)
+    t = cfg.training
+    _need(t.epochs >= 1, "training.epochs", "must be >= 1", t.epochs)
+    _need(t.batch_size >= 1, "training.batch_size", "must be >= 1", t.batch_size)
+    _need(t.eval_batch_size >= 1, "training.eval_batch_size", "must be >= 1", t.eval_batch_size)
+    _need(all(v > 0 for v in cfg.per_layer("training.lr", t.lr)), "training.lr", "must be > 0", t.lr)
+    _need(all(v >= 0 for v in cfg.per_layer("training.lr_delay", t.lr_delay)),
+          "training.lr_delay", "must be >= 0", t.lr_delay)
+    _need(t.step_size >= 1, "training.step_size", "must be >= 1", t.step_size)
+    _need(0 < t.gamma <= 1, "training.gamma", "must be in (0, 1]", t.gamma)
+    for key in ("max_missing_hidden", "max_missing_output"):
+        _need(0 <= getattr(t, key) <= 1, f"training.{key}", "must be in [0, 1]", getattr(t, key))
+    _need(t.bump > 0, "training.bump", "must be > 0", t.bump)
+    _need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
+          "must be > 0 or null", t.max_dw_norm)
+    _need(t.checkpoint_every >= 1, "training.checkpoint_every", "must be >= 1", t.checkpoint_every)
+    lo = cfg.loss
+    _need(lo.dt >= 0 and lo.xi > 0 and lo.beta > 0 and lo.alpha >= 0, "loss",
+          "needs dt >= 0, xi > 0, alpha >= 0, beta > 0", (lo.dt, lo.xi, lo.alpha, lo.beta))
+    return cfg
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc)
+    missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+        return f"{group}: no option {option!r}; available: {', '.join(options)}"
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown:
+        return f"{unknown.group(1)}: unknown key (`snndelay train --cfg` lists the keys)"
+    if isinstance(exc, OmegaConfBaseException):
+        key = getattr(exc, "full_key", None)
+        msg = str(getattr(exc, "msg", None) or exc).splitlines()[0]
+        return f"{key}: {msg}" if key else msg
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def from_dictconfig(raw: DictConfig | dict) -> Config:
+    """Type-check a composed (or saved) config against the schema, then validate()."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_one_line(exc)) from None
+    return validate(cfg)
+
+
+def compose(overrides: list[str]) -> tuple[DictConfig, Config]:
+    """Compose configs/ with Hydra's own override grammar; (raw config, checked Config)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    path = config_dir()
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"config directory {path} has no config.yaml "
+                          "(set SNNDELAY_CONFIG_DIR to the project's configs/)")
+    try:
+        with initialize_config_dir(config_dir=str(path), version_base=None):
+            raw = hydra_compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(_one_line(exc)) from None
+    return raw, from_dictconfig(raw)
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

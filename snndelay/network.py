@@ -1,0 +1,117 @@
+"""Feed-forward spiking networks over the engine: layers with weights and learnable delays
+(model.md section 3)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from snndelay.engine import first_spike_times
+
+DELAY_TYPES = ("none", "axonal", "dendritic", "synaptic")
+
+
+@dataclass(frozen=True)
+class DelaySpec:
+    """How one layer's delays are parametrised. d = shift + scale * sigmoid(p) ("sigmoid") or
+    d = p kept >= shift by clamping after each step ("clamp"); p ~ N(init_mean, init_std) and,
+    for "clamp", starts at shift + scale * sigmoid(p). group_size > 1 shares one axonal
+    (dendritic) delay among that many consecutive pre- (post-) synaptic neurons."""
+
+    type: str = "none"
+    positivity: str = "sigmoid"
+    shift: float = 0.0
+    scale: float = 1.0
+    init_mean: float = 0.0
+    init_std: float = 0.25
+    group_size: int = 1
+
+
+class Delays(nn.Module):
+    """Learnable delays of one connection, broadcastable to [N_in, N_out]."""
+
+    def __init__(self, spec: DelaySpec, n_in: int, n_out: int, gen: torch.Generator):
+        super().__init__()
+        self.spec = spec
+        g = spec.group_size
+        shape = {"axonal": (math.ceil(n_in / g), 1), "dendritic": (1, math.ceil(n_out / g)),
+                 "synaptic": (n_in, n_out)}[spec.type]
+        self.n_in, self.n_out = n_in, n_out
+        p = spec.init_mean + spec.init_std * torch.randn(shape, generator=gen, dtype=torch.float64)
+        if spec.positivity == "clamp":
+            p = spec.shift + spec.scale * torch.sigmoid(p)
+        self.raw = nn.Parameter(p)
+
+    def forward(self) -> torch.Tensor:
+        d = self.raw
+        if self.spec.positivity == "sigmoid":
+            d = self.spec.shift + self.spec.scale * torch.sigmoid(d)
+        g = self.spec.group_size
+        if g > 1 and self.spec.type == "axonal":
+            d = d.repeat_interleave(g, dim=0)[: self.n_in]
+        elif g > 1 and self.spec.type == "dendritic":
+            d = d.repeat_interleave(g, dim=1)[:, : self.n_out]
+        return d
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Keep clamped delays >= shift (after each optimiser step)."""
+        if self.spec.positivity == "clamp":
+            self.raw.clamp_(min=self.spec.shift)
+
+
+class SpikingLayer(nn.Module):
+    """One layer of LIF neurons: t_out = first_spike_times(t_in [+ bias spike], W, d)."""
+
+    def __init__(self, n_in: int, n_out: int, *, w_mean: float, w_std: float, delay: DelaySpec,
+                 bias_time: float | None, gen: torch.Generator):
+        super().__init__()
+        self.bias_time = bias_time
+        n_rows = n_in + (bias_time is not None)
+        self.weight = nn.Parameter(
+            w_mean + w_std * torch.randn(n_rows, n_out, generator=gen, dtype=torch.float64))
+        self.delays = None if delay.type == "none" else Delays(delay, n_rows, n_out, gen)
+
+    def forward(self, t_in: torch.Tensor, *, tau_mem: float, tau_syn: float, threshold: float,
+                max_dw_norm: float = math.inf) -> torch.Tensor:
+        if self.bias_time is not None:
+            t_in = torch.cat([t_in, t_in.new_full((t_in.shape[0], 1), self.bias_time)], dim=1)
+        d = None if self.delays is None else self.delays()
+        return first_spike_times(t_in, self.weight, d, tau_mem=tau_mem, tau_syn=tau_syn,
+                                 threshold=threshold, max_dw_norm=max_dw_norm)
+
+
+class Network(nn.Module):
+    """A feed-forward stack of spiking layers; forward returns every layer's spike times."""
+
+    def __init__(self, sizes: list[int], *, w_mean: list[float], w_std: list[float],
+                 delays: list[DelaySpec], bias_time: float | None, tau_mem: float,
+                 tau_syn: float, threshold: float, seed: int):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.sizes = list(sizes)
+        self.tau_mem, self.tau_syn, self.threshold = tau_mem, tau_syn, threshold
+        self.layers = nn.ModuleList(
+            SpikingLayer(sizes[k], sizes[k + 1], w_mean=w_mean[k], w_std=w_std[k],
+                         delay=delays[k], bias_time=bias_time, gen=gen)
+            for k in range(len(sizes) - 1))
+
+    def forward(self, t_in: torch.Tensor, max_dw_norm: float = math.inf) -> list[torch.Tensor]:
+        out = []
+        t = t_in
+        for layer in self.layers:
+            t = layer(t, tau_mem=self.tau_mem, tau_syn=self.tau_syn, threshold=self.threshold,
+                      max_dw_norm=max_dw_norm)
+            out.append(t)
+        return out
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def project(self) -> None:
+        for layer in self.layers:
+            if layer.delays is not None:
+                layer.delays.project()

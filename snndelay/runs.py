@@ -1,0 +1,143 @@
+"""Run directories: atomic files, the training command and the evaluation command.
+
+A run directory holds config.yaml (resolved), overrides.yaml, metrics.csv, summary.json,
+checkpoint.pt and the plots. Every file is written to a temporary name and renamed, so a
+killed run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+import snndelay
+from snndelay import plots
+from snndelay.config import Config, ConfigError, from_dictconfig, to_yaml
+from snndelay.training import EvalResult, Trainer, build_network, evaluate, load_split
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def default_run_dir(cfg: Config, root: Path = Path("outputs")) -> Path:
+    now = datetime.now()
+    return root / now.strftime("%Y-%m-%d") / f"{now.strftime('%H-%M-%S')}_{cfg.name}"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(snndelay.__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _metrics_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()
+
+
+def load_run_config(run_dir: Path) -> Config:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    return from_dictconfig(yaml.safe_load(path.read_text()))
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no checkpoint.pt to load")
+    return torch.load(path, weights_only=True)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+    rows: list[dict]
+
+
+def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,
+              on_epoch: Callable[[dict], None] | None = None) -> RunResult:
+    """Train (or continue) the run in run_dir and write every output file."""
+    trainer = Trainer(cfg)
+    if resume:
+        trainer.restore(load_checkpoint(run_dir))
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+        atomic_write_text(run_dir / "overrides.yaml", yaml.safe_dump(list(overrides)))
+    every = cfg.training.checkpoint_every
+    while trainer.state.epoch < cfg.training.epochs:
+        row = trainer.train_epoch()
+        if trainer.state.epoch % every == 0 or trainer.state.epoch == cfg.training.epochs:
+            atomic_torch_save(trainer.checkpoint(), run_dir / "checkpoint.pt")
+            atomic_write_text(run_dir / "metrics.csv", _metrics_csv(trainer.state.rows))
+        if on_epoch is not None:
+            on_epoch(row)
+    test = evaluate(trainer.net, load_split(cfg, "test"), cfg)
+    rows = trainer.state.rows
+    summary = {
+        "experiment": cfg.name, "test_accuracy": test.accuracy, "test_loss": test.loss,
+        "val_accuracy": rows[-1]["val_acc"], "val_loss": rows[-1]["val_loss"],
+        "n_params": trainer.net.n_params(), "epochs": trainer.state.epoch,
+        "wall_time_s": trainer.state.elapsed_s, "seed": cfg.training.seed,
+        "silent_fraction_test": test.silent,
+        "versions": {"snndelay": snndelay.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "git_commit": _git_commit(),
+    }
+    write_plots(trainer, test, run_dir, cfg)
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return RunResult(run_dir, summary, rows)
+
+
+def write_plots(trainer: Trainer, test: EvalResult, run_dir: Path, cfg: Config) -> None:
+    plots.learning_curves(trainer.state.rows, run_dir / "learning_curves.png")
+    delays = {f"layer {k}": layer.delays() for k, layer in enumerate(trainer.net.layers)
+              if layer.delays is not None}
+    plots.delay_histograms(delays, run_dir / "delays.png")
+    split = load_split(cfg, "test")
+    plots.yinyang_predictions(split.features, split.labels, test.predictions,
+                              run_dir / "yinyang_predictions.png")
+
+
+def evaluate_run(run_dir: Path, split: str) -> tuple[Config, EvalResult, torch.Tensor]:
+    """Reload a run's network and evaluate it; (config, result, confusion [true, predicted])."""
+    cfg = load_run_config(run_dir)
+    ckpt = load_checkpoint(run_dir)
+    net = build_network(cfg)
+    net.load_state_dict(ckpt["model"])
+    data = load_split(cfg, split)
+    res = evaluate(net, data, cfg)
+    n_cls = int(data.labels.max()) + 1
+    confusion = torch.zeros(n_cls, n_cls + 1, dtype=torch.long)  # last column: no spike
+    pred = torch.where(res.predictions < 0, n_cls, res.predictions)
+    confusion.index_put_((data.labels, pred), torch.ones_like(pred), accumulate=True)
+    return cfg, res, confusion

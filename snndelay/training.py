@@ -1,0 +1,183 @@
+"""Training and evaluation of a configured network (model.md sections 5 and 6)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from snndelay.config import Config
+from snndelay.data import yinyang, yinyang_spikes
+from snndelay.losses import LOSSES, predict
+from snndelay.network import DelaySpec, Network
+
+
+@dataclass
+class Split:
+    name: str
+    t_in: torch.Tensor  # [n, N_in] spike times
+    labels: torch.Tensor  # [n]
+    features: torch.Tensor  # [n, F] raw values (for plots)
+
+
+def load_split(cfg: Config, split: str) -> Split:
+    """Encode one split of the configured dataset once (cached tensors, off the hot path)."""
+    d = cfg.dataset
+    size, seed = {"train": (d.train_size, d.train_seed), "val": (d.val_size, d.val_seed),
+                  "test": (d.test_size, d.test_seed)}[split]
+    feats, labels = yinyang(size, seed)
+    return Split(split, yinyang_spikes(feats, d.t_early, d.t_late),
+                 torch.as_tensor(labels), torch.as_tensor(feats))
+
+
+def build_network(cfg: Config) -> Network:
+    sizes = [4] + cfg.hidden_sizes() + [3]
+    delayed = set(cfg.delay_layers())
+    dl = cfg.delay
+    specs = [DelaySpec(type=dl.type if k in delayed else "none", positivity=dl.positivity,
+                       shift=dl.shift, scale=dl.scale, init_mean=dl.init_mean,
+                       init_std=dl.init_std, group_size=dl.group_size)
+             for k in range(len(sizes) - 1)]
+    return Network(sizes, w_mean=cfg.per_layer("network.weight_mean", cfg.network.weight_mean),
+                   w_std=cfg.per_layer("network.weight_std", cfg.network.weight_std),
+                   delays=specs, bias_time=cfg.network.bias_time, tau_mem=cfg.neuron.tau_mem,
+                   tau_syn=cfg.neuron.tau_syn, threshold=cfg.neuron.threshold,
+                   seed=cfg.training.seed)
+
+
+def _loss_fn(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    lo = cfg.loss
+    if lo.name == "shift_mse":
+        return lambda t, y: LOSSES["shift_mse"](t, y, dt=lo.dt)
+    return lambda t, y: LOSSES["ttfs_ce"](t, y, xi=lo.xi, alpha=lo.alpha, beta=lo.beta)
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    predictions: torch.Tensor
+    silent: list[float]  # fraction of silent (sample, neuron) pairs per layer
+    outputs: torch.Tensor
+
+
+@torch.no_grad()
+def evaluate(net: Network, split: Split, cfg: Config) -> EvalResult:
+    loss_fn = _loss_fn(cfg)
+    bs = cfg.training.eval_batch_size
+    losses, preds, outs = [], [], []
+    silent = torch.zeros(len(net.layers), dtype=torch.float64)
+    for b0 in range(0, len(split.labels), bs):
+        times = net(split.t_in[b0:b0 + bs])
+        y = split.labels[b0:b0 + bs]
+        losses.append(loss_fn(times[-1], y))
+        preds.append(predict(times[-1]))
+        outs.append(times[-1])
+        silent += torch.stack([torch.isinf(t).double().sum() / t.shape[1] for t in times])
+    n = len(split.labels)
+    pred = torch.cat(preds)
+    return EvalResult(float(torch.cat(losses).mean()), float((pred == split.labels).double().mean()),
+                      pred, (silent / n).tolist(), torch.cat(outs))
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed run needs to continue exactly where it stopped."""
+
+    epoch: int = 0
+    bump_layer: int = -1  # layer bumped by the previous batch (-1: none)
+    bump_value: float = 0.0
+    elapsed_s: float = 0.0
+    rows: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Adam per layer (weights, delays), StepLR, weight bumping, max_dw_norm (model.md 6)."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        t = cfg.training
+        self.net = build_network(cfg)
+        lr = cfg.per_layer("training.lr", t.lr)
+        lr_d = cfg.per_layer("training.lr_delay", t.lr_delay)
+        groups = []
+        for k, layer in enumerate(self.net.layers):
+            groups.append({"params": [layer.weight], "lr": lr[k]})
+            if layer.delays is not None:
+                groups.append({"params": [layer.delays.raw], "lr": lr_d[k]})
+        self.opt = torch.optim.Adam(groups)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=t.step_size, gamma=t.gamma)
+        self.shuffle = torch.Generator().manual_seed(t.seed + 1)
+        self.loss_fn = _loss_fn(cfg)
+        self.max_dw = math.inf if t.max_dw_norm is None else float(t.max_dw_norm)
+        self.max_missing = [t.max_missing_hidden] * (len(self.net.layers) - 1) + [t.max_missing_output]
+        self.state = TrainState()
+        self.train_split = load_split(cfg, "train")
+        self.val_split = load_split(cfg, "val")
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        s = self.state
+        return {"epoch": s.epoch, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "shuffle_rng": self.shuffle.get_state(),
+                "bump_layer": s.bump_layer, "bump_value": s.bump_value,
+                "elapsed_s": s.elapsed_s, "rows": s.rows}
+
+    def restore(self, ckpt: dict) -> None:
+        self.net.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.shuffle.set_state(ckpt["shuffle_rng"])
+        self.state = TrainState(ckpt["epoch"], ckpt["bump_layer"], ckpt["bump_value"],
+                                ckpt["elapsed_s"], list(ckpt["rows"]))
+
+    # -- one epoch -------------------------------------------------------------------------
+    def _bump(self, times: list[torch.Tensor]) -> bool:
+        """Weight bumping: at the first layer with too many silent (sample, neuron) pairs, add
+        bump to the incoming weights of every neuron that missed a spike; True = skip step."""
+        s = self.state
+        for k, t in enumerate(times):
+            silent = torch.isinf(t)
+            if float(silent.double().mean()) > self.max_missing[k]:
+                s.bump_value = s.bump_value * 2 if s.bump_layer == k else self.cfg.training.bump
+                s.bump_layer = k
+                with torch.no_grad():
+                    self.net.layers[k].weight[:, silent.any(dim=0)] += s.bump_value
+                return True
+        s.bump_layer = -1
+        return False
+
+    def train_epoch(self) -> dict:
+        t0 = time.perf_counter()
+        tr = self.train_split
+        order = torch.randperm(len(tr.labels), generator=self.shuffle)
+        bs = self.cfg.training.batch_size
+        loss_sum, correct, n_bumps = 0.0, 0, 0
+        for b0 in range(0, len(order), bs):
+            idx = order[b0:b0 + bs]
+            y = tr.labels[idx]
+            times = self.net(tr.t_in[idx], max_dw_norm=self.max_dw)
+            per_sample = self.loss_fn(times[-1], y)
+            loss_sum += float(per_sample.detach().sum())
+            correct += int((predict(times[-1].detach()) == y).sum())
+            if self._bump([t.detach() for t in times]):
+                n_bumps += 1
+                continue
+            self.opt.zero_grad(set_to_none=True)
+            per_sample.mean().backward()
+            self.opt.step()
+            self.net.project()
+        lr = self.opt.param_groups[0]["lr"]
+        self.sched.step()
+        val = evaluate(self.net, self.val_split, self.cfg)
+        self.state.epoch += 1
+        self.state.elapsed_s += time.perf_counter() - t0
+        row = {"epoch": self.state.epoch, "train_loss": loss_sum / len(order),
+               "train_acc": correct / len(order), "val_loss": val.loss, "val_acc": val.accuracy,
+               "lr": lr, "bumps": n_bumps}
+        row.update({f"silent_layer{k}": v for k, v in enumerate(val.silent)})
+        self.state.rows.append(row)
+        return row
