@@ -5,6 +5,8 @@ import torch
 
 from snndelay.engine import first_spike_times, spike_times_with_grad
 
+pytestmark = pytest.mark.usefixtures("engine_impl")
+
 T = torch.rand(2, 3, dtype=torch.float64)
 W = torch.rand(3, 4, dtype=torch.float64)
 

@@ -7,6 +7,8 @@ from reference import DELAY_KINDS, arrivals, assert_same_times, ode_first_spikes
 
 from snndelay.engine import first_spike_times
 
+pytestmark = pytest.mark.usefixtures("engine_impl")
+
 # (ratio, delay kind, spikes per channel): both kernels, all delay shapes, single and multi-spike.
 CASES = [(r, k, s) for r in (1.0, 2.0) for k in DELAY_KINDS for s in (1, 3)]
 

@@ -7,6 +7,8 @@ from reference import DELAY_KINDS, random_layer
 
 from snndelay.engine import first_spike_times, spike_times_with_grad
 
+pytestmark = pytest.mark.usefixtures("engine_impl")
+
 RATIOS = (1.0, 2.0)
 
 

@@ -10,6 +10,8 @@ import torch
 
 from snndelay.engine import lambertw0
 
+pytestmark = pytest.mark.usefixtures("engine_impl")
+
 INV_E = math.exp(-1.0)
 
 

@@ -10,6 +10,8 @@ from snndelay.engine import first_spike_times
 from snndelay.engine.kernels import kernel_for
 from snndelay.engine.solver import solve_first_spikes
 
+pytestmark = pytest.mark.usefixtures("engine_impl")
+
 
 @pytest.mark.parametrize("ratio", (1.0, 2.0))
 @pytest.mark.parametrize("kind", ("none", "synaptic"))

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from snndelay.engine import first_spike_times
 
+pytestmark = pytest.mark.usefixtures("engine_impl")
+
 INF = math.inf
 times = st.one_of(st.floats(0.0, 5.0), st.just(INF), st.sampled_from([0.0, 1.0, 1.0, 2.5]))
 weights = st.one_of(st.floats(-3.0, 3.0), st.just(0.0), st.floats(1e6, 1e12),

@@ -1,8 +1,11 @@
 """A two-layer network built from first_spike_times learns a toy problem."""
 
+import pytest
 import torch
 
 from snndelay.engine import first_spike_times
+
+pytestmark = pytest.mark.usefixtures("engine_impl")
 
 
 def test_two_layer_network_with_delays_learns():

@@ -1,0 +1,138 @@
+"""`snndelay train` / `evaluate` end to end on a small budget: outputs, resume, errors."""
+
+import csv
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from snndelay.cli import app
+from snndelay.config import compose
+from snndelay.runs import atomic_torch_save, train_run
+
+runner = CliRunner()
+SMALL = ["dataset.train_size=300", "dataset.val_size=100", "dataset.test_size=100",
+         "training.batch_size=50"]
+FILES = ["config.yaml", "overrides.yaml", "metrics.csv", "summary.json", "checkpoint.pt",
+         "learning_curves.png", "delays.png", "yinyang_predictions.png"]
+
+
+def _train(tmp_path, name, *extra):
+    run = tmp_path / name
+    res = runner.invoke(app, ["train", *SMALL, "training.epochs=3", *extra, "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    return run
+
+
+def _metrics(run):
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_every_output_and_evaluate_reloads_it(tmp_path):
+    run = _train(tmp_path, "run", "experiment=yinyang_h30_wa")
+    for name in FILES:
+        assert (run / name).is_file(), name
+    rows = _metrics(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "silent_layer0"):
+        assert key in rows[0]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n_params"] == 244 and summary["seed"] == 0
+    assert 0.3 < summary["test_accuracy"] <= 1.0
+    for key in ("val_accuracy", "wall_time_s", "versions", "git_commit"):
+        assert key in summary
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 3 and "optimizer" in ckpt and "shuffle_rng" in ckpt
+    res = runner.invoke(app, ["evaluate", str(run), "--split", "test"])
+    assert res.exit_code == 0, res.output
+    assert f"{100 * summary['test_accuracy']:.2f} %" in res.output
+    assert "confusion matrix" in res.output and "silent" in res.output
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
+    a, b = _train(tmp_path, "a"), _train(tmp_path, "b")
+    c = _train(tmp_path, "c", "training.seed=1")
+    assert _metrics(a) == _metrics(b)
+    assert _metrics(a) != _metrics(c)
+
+
+def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path):
+    full = _train(tmp_path, "full", "training.epochs=4")
+    _, cfg = compose(SMALL + ["training.epochs=4"])
+    part = tmp_path / "part"
+
+    def stop_after_two(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, part, SMALL + ["training.epochs=4"], on_epoch=stop_after_two)
+    assert not (part / "summary.json").exists()
+    assert torch.load(part / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    res = runner.invoke(app, ["train", "--resume", str(part)])
+    assert res.exit_code == 0, res.output
+    assert _metrics(part) == _metrics(full)
+    s_full = json.loads((full / "summary.json").read_text())
+    s_part = json.loads((part / "summary.json").read_text())
+    assert s_part["test_accuracy"] == s_full["test_accuracy"]
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    atomic_torch_save({"epoch": 1}, path)
+
+    def broken_save(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        atomic_torch_save({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize("args, key", [
+    (["training.epochs=abc"], "training.epochs"),
+    (["neuron.tau_mem=-2"], "neuron.tau_mem"),
+    (["training.lr=-0.1"], "training.lr"),
+    (["network.hidden=0"], "network.hidden"),
+    (["delay=sideways"], "delay"),
+    (["dataset=imagenet"], "dataset"),
+    (["no_such_key=1"], "no_such_key"),
+    (["neuron.tau_mem=3.0"], "neuron.tau_mem"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, key):
+    res = runner.invoke(app, ["train", *args, "--run-dir", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and key in lines[0] and "Traceback" not in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_cfg_prints_the_composed_config(tmp_path):
+    res = runner.invoke(app, ["train", "experiment=yinyang_h5_ws", "training.seed=7", "--cfg"])
+    assert res.exit_code == 0
+    assert "name: yinyang_h5_ws" in res.output and "seed: 7" in res.output
+    assert "hidden:\n  - 5" in res.output
+
+
+@pytest.mark.parametrize("preset, delay, lr, lr_delay", [
+    ("yinyang_h30_w", "none", 0.02, 0.0), ("yinyang_h30_wa", "axonal", 0.005, 0.005),
+    ("yinyang_h30_wd", "dendritic", 0.005, 0.005), ("yinyang_h30_ws", "synaptic", 0.01, 0.003),
+    ("yinyang_h5_ws", "synaptic", 0.015, 0.01), ("fastdeep_yinyang", "none", 0.005, 0.0)])
+def test_every_preset_composes(preset, delay, lr, lr_delay):
+    _, cfg = compose([f"experiment={preset}"])
+    assert cfg.name == preset and cfg.delay.type == delay
+    assert cfg.training.lr == lr and cfg.training.lr_delay == lr_delay
+    assert cfg.training.epochs == 300 and cfg.training.batch_size == 150
+
+
+def test_default_is_h30_ws_and_overrides_beat_the_preset():
+    _, cfg = compose([])
+    assert cfg.name == "yinyang_h30_ws"
+    _, cfg = compose(["experiment=yinyang_h30_wa", "delay=dendritic", "training.lr=0.001"])
+    assert cfg.delay.type == "dendritic" and cfg.training.lr == 0.001
