@@ -80,8 +80,11 @@ class SpikingLayer(nn.Module):
         if self.bias_time is not None:
             t_in = torch.cat([t_in, t_in.new_full((t_in.shape[0], 1), self.bias_time)], dim=1)
         d = None if self.delays is None else self.delays()
+        # Inputs come from the encoder or the layer below (+inf or finite, never NaN), and the
+        # optimiser keeps parameters finite, so the engine's value scans are skipped.
         return first_spike_times(t_in, self.weight, d, tau_mem=tau_mem, tau_syn=tau_syn,
-                                 threshold=threshold, max_dw_norm=max_dw_norm)
+                                 threshold=threshold, max_dw_norm=max_dw_norm,
+                                 check_values=False)
 
 
 class Network(nn.Module):

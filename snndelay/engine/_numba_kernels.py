@@ -138,22 +138,24 @@ def _sorted_arrivals(arr, perm):
 
 
 @njit(parallel=True, cache=True)
-def forward_shared(t_in, w_t, theta, lambert):
+def forward_shared(t_in, w_t, theta, lambert, n_chunks):
     """All neurons of a sample share the arrival order: t_in [B, N], w_t [M, N], theta [B, M];
-    one sort per sample."""
+    one sort and one set of window decays per sample."""
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
     out = np.empty((n_b, n_out))
-    for b in prange(n_b):
-        perm = np.argsort(t_in[b])
-        arr = t_in[b][perm]
-        n_fin = 0
-        while n_fin < n_in and arr[n_fin] < np.inf:
-            n_fin += 1
+    per = (n_b + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
         dec = np.empty(n_in)
-        _decays(arr, n_fin, lambert, dec)  # shared by all neurons of the sample
-        for j in range(n_out):
-            out[b, j] = _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert, dec)
+        for b in range(c * per, min(n_b, (c + 1) * per)):
+            perm = np.argsort(t_in[b])
+            arr = t_in[b][perm]
+            n_fin = 0
+            while n_fin < n_in and arr[n_fin] < np.inf:
+                n_fin += 1
+            _decays(arr, n_fin, lambert, dec)  # shared by all neurons of the sample
+            for j in range(n_out):
+                out[b, j] = _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert, dec)
     return out
 
 
@@ -199,41 +201,85 @@ def _bucket_sort(vals, n, keys, idx, counts):
         idx[k] = p
 
 
+# Exponentials of arrival times are factorised, e^{r T_ij} = e^{r (t_i - t0)} e^{r d_ij}, when
+# every factor stays within e^{+-_FACTOR_SPAN}: one exp per input and per synapse instead of one
+# per (sample, synapse). Longer spans take one exp per element.
+_FACTOR_SPAN = 600.0
+
+
+@njit(cache=True)
+def _finite_range(row):
+    lo = np.inf
+    hi = -np.inf
+    for v in row:
+        if v < np.inf:
+            lo = min(lo, v)
+            hi = max(hi, v)
+    return lo, hi
+
+
+@njit(cache=True)
+def _exp_table(x, rate):
+    out = np.empty_like(x)
+    for j in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            out[j, i] = math.exp(rate * x[j, i])
+    return out
+
+
 @njit(parallel=True, cache=True)
-def forward_synaptic(t_in, d_t, w_t, theta, lambert):
+def forward_synaptic(t_in, d_t, w_t, theta, lambert, n_chunks):
     """Per-synapse delays: each neuron sorts its own arrivals t_in[b, i] + d_t[j, i]
-    (insertion sort for short rows, bucket sort otherwise)."""
+    (insertion sort for short rows, bucket sort otherwise). Samples are split into n_chunks
+    contiguous chunks, one per thread, each with its own scratch buffers."""
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
     out = np.empty((n_b, n_out))
-    for b in prange(n_b):
+    rate = 1.0 if lambert else 0.5
+    d_abs = np.abs(d_t).max() if d_t.size else 0.0
+    q = _exp_table(d_t, -rate)  # e^{-r d}
+    per = (n_b + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
         arr = np.empty(n_in)
         keys = np.empty(n_in)
         perm = np.empty(n_in, dtype=np.int64)
         pos = np.empty(n_in, dtype=np.int64)
         counts = np.empty(n_in + 1, dtype=np.int64)
         dec = np.empty(n_in)
-        # Finite inputs of this sample (a delay never removes a spike).
-        n_fin = 0
-        for i in range(n_in):
-            if t_in[b, i] < np.inf:
-                pos[n_fin] = i
-                n_fin += 1
-        for j in range(n_out):
-            if n_in <= _INSERTION_SORT_MAX:
-                for i in range(n_in):
-                    arr[i] = t_in[b, i] + d_t[j, i]
-                n = _sorted_arrivals(arr, perm)
-                _decays(arr, n, lambert, dec)
-                out[b, j] = _scan(arr, perm, w_t[j], n, theta[b, j], lambert, dec)
-            else:
-                for k in range(n_fin):
-                    arr[k] = t_in[b, pos[k]] + d_t[j, pos[k]]
-                _bucket_sort(arr, n_fin, keys, perm, counts)
-                for k in range(n_fin):
-                    perm[k] = pos[perm[k]]  # back to input indices
-                _decays(keys, n_fin, lambert, dec)
-                out[b, j] = _scan(keys, perm, w_t[j], n_fin, theta[b, j], lambert, dec)
+        p = np.empty(n_in)
+        for b in range(c * per, min(n_b, (c + 1) * per)):
+            t0, t1 = _finite_range(t_in[b])
+            factor = rate * (t1 - t0 + 2.0 * d_abs) < _FACTOR_SPAN
+            # Finite inputs of this sample (a delay never removes a spike).
+            n_fin = 0
+            for i in range(n_in):
+                if t_in[b, i] < np.inf:
+                    pos[n_fin] = i
+                    n_fin += 1
+                    if factor:
+                        p[i] = math.exp(-rate * (t_in[b, i] - t0))
+            for j in range(n_out):
+                if n_in <= _INSERTION_SORT_MAX:
+                    for i in range(n_in):
+                        arr[i] = t_in[b, i] + d_t[j, i]
+                    n = _sorted_arrivals(arr, perm)
+                    srt = arr
+                else:
+                    for k in range(n_fin):
+                        arr[k] = t_in[b, pos[k]] + d_t[j, pos[k]]
+                    _bucket_sort(arr, n_fin, keys, perm, counts)
+                    for k in range(n_fin):
+                        perm[k] = pos[perm[k]]  # back to input indices
+                    n = n_fin
+                    srt = keys
+                if factor:  # dec_k = e^{-r T_k+1} / e^{-r T_k}
+                    for k in range(n - 1):
+                        dec[k] = (p[perm[k + 1]] * q[j, perm[k + 1]]) / (p[perm[k]] * q[j, perm[k]])
+                    if n > 0:
+                        dec[n - 1] = 0.0
+                else:
+                    _decays(srt, n, lambert, dec)
+                out[b, j] = _scan(srt, perm, w_t[j], n, theta[b, j], lambert, dec)
     return out
 
 
@@ -243,19 +289,30 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, lambert, min_slope, max_dw_norm, n
     (sample, neuron) whose largest |dL/dt * dt/dw_i| exceeds max_dw_norm adds nothing to dL/dW."""
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
+    rate = 1.0 if lambert else 0.5
     grad_t = np.zeros((n_b, n_in))
     gw = np.zeros((n_chunks, n_out, n_in))
     gd = np.zeros((n_chunks, n_out, n_in))
+    d_abs = np.abs(d_t).max() if has_d else 0.0
+    q = _exp_table(d_t, rate) if has_d else np.ones((1, 1))  # e^{r d}
     per = (n_b + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         kbuf = np.empty(n_in)
         dkbuf = np.empty(n_in)
+        p = np.empty(n_in)
         for b in range(c * per, min(n_b, (c + 1) * per)):
+            t0, t1 = _finite_range(t_in[b])
+            sample_ok = rate * (t1 - t0 + d_abs) < _FACTOR_SPAN
+            if sample_ok:
+                for i in range(n_in):  # e^{r (t_i - t0)}; unused where t_i = +inf
+                    p[i] = math.exp(rate * (t_in[b, i] - t0)) if t_in[b, i] < np.inf else 0.0
             for j in range(n_out):
                 t = t_out[b, j]
                 gg = g[b, j]
                 if not math.isfinite(t) or gg == 0.0:
                     continue
+                factor = sample_ok and rate * (t - t0 + d_abs) < _FACTOR_SPAN
+                r = math.exp(-rate * (t - t0)) if factor else 0.0
                 slope = 0.0
                 kmax = 0.0
                 for i in range(n_in):
@@ -263,14 +320,17 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, lambert, min_slope, max_dw_norm, n
                     if has_d:
                         x += d_t[j, i]
                     if x < 0.0:
+                        # e^{r x}, from the factor tables where they are safe
+                        if factor:
+                            erx = p[i] * r * (q[j, i] if has_d else 1.0)
+                        else:
+                            erx = math.exp(rate * x)
                         if lambert:  # k = s e^{-s}, k' = (1 - s) e^{-s}, s = -x
-                            e = math.exp(x)
-                            kbuf[i] = -x * e
-                            dkbuf[i] = e + x * e
+                            kbuf[i] = -x * erx
+                            dkbuf[i] = erx + x * erx
                         else:  # k/2 = e^{-s/2} - e^{-s}, k'/2 = e^{-s} - e^{-s/2}/2
-                            eh = math.exp(0.5 * x)
-                            kbuf[i] = eh - eh * eh
-                            dkbuf[i] = eh * eh - 0.5 * eh
+                            kbuf[i] = erx - erx * erx
+                            dkbuf[i] = erx * erx - 0.5 * erx
                     else:
                         kbuf[i] = 0.0
                         dkbuf[i] = 0.0

@@ -65,8 +65,10 @@ def _delay_kind(delays: torch.Tensor, n_in: int, n_out: int) -> tuple[str, torch
 
 
 def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None,
-             threshold: float | torch.Tensor, tau_mem: float, tau_syn: float):
-    """Check the arguments; return the kernel and the threshold as a [B, N_out] tensor."""
+             threshold: float | torch.Tensor, tau_mem: float, tau_syn: float,
+             check_values: bool = True):
+    """Check the arguments; return the kernel and the threshold as a [B, N_out] tensor.
+    check_values=False skips the NaN/inf scans of the tensors (trusted callers)."""
     if not torch.is_floating_point(t_in) or not torch.is_floating_point(weights):
         raise ValueError("t_in and weights must be floating-point tensors")
     if t_in.dim() not in (2, 3):
@@ -74,13 +76,15 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
     if weights.dim() != 2 or weights.shape[0] != t_in.shape[1]:
         raise ValueError(f"weights must be [N_in, N_out] with N_in = {t_in.shape[1]}, "
                          f"got shape {tuple(weights.shape)}")
-    if not bool((t_in > -math.inf).all()):  # False for NaN and -inf alike
-        raise ValueError("t_in must not contain NaN or -inf (use +inf for 'no spike')")
-    if not torch.isfinite(weights).all():
-        raise ValueError("weights must be finite")
-    if delays is not None and (not torch.is_floating_point(delays)
-                               or not torch.isfinite(delays).all()):
-        raise ValueError("delays must be a finite floating-point tensor")
+    if delays is not None and not torch.is_floating_point(delays):
+        raise ValueError("delays must be a floating-point tensor")
+    if check_values:
+        if not bool((t_in > -math.inf).all()):  # False for NaN and -inf alike
+            raise ValueError("t_in must not contain NaN or -inf (use +inf for 'no spike')")
+        if not torch.isfinite(weights).all():
+            raise ValueError("weights must be finite")
+        if delays is not None and not torch.isfinite(delays).all():
+            raise ValueError("delays must be finite")
     kernel = kernel_for(tau_mem, tau_syn)
     batch, n_out = t_in.shape[0], weights.shape[1]
     if isinstance(threshold, (int, float)):
@@ -124,8 +128,8 @@ def _layer_inputs(t_in, weights, delays, tau_syn):
     return t, w, d_syn, d_out
 
 
-def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, opts):
-    kernel, theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn)
+def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, opts, check_values=True):
+    kernel, theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn, check_values)
     t, w, d_syn, d_out = _layer_inputs(t_in, weights, delays, tau_syn)
     core_given = None
     if t_given is not None:
@@ -149,7 +153,8 @@ def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, opts):
 def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None = None,
                       *, tau_mem: float = 2.0, tau_syn: float = 1.0,
                       threshold: float | torch.Tensor = 1.0,
-                      min_slope: float = MIN_SLOPE, max_dw_norm: float = math.inf) -> torch.Tensor:
+                      min_slope: float = MIN_SLOPE, max_dw_norm: float = math.inf,
+                      check_values: bool = True) -> torch.Tensor:
     """First spike times [B, N_out] of LIF neurons driven by input spikes (+inf = silent).
 
     t_in: [B, N_in] or [B, N_in, S] spike times (+inf = no spike); weights: [N_in, N_out];
@@ -159,10 +164,12 @@ def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.T
     (model.md section 1), tau_mem/tau_syn in {1, 2}. Differentiable in t_in, weights and delays
     with the exact spike-time gradients of model.md section 4; min_slope floors u'(t*) at
     grazing crossings, max_dw_norm drops the weight gradient of a (sample, neuron) whose largest
-    |dL/dt * dt/dw| exceeds it (the reference training uses 0.2). Computed in float64.
+    |dL/dt * dt/dw| exceeds it (the reference training uses 0.2). check_values=False skips
+    the scans for NaN/-inf inputs and non-finite weights (for callers that guarantee them, such
+    as a network's own layers). Computed in float64.
     """
     return _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, None,
-                  dict(min_slope=min_slope, max_dw_norm=max_dw_norm))
+                  dict(min_slope=min_slope, max_dw_norm=max_dw_norm), check_values)
 
 
 def spike_times_with_grad(t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor,
