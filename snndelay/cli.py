@@ -93,15 +93,16 @@ def train(
                 f"loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f} %  "
                 f"val {100 * row['val_acc']:.1f} %"))
 
-        if resume is not None:
-            from snndelay.runs import load_checkpoint
-
-            progress.update(task, completed=load_checkpoint(resume)["epoch"])
         try:
             result = train_run(cfg, target, overrides, resume=resume is not None,
                                on_epoch=on_epoch)
         except ConfigError as exc:
             _user_error(str(exc))
+        except KeyboardInterrupt:
+            progress.stop()
+            err_console.print(f"interrupted; continue with: snndelay train --resume {target}",
+                              highlight=False)
+            raise typer.Exit(130) from None
     s = result.summary
     table = Table(title=f"{cfg.name} (seed {s['seed']})")
     for col in ("test acc", "val acc", "parameters", "epochs", "wall time", "run directory"):
