@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
@@ -37,9 +37,8 @@ def build_network(cfg: Config) -> Network:
     sizes = [4] + cfg.hidden_sizes() + [3]
     delayed = set(cfg.delay_layers())
     dl = cfg.delay
-    specs = [DelaySpec(type=dl.type if k in delayed else "none", positivity=dl.positivity,
-                       shift=dl.shift, scale=dl.scale, init_mean=dl.init_mean,
-                       init_std=dl.init_std, group_size=dl.group_size)
+    shared = {k: v for k, v in asdict(dl).items() if k not in ("type", "layers")}
+    specs = [DelaySpec(type=dl.type if k in delayed else "none", **shared)
              for k in range(len(sizes) - 1)]
     return Network(sizes, w_mean=cfg.per_layer("network.weight_mean", cfg.network.weight_mean),
                    w_std=cfg.per_layer("network.weight_std", cfg.network.weight_std),

@@ -118,19 +118,28 @@ def _scan(arr, idx, wrow, n, theta, lambert, dec):
 
 
 @njit(cache=True)
+def _insertion_sort(keys, idx, n):
+    """Sort keys[:n] in place, carrying idx; fast on short or nearly sorted rows."""
+    for i in range(1, n):
+        v = keys[i]
+        p = idx[i]
+        k = i
+        while k > 0 and keys[k - 1] > v:
+            keys[k] = keys[k - 1]
+            idx[k] = idx[k - 1]
+            k -= 1
+        keys[k] = v
+        idx[k] = p
+
+
+@njit(cache=True)
 def _sorted_arrivals(arr, perm):
-    """Sort arr in place by insertion (short rows, no allocation), carrying perm (initialised
-    here to 0..n-1); return the number of finite entries (+inf sorts last)."""
+    """Sort arr in place (insertion sort: short rows, no allocation), with perm set to the
+    original positions; return the number of finite entries (+inf sorts last)."""
     n = arr.shape[0]
     for i in range(n):
-        v = arr[i]
-        k = i
-        while k > 0 and arr[k - 1] > v:
-            arr[k] = arr[k - 1]
-            perm[k] = perm[k - 1]
-            k -= 1
-        arr[k] = v
-        perm[k] = i
+        perm[i] = i
+    _insertion_sort(arr, perm, n)
     n_fin = 0
     while n_fin < n and arr[n_fin] < np.inf:
         n_fin += 1
@@ -189,16 +198,7 @@ def _bucket_sort(vals, n, keys, idx, counts):
         keys[counts[k]] = vals[i]
         idx[counts[k]] = i
         counts[k] += 1
-    for i in range(1, n):
-        v = keys[i]
-        p = idx[i]
-        k = i
-        while k > 0 and keys[k - 1] > v:
-            keys[k] = keys[k - 1]
-            idx[k] = idx[k - 1]
-            k -= 1
-        keys[k] = v
-        idx[k] = p
+    _insertion_sort(keys, idx, n)  # entries only move within their bin
 
 
 # Exponentials of arrival times are factorised, e^{r T_ij} = e^{r (t_i - t0)} e^{r d_ij}, when
