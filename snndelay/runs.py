@@ -24,7 +24,7 @@ import yaml
 import snndelay
 from snndelay import plots
 from snndelay.config import Config, ConfigError, from_dictconfig, to_yaml
-from snndelay.training import EvalResult, Trainer, build_network, evaluate, load_split
+from snndelay.training import EvalResult, Split, Trainer, build_network, evaluate, load_split
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -101,7 +101,8 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
             atomic_write_text(run_dir / "metrics.csv", _metrics_csv(trainer.state.rows))
         if on_epoch is not None:
             on_epoch(row)
-    test = evaluate(trainer.net, load_split(cfg, "test"), cfg)
+    test_split = load_split(cfg, "test")
+    test = evaluate(trainer.net, test_split, cfg)
     rows = trainer.state.rows
     summary = {
         "experiment": cfg.name, "test_accuracy": test.accuracy, "test_loss": test.loss,
@@ -113,17 +114,16 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
                      "python": platform.python_version()},
         "git_commit": _git_commit(),
     }
-    write_plots(trainer, test, run_dir, cfg)
+    write_plots(trainer, test_split, test, run_dir)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return RunResult(run_dir, summary, rows)
 
 
-def write_plots(trainer: Trainer, test: EvalResult, run_dir: Path, cfg: Config) -> None:
+def write_plots(trainer: Trainer, split: Split, test: EvalResult, run_dir: Path) -> None:
     plots.learning_curves(trainer.state.rows, run_dir / "learning_curves.png")
     delays = {f"layer {k}": layer.delays() for k, layer in enumerate(trainer.net.layers)
               if layer.delays is not None}
     plots.delay_histograms(delays, run_dir / "delays.png")
-    split = load_split(cfg, "test")
     plots.yinyang_predictions(split.features, split.labels, test.predictions,
                               run_dir / "yinyang_predictions.png")
 
