@@ -13,6 +13,7 @@ from snndelay.config import Config
 from snndelay.data import yinyang, yinyang_spikes
 from snndelay.losses import LOSSES, predict
 from snndelay.network import DelaySpec, Network
+from snndelay.optim import Adam
 
 
 @dataclass
@@ -94,7 +95,8 @@ class TrainState:
 
 
 class Trainer:
-    """Adam per layer (weights, delays), StepLR, weight bumping, max_dw_norm (model.md 6)."""
+    """Adam per layer (weights, delays), step schedule (StepLR), weight bumping, max_dw_norm
+    (model.md section 6)."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -104,11 +106,10 @@ class Trainer:
         lr_d = cfg.per_layer("training.lr_delay", t.lr_delay)
         groups = []
         for k, layer in enumerate(self.net.layers):
-            groups.append({"params": [layer.weight], "lr": lr[k]})
+            groups.append(([layer.weight], lr[k]))
             if layer.delays is not None:
-                groups.append({"params": [layer.delays.raw], "lr": lr_d[k]})
-        self.opt = torch.optim.Adam(groups)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=t.step_size, gamma=t.gamma)
+                groups.append(([layer.delays.raw], lr_d[k]))
+        self.opt = Adam(groups)
         self.shuffle = torch.Generator().manual_seed(t.seed + 1)
         self.loss_fn = _loss_fn(cfg)
         self.max_dw = math.inf if t.max_dw_norm is None else float(t.max_dw_norm)
@@ -121,14 +122,13 @@ class Trainer:
     def checkpoint(self) -> dict:
         s = self.state
         return {"epoch": s.epoch, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "shuffle_rng": self.shuffle.get_state(),
+                "shuffle_rng": self.shuffle.get_state(),
                 "bump_layer": s.bump_layer, "bump_value": s.bump_value,
                 "elapsed_s": s.elapsed_s, "rows": s.rows}
 
     def restore(self, ckpt: dict) -> None:
         self.net.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
-        self.sched.load_state_dict(ckpt["scheduler"])
         self.shuffle.set_state(ckpt["shuffle_rng"])
         self.state = TrainState(ckpt["epoch"], ckpt["bump_layer"], ckpt["bump_value"],
                                 ckpt["elapsed_s"], list(ckpt["rows"]))
@@ -151,9 +151,12 @@ class Trainer:
 
     def train_epoch(self) -> dict:
         t0 = time.perf_counter()
+        t = self.cfg.training
+        # StepLR: lr = lr0 * gamma^(completed epochs // step_size)
+        self.opt.lr_scale = t.gamma ** (self.state.epoch // t.step_size)
         tr = self.train_split
         order = torch.randperm(len(tr.labels), generator=self.shuffle)
-        bs = self.cfg.training.batch_size
+        bs = t.batch_size
         loss_sum, correct, n_bumps = 0.0, 0, 0
         for b0 in range(0, len(order), bs):
             idx = order[b0:b0 + bs]
@@ -165,18 +168,16 @@ class Trainer:
             if self._bump([t.detach() for t in times]):
                 n_bumps += 1
                 continue
-            self.opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad()
             per_sample.mean().backward()
             self.opt.step()
             self.net.project()
-        lr = self.opt.param_groups[0]["lr"]
-        self.sched.step()
         val = evaluate(self.net, self.val_split, self.cfg)
         self.state.epoch += 1
         self.state.elapsed_s += time.perf_counter() - t0
         row = {"epoch": self.state.epoch, "train_loss": loss_sum / len(order),
                "train_acc": correct / len(order), "val_loss": val.loss, "val_acc": val.accuracy,
-               "lr": lr, "bumps": n_bumps}
+               "lr": self.opt.lr(), "bumps": n_bumps}
         row.update({f"silent_layer{k}": v for k, v in enumerate(val.silent)})
         self.state.rows.append(row)
         return row
