@@ -9,21 +9,19 @@ costs more than the update itself for networks of a few hundred parameters.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 
 class Adam:
-    """Adam over parameter groups [(params, lr), ...]; lr_scale multiplies every group's lr
-    (the step schedule)."""
+    """Adam over parameter groups [(params, lr), ...]. decay(gamma) multiplies every learning
+    rate, as torch's StepLR does at each step boundary (same rounding, so a run is bit-identical
+    to torch.optim.Adam + StepLR)."""
 
     def __init__(self, groups: list[tuple[list[torch.nn.Parameter], float]],
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.params = [p for ps, _ in groups for p in ps]
-        self.base_lrs = [lr for ps, lr in groups for _ in ps]
+        self.lrs = [float(lr) for ps, lr in groups for _ in ps]
         self.betas, self.eps = betas, eps
-        self.lr_scale = 1.0
         self.steps = 0
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
@@ -45,19 +43,19 @@ class Adam:
         torch._foreach_mul_(v, b2)
         torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
         denom = torch._foreach_sqrt(v)
-        torch._foreach_div_(denom, math.sqrt(1 - b2 ** self.steps))
+        torch._foreach_div_(denom, (1 - b2 ** self.steps) ** 0.5)
         torch._foreach_add_(denom, self.eps)
-        scale = -self.lr_scale / (1 - b1 ** self.steps)
-        torch._foreach_addcdiv_(params, m, denom, [scale * self.base_lrs[k] for k in live])
+        bias1 = 1 - b1 ** self.steps
+        torch._foreach_addcdiv_(params, m, denom, [-(self.lrs[k] / bias1) for k in live])
 
-    def lr(self, group: int = 0) -> float:
-        return self.lr_scale * self.base_lrs[group]
+    def decay(self, gamma: float) -> None:
+        self.lrs = [lr * gamma for lr in self.lrs]
 
     def state_dict(self) -> dict:
-        return {"steps": self.steps, "lr_scale": self.lr_scale, "exp_avg": self.exp_avg,
+        return {"steps": self.steps, "lrs": self.lrs, "exp_avg": self.exp_avg,
                 "exp_avg_sq": self.exp_avg_sq}
 
     def load_state_dict(self, state: dict) -> None:
-        self.steps, self.lr_scale = int(state["steps"]), float(state["lr_scale"])
+        self.steps, self.lrs = int(state["steps"]), [float(x) for x in state["lrs"]]
         for dst, src in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
             dst.copy_(src)

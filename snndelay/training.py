@@ -152,8 +152,9 @@ class Trainer:
     def train_epoch(self) -> dict:
         t0 = time.perf_counter()
         t = self.cfg.training
-        # StepLR: lr = lr0 * gamma^(completed epochs // step_size)
-        self.opt.lr_scale = t.gamma ** (self.state.epoch // t.step_size)
+        if self.state.epoch > 0 and self.state.epoch % t.step_size == 0:
+            self.opt.decay(t.gamma)  # StepLR
+
         tr = self.train_split
         order = torch.randperm(len(tr.labels), generator=self.shuffle)
         bs = t.batch_size
@@ -177,7 +178,7 @@ class Trainer:
         self.state.elapsed_s += time.perf_counter() - t0
         row = {"epoch": self.state.epoch, "train_loss": loss_sum / len(order),
                "train_acc": correct / len(order), "val_loss": val.loss, "val_acc": val.accuracy,
-               "lr": self.opt.lr(), "bumps": n_bumps}
+               "lr": self.opt.lrs[0], "bumps": n_bumps}
         row.update({f"silent_layer{k}": v for k, v in enumerate(val.silent)})
         self.state.rows.append(row)
         return row

@@ -73,7 +73,7 @@ def test_delays_stay_positive_and_groups_share(positivity):
     assert torch.all(net.layers[0].delays() >= 0)
 
 
-def test_lean_adam_matches_torch_adam_bit_for_bit():
+def test_lean_adam_with_decay_matches_torch_adam_and_steplr_bit_for_bit():
     from snndelay.optim import Adam
 
     g = torch.Generator().manual_seed(0)
@@ -83,11 +83,16 @@ def test_lean_adam_matches_torch_adam_bit_for_bit():
     start = ours[0].detach().clone()
     opt = Adam([([ours[0]], 0.01), ([ours[1]], 0.003)])
     ref_opt = torch.optim.Adam([{"params": [ref[0]], "lr": 0.01}, {"params": [ref[1]], "lr": 0.003}])
-    for _ in range(30):
+    sched = torch.optim.lr_scheduler.StepLR(ref_opt, step_size=3, gamma=0.95)
+    for it in range(30):
         grads = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in ours]
         for p, q, gr in zip(ours, ref, grads):
             p.grad, q.grad = gr.clone(), gr.clone()
         opt.step()
         ref_opt.step()
+        sched.step()
+        if (it + 1) % 3 == 0:  # StepLR's boundary, as the trainer applies it
+            opt.decay(0.95)
+    assert opt.lrs == [group["lr"] for group in ref_opt.param_groups]
     assert all(torch.equal(p, q) for p, q in zip(ours, ref))
     assert (ours[0] - start).abs().min() > 0  # every entry moved
