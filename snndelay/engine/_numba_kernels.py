@@ -132,20 +132,6 @@ def _insertion_sort(keys, idx, n):
         idx[k] = p
 
 
-@njit(cache=True)
-def _sorted_arrivals(arr, perm):
-    """Sort arr in place (insertion sort: short rows, no allocation), with perm set to the
-    original positions; return the number of finite entries (+inf sorts last)."""
-    n = arr.shape[0]
-    for i in range(n):
-        perm[i] = i
-    _insertion_sort(arr, perm, n)
-    n_fin = 0
-    while n_fin < n and arr[n_fin] < np.inf:
-        n_fin += 1
-    return n_fin
-
-
 @njit(parallel=True, cache=True)
 def forward_shared(t_in, w_t, theta, lambert, n_chunks):
     """All neurons of a sample share the arrival order: t_in [B, N], w_t [M, N], theta [B, M];
@@ -250,6 +236,9 @@ def forward_synaptic(t_in, d_t, w_t, theta, lambert, n_chunks):
         for b in range(c * per, min(n_b, (c + 1) * per)):
             t0, t1 = _finite_range(t_in[b])
             factor = rate * (t1 - t0 + 2.0 * d_abs) < _FACTOR_SPAN
+            # Short rows start from the sample's input order: with delays added they are
+            # nearly sorted, so the insertion sort moves few entries.
+            order = np.argsort(t_in[b]) if n_in <= _INSERTION_SORT_MAX else pos
             # Finite inputs of this sample (a delay never removes a spike).
             n_fin = 0
             for i in range(n_in):
@@ -260,9 +249,11 @@ def forward_synaptic(t_in, d_t, w_t, theta, lambert, n_chunks):
                         p[i] = math.exp(-rate * (t_in[b, i] - t0))
             for j in range(n_out):
                 if n_in <= _INSERTION_SORT_MAX:
-                    for i in range(n_in):
-                        arr[i] = t_in[b, i] + d_t[j, i]
-                    n = _sorted_arrivals(arr, perm)
+                    for k in range(n_in):
+                        arr[k] = t_in[b, order[k]] + d_t[j, order[k]]
+                        perm[k] = order[k]
+                    _insertion_sort(arr, perm, n_in)
+                    n = n_fin
                     srt = arr
                 else:
                     for k in range(n_fin):
