@@ -119,9 +119,12 @@ class Config:
 
     def per_layer(self, key: str, value: Any) -> list[float]:
         n = self.n_layers()
-        vals = [value] * n if isinstance(value, (int, float)) else list(value)
-        if len(vals) != n:
-            raise ConfigError(f"{key}: give one number or a list of {n} (one per layer), got {value}")
+        vals = [value] * n if isinstance(value, (int, float)) else value
+        ok = isinstance(vals, (list, tuple)) and len(vals) == n and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+        if not ok:
+            raise ConfigError(f"{key}: give one number or a list of {n} numbers (one per layer), "
+                              f"got {value!r}")
         return [float(v) for v in vals]
 
     def delay_layers(self) -> list[int]:

@@ -104,6 +104,8 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch
     (["dataset=imagenet"], "dataset"),
     (["no_such_key=1"], "no_such_key"),
     (["neuron.tau_mem=3.0"], "neuron.tau_mem"),
+    (["network.hidden=[10,5]", "training.lr=abc"], "training.lr"),
+    (["training.lr=[0.1,0.2,0.3]"], "training.lr"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, key):
     res = runner.invoke(app, ["train", *args, "--run-dir", str(tmp_path / "x")])
