@@ -103,10 +103,17 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
             on_epoch(row)
     test_split = load_split(cfg, "test")
     test = evaluate(trainer.net, test_split, cfg)
+    best_net = build_network(cfg)
+    best_net.load_state_dict(trainer.state.best_model)
+    best = evaluate(best_net, test_split, cfg)
     rows = trainer.state.rows
     summary = {
         "experiment": cfg.name, "test_accuracy": test.accuracy, "test_loss": test.loss,
         "val_accuracy": rows[-1]["val_acc"], "val_loss": rows[-1]["val_loss"],
+        # the network of the epoch with the best validation accuracy, for reference
+        "best_val_epoch": trainer.state.best_epoch,
+        "best_val_accuracy": rows[trainer.state.best_epoch - 1]["val_acc"],
+        "test_accuracy_at_best_val": best.accuracy,
         "n_params": trainer.net.n_params(), "epochs": trainer.state.epoch,
         "wall_time_s": trainer.state.elapsed_s, "seed": cfg.training.seed,
         "silent_fraction_test": test.silent,

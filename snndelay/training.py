@@ -92,6 +92,8 @@ class TrainState:
     bump_value: float = 0.0
     elapsed_s: float = 0.0
     rows: list[dict] = field(default_factory=list)
+    best_epoch: int = 0  # epoch with the highest validation accuracy so far (first of ties)
+    best_model: dict = field(default_factory=dict)  # its parameters
 
 
 class Trainer:
@@ -124,14 +126,16 @@ class Trainer:
         return {"epoch": s.epoch, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                 "shuffle_rng": self.shuffle.get_state(),
                 "bump_layer": s.bump_layer, "bump_value": s.bump_value,
-                "elapsed_s": s.elapsed_s, "rows": s.rows}
+                "elapsed_s": s.elapsed_s, "rows": s.rows, "best_epoch": s.best_epoch,
+                "best_model": s.best_model}
 
     def restore(self, ckpt: dict) -> None:
         self.net.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.shuffle.set_state(ckpt["shuffle_rng"])
         self.state = TrainState(ckpt["epoch"], ckpt["bump_layer"], ckpt["bump_value"],
-                                ckpt["elapsed_s"], list(ckpt["rows"]))
+                                ckpt["elapsed_s"], list(ckpt["rows"]), ckpt["best_epoch"],
+                                dict(ckpt["best_model"]))
 
     # -- one epoch -------------------------------------------------------------------------
     def _bump(self, times: list[torch.Tensor]) -> bool:
@@ -180,5 +184,9 @@ class Trainer:
                "train_acc": correct / len(order), "val_loss": val.loss, "val_acc": val.accuracy,
                "lr": self.opt.lrs[0], "bumps": n_bumps}
         row.update({f"silent_layer{k}": v for k, v in enumerate(val.silent)})
-        self.state.rows.append(row)
+        s = self.state
+        if not s.rows or val.accuracy > s.rows[s.best_epoch - 1]["val_acc"]:
+            s.best_epoch = s.epoch
+            s.best_model = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        s.rows.append(row)
         return row

@@ -43,6 +43,11 @@ def test_train_writes_every_output_and_evaluate_reloads_it(tmp_path):
     assert 0.3 < summary["test_accuracy"] <= 1.0
     for key in ("val_accuracy", "wall_time_s", "versions", "git_commit"):
         assert key in summary
+    rows = _metrics(run)
+    best = max(range(3), key=lambda k: (float(rows[k]["val_acc"]), -k))
+    assert summary["best_val_epoch"] == best + 1
+    assert summary["best_val_accuracy"] == float(rows[best]["val_acc"])
+    assert 0.3 < summary["test_accuracy_at_best_val"] <= 1.0
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 3 and "optimizer" in ckpt and "shuffle_rng" in ckpt
     res = runner.invoke(app, ["evaluate", str(run), "--split", "test"])
