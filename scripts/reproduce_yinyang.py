@@ -30,7 +30,10 @@ def run_one(preset: str, seed: int, epochs: int, out: Path) -> dict:
         if (run_dir / "checkpoint.pt").is_file():
             cmd = ["snndelay", "train", "--resume", str(run_dir)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads(summary.read_text())
+    result = json.loads(summary.read_text())
+    print(f"{preset} seed {seed}: test {100 * result['test_accuracy']:.2f} %, "
+          f"{result['wall_time_s']:.1f} s", flush=True)
+    return result
 
 
 def quartiles(xs: list[float]) -> tuple[float, float, float]:
