@@ -34,12 +34,6 @@ def ttfs_cross_entropy(t: torch.Tensor, label: torch.Tensor, xi: float = 0.2,
     return torch.where(fin.gather(1, label[:, None]).squeeze(1), per, torch.zeros_like(per))
 
 
-def loss_valid(t: torch.Tensor, label: torch.Tensor, name: str) -> torch.Tensor:
-    """Which samples have a finite loss (the others count as a constant)."""
-    fin = torch.isfinite(t)
-    return fin.all(dim=1) if name == "shift_mse" else fin.gather(1, label[:, None]).squeeze(1)
-
-
 def predict(t: torch.Tensor) -> torch.Tensor:
     """The first output neuron to spike; -1 when all outputs are silent (always wrong)."""
     first = t.argmin(dim=1)
