@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from snndelay.engine import first_spike_times
+from snndelay.engine import first_spike_times, fused
 
 DELAY_TYPES = ("none", "axonal", "dendritic", "synaptic")
 
@@ -55,6 +56,27 @@ class Delays(nn.Module):
         elif g > 1 and self.spec.type == "dendritic":
             d = d.repeat_interleave(g, dim=1)[:, : self.n_out]
         return d
+
+    def numpy_value(self) -> np.ndarray:
+        """The effective delays in the engine's per-kind shape: axonal [N_in], dendritic
+        [N_out], synaptic [N_in, N_out] (for the fused path)."""
+        d = self.forward().detach().numpy()
+        return d if self.spec.type == "synaptic" else d.reshape(-1)
+
+    def grad_raw(self, g_d: np.ndarray) -> torch.Tensor:
+        """dL/dp from dL/dd (per-kind shape): sums over a shared group, times the sigmoid's
+        derivative scale * s (1 - s) (identity for clamping)."""
+        spec, g = self.spec, g_d
+        if spec.group_size > 1 and spec.type in ("axonal", "dendritic"):
+            n = self.raw.numel()
+            padded = np.zeros(n * spec.group_size)
+            padded[: g.size] = g
+            g = padded.reshape(n, spec.group_size).sum(axis=1)
+        g = g.reshape(self.raw.shape)
+        if spec.positivity == "sigmoid":
+            s = 1.0 / (1.0 + np.exp(-self.raw.detach().numpy()))
+            g = g * (spec.scale * s * (1.0 - s))
+        return torch.from_numpy(np.ascontiguousarray(g))
 
     @torch.no_grad()
     def project(self) -> None:
@@ -110,6 +132,45 @@ class Network(nn.Module):
                       max_dw_norm=max_dw_norm)
             out.append(t)
         return out
+
+    # -- fused path: the same network, chained by hand on numpy arrays (no autograd) --------
+    def fused_ok(self) -> bool:
+        """Whether forward_fused / backward_fused can run (compiled CPU loops, ratio 1 or 2)."""
+        return fused.available(self.tau_mem / self.tau_syn)
+
+    def forward_fused(self, t_in: np.ndarray) -> tuple[list[np.ndarray], list]:
+        """Every layer's spike times [B, N_k] (numpy, same values as forward) and the caches
+        that backward_fused needs. t_in: [B, N_in] float64."""
+        tau = self.tau_syn
+        lambert = self.tau_mem == tau
+        t = t_in / tau if tau != 1.0 else t_in
+        outs, caches = [], []
+        for layer in self.layers:
+            if layer.bias_time is not None:
+                t = np.concatenate([t, np.full((t.shape[0], 1), layer.bias_time / tau)], axis=1)
+            kind, d = "none", None
+            if layer.delays is not None:
+                kind, d = layer.delays.spec.type, layer.delays.numpy_value()
+                d = d / tau if tau != 1.0 else d
+            t, cache = fused.layer_forward(t, layer.weight.detach().numpy(), kind, d,
+                                           float(self.threshold), lambert)
+            caches.append((kind, cache))
+            outs.append(t * tau if tau != 1.0 else t)
+        return outs, caches
+
+    def backward_fused(self, caches: list, g_out: np.ndarray,
+                       max_dw_norm: float = math.inf) -> None:
+        """Set .grad of every parameter from dL/dt of the last layer (numpy [B, N_out]):
+        the engine's spike-time backward (model.md section 4) chained through the layers."""
+        tau = self.tau_syn
+        lambert = self.tau_mem == tau
+        g = g_out * tau if tau != 1.0 else g_out  # per tau_s unit of the scaled times
+        for layer, (kind, cache) in zip(reversed(self.layers), reversed(caches)):
+            g_t, g_w, g_d = fused.layer_backward(g, kind, cache, lambert, max_dw_norm=max_dw_norm)
+            layer.weight.grad = torch.from_numpy(g_w)
+            if layer.delays is not None:
+                layer.delays.raw.grad = layer.delays.grad_raw(g_d / tau if tau != 1.0 else g_d)
+            g = g_t[:, : g_t.shape[1] - (layer.bias_time is not None)]
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

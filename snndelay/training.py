@@ -7,11 +7,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 from snndelay.config import Config
 from snndelay.data import yinyang, yinyang_spikes
-from snndelay.losses import LOSSES, predict
+from snndelay.losses import LOSSES, LOSSES_NP, predict_np
 from snndelay.network import DelaySpec, Network
 from snndelay.optim import Adam
 
@@ -48,11 +49,30 @@ def build_network(cfg: Config) -> Network:
                    seed=cfg.training.seed)
 
 
-def _loss_fn(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _loss_kwargs(cfg: Config) -> dict:
     lo = cfg.loss
-    if lo.name == "shift_mse":
-        return lambda t, y: LOSSES["shift_mse"](t, y, dt=lo.dt)
-    return lambda t, y: LOSSES["ttfs_ce"](t, y, xi=lo.xi, alpha=lo.alpha, beta=lo.beta)
+    return {"dt": lo.dt} if lo.name == "shift_mse" else {"xi": lo.xi, "alpha": lo.alpha,
+                                                         "beta": lo.beta}
+
+
+def _loss_fn(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Per-sample loss on torch tensors (autograd path)."""
+    fn, kw = LOSSES[cfg.loss.name], _loss_kwargs(cfg)
+    return lambda t, y: fn(t, y, **kw)
+
+
+def _loss_np(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(per-sample loss, d mean loss / dt) on numpy arrays (fused path, evaluation)."""
+    fn, kw = LOSSES_NP[cfg.loss.name], _loss_kwargs(cfg)
+    return lambda t, y: fn(t, y, **kw)
+
+
+@torch.no_grad()
+def spike_times_np(net: Network, t_in: torch.Tensor) -> list[np.ndarray]:
+    """Every layer's spike times as numpy arrays (fused path when available)."""
+    if net.fused_ok() and t_in.dim() == 2:
+        return net.forward_fused(t_in.numpy())[0]
+    return [t.numpy() for t in net(t_in)]
 
 
 @dataclass
@@ -64,23 +84,23 @@ class EvalResult:
     outputs: torch.Tensor
 
 
-@torch.no_grad()
 def evaluate(net: Network, split: Split, cfg: Config) -> EvalResult:
-    loss_fn = _loss_fn(cfg)
+    loss_fn = _loss_np(cfg)
     bs = cfg.training.eval_batch_size
+    labels = split.labels.numpy()
     losses, preds, outs = [], [], []
-    silent = torch.zeros(len(net.layers), dtype=torch.float64)
-    for b0 in range(0, len(split.labels), bs):
-        times = net(split.t_in[b0:b0 + bs])
-        y = split.labels[b0:b0 + bs]
-        losses.append(loss_fn(times[-1], y))
-        preds.append(predict(times[-1]))
+    silent = np.zeros(len(net.layers))
+    for b0 in range(0, len(labels), bs):
+        times = spike_times_np(net, split.t_in[b0:b0 + bs])
+        losses.append(loss_fn(times[-1], labels[b0:b0 + bs])[0])
+        preds.append(predict_np(times[-1]))
         outs.append(times[-1])
-        silent += torch.stack([torch.isinf(t).double().sum() / t.shape[1] for t in times])
-    n = len(split.labels)
-    pred = torch.cat(preds)
-    return EvalResult(float(torch.cat(losses).mean()), float((pred == split.labels).double().mean()),
-                      pred, (silent / n).tolist(), torch.cat(outs))
+        silent += [np.isinf(t).sum() / t.shape[1] for t in times]
+    n = len(labels)
+    pred = np.concatenate(preds)
+    return EvalResult(float(np.concatenate(losses).mean()), float((pred == labels).mean()),
+                      torch.from_numpy(pred), (silent / n).tolist(),
+                      torch.from_numpy(np.concatenate(outs)))
 
 
 @dataclass
@@ -114,6 +134,10 @@ class Trainer:
         self.opt = Adam(groups)
         self.shuffle = torch.Generator().manual_seed(t.seed + 1)
         self.loss_fn = _loss_fn(cfg)
+        self.loss_np = _loss_np(cfg)
+        # The fused path (hand-chained numpy backward) gives the autograd path's gradients
+        # to rounding, at a fraction of the per-batch overhead.
+        self.fused = self.net.fused_ok()
         self.max_dw = math.inf if t.max_dw_norm is None else float(t.max_dw_norm)
         self.max_missing = [t.max_missing_hidden] * (len(self.net.layers) - 1) + [t.max_missing_output]
         self.state = TrainState()
@@ -138,17 +162,17 @@ class Trainer:
                                 dict(ckpt["best_model"]))
 
     # -- one epoch -------------------------------------------------------------------------
-    def _bump(self, times: list[torch.Tensor]) -> bool:
+    def _bump(self, times: list[np.ndarray]) -> bool:
         """Weight bumping: at the first layer with too many silent (sample, neuron) pairs, add
         bump to the incoming weights of every neuron that missed a spike; True = skip step."""
         s = self.state
         for k, t in enumerate(times):
-            silent = torch.isinf(t)
-            if float(silent.double().mean()) > self.max_missing[k]:
+            silent = np.isinf(t)
+            if float(silent.mean()) > self.max_missing[k]:
                 s.bump_value = s.bump_value * 2 if s.bump_layer == k else self.cfg.training.bump
                 s.bump_layer = k
                 with torch.no_grad():
-                    self.net.layers[k].weight[:, silent.any(dim=0)] += s.bump_value
+                    self.net.layers[k].weight[:, torch.from_numpy(silent.any(axis=0))] += s.bump_value
                 return True
         s.bump_layer = -1
         return False
@@ -160,21 +184,30 @@ class Trainer:
             self.opt.decay(t.gamma)  # StepLR
 
         tr = self.train_split
-        order = torch.randperm(len(tr.labels), generator=self.shuffle)
+        order = torch.randperm(len(tr.labels), generator=self.shuffle).numpy()
+        t_all, y_all = tr.t_in.numpy(), tr.labels.numpy()
         bs = t.batch_size
         loss_sum, correct, n_bumps = 0.0, 0, 0
         for b0 in range(0, len(order), bs):
             idx = order[b0:b0 + bs]
-            y = tr.labels[idx]
-            times = self.net(tr.t_in[idx], max_dw_norm=self.max_dw)
-            per_sample = self.loss_fn(times[-1], y)
-            loss_sum += float(per_sample.detach().sum())
-            correct += int((predict(times[-1].detach()) == y).sum())
-            if self._bump([t.detach() for t in times]):
+            y = y_all[idx]
+            if self.fused:
+                times, caches = self.net.forward_fused(t_all[idx])
+                per_sample, g_out = self.loss_np(times[-1], y)
+            else:
+                times_t = self.net(tr.t_in[idx], max_dw_norm=self.max_dw)
+                loss_t = self.loss_fn(times_t[-1], torch.from_numpy(y))
+                times, per_sample = [x.detach().numpy() for x in times_t], loss_t.detach().numpy()
+            loss_sum += float(per_sample.sum())
+            correct += int((predict_np(times[-1]) == y).sum())
+            if self._bump(times):
                 n_bumps += 1
                 continue
-            self.opt.zero_grad()
-            per_sample.mean().backward()
+            if self.fused:
+                self.net.backward_fused(caches, g_out, self.max_dw)
+            else:
+                self.opt.zero_grad()
+                loss_t.mean().backward()
             self.opt.step()
             self.net.project()
         val = evaluate(self.net, self.val_split, self.cfg)

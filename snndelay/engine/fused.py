@@ -1,0 +1,85 @@
+"""One layer's forward and backward on float64 numpy arrays, without autograd.
+
+The same formulas as first_spike_times / spike_time_grads (model.md sections 2-4), for callers
+that chain the backward by hand: a small network's training step spends most of its time in
+per-operation overhead of torch and autograd, not in the compiled loops. Delays are passed by
+kind (section 3): axonal [N] is folded into the input times, dendritic [M] shifts the output
+spike (sum_i dt_j/dT_ij = 1, so dL/dd_j = dL/dt_j where the neuron spikes), synaptic [N, M]
+goes to the per-synapse solver. Times in units of tau_s; only the CPU loops of _numba_kernels
+(ratios 1 and 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from snndelay.engine import _impl
+from snndelay.engine.backward import MIN_SLOPE
+
+_TINY = np.finfo(np.float64).tiny
+_NO_D = np.zeros((1, 1))
+
+
+def available(ratio: float) -> bool:
+    """True when the compiled loops can run this kernel ratio and the user did not force the
+    torch implementation."""
+    return _impl.HAVE_NUMBA and _impl.get_implementation() != "torch" and ratio in (1.0, 2.0)
+
+
+@dataclass
+class LayerCache:
+    """What the backward needs: arrival-ready inputs (axonal delays added), the core spike
+    times (before any dendritic shift), the weights and synaptic delays used."""
+
+    t: np.ndarray
+    t_core: np.ndarray
+    w: np.ndarray
+    d_syn_t: np.ndarray | None
+
+
+def layer_forward(t_in: np.ndarray, w: np.ndarray, kind: str, d: np.ndarray | None,
+                  theta: float, lambert: bool) -> tuple[np.ndarray, LayerCache]:
+    """First spike times [B, M] (+inf = silent) of inputs t_in [B, N] through weights w [N, M]
+    with delays d of the given kind ("none", "axonal" [N], "dendritic" [M], "synaptic" [N, M])."""
+    from snndelay.engine import _numba_kernels as nk
+
+    t = t_in + d[None, :] if kind == "axonal" else t_in
+    t = np.ascontiguousarray(t)
+    # The crossing is invariant to scaling w and theta together (as in solver.py).
+    scale = np.maximum(np.abs(w).max(axis=0), _TINY)
+    w_t = np.ascontiguousarray((w / scale).T)
+    th = np.broadcast_to(theta / scale, (t.shape[0], w.shape[1])).copy()
+    chunks = _impl.numba_threads(t.shape[0])
+    d_syn_t = None
+    if kind == "synaptic":
+        d_syn_t = np.ascontiguousarray(d.T)
+        core = nk.forward_synaptic(t, d_syn_t, w_t, th, lambert, chunks)
+    else:
+        core = nk.forward_shared(t, w_t, th, lambert, chunks)
+    out = core + d[None, :] if kind == "dendritic" else core  # inf + d stays inf
+    return out, LayerCache(t, core, w, d_syn_t)
+
+
+def layer_backward(g_out: np.ndarray, kind: str, cache: LayerCache, lambert: bool, *,
+                   min_slope: float = MIN_SLOPE, max_dw_norm: float = np.inf
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(dL/dt_in [B, N], dL/dw [N, M], dL/dd in the delay's shape or None) given dL/dt_out.
+    max_dw_norm drops the weight gradient of a (sample, neuron) whose largest
+    |dL/dt * dt/dw| exceeds it (model.md section 4)."""
+    from snndelay.engine import _numba_kernels as nk
+
+    has_d = cache.d_syn_t is not None
+    g_t, g_w_t, g_d_t = nk.backward(cache.t, np.ascontiguousarray(cache.w.T),
+                                    cache.d_syn_t if has_d else _NO_D, has_d, cache.t_core,
+                                    np.ascontiguousarray(g_out), lambert, float(min_slope),
+                                    float(max_dw_norm), _impl.numba_threads(g_out.shape[0]))
+    g_d = None
+    if kind == "axonal":
+        g_d = g_t.sum(axis=0)
+    elif kind == "dendritic":
+        g_d = np.where(np.isfinite(cache.t_core), g_out, 0.0).sum(axis=0)
+    elif kind == "synaptic":
+        g_d = g_d_t.T
+    return g_t, g_w_t.T, g_d
