@@ -11,29 +11,36 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from snndelay.sweep import Job, load_launcher, run_jobs, threads_per_job
 
 PRESETS = ("yinyang_h30_w", "yinyang_h30_wa", "yinyang_h30_wd", "yinyang_h30_ws", "yinyang_h5_ws")
 TARGETS = {"yinyang_h30_w": 96.7, "yinyang_h30_wa": 97.5, "yinyang_h30_wd": 97.5,
            "yinyang_h30_ws": 98.2, "yinyang_h5_ws": 95.0, "fastdeep_yinyang": 96.0}
 
 
-def run_one(preset: str, seed: int, epochs: int, out: Path) -> dict:
-    run_dir = out / f"{preset}_seed{seed}"
-    summary = run_dir / "summary.json"
-    if not summary.is_file():
-        cmd = ["snndelay", "train", f"experiment={preset}", f"training.seed={seed}",
-               f"training.epochs={epochs}", "--run-dir", str(run_dir)]
-        if (run_dir / "checkpoint.pt").is_file():
-            cmd = ["snndelay", "train", "--resume", str(run_dir)]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    result = json.loads(summary.read_text())
-    print(f"{preset} seed {seed}: test {100 * result['test_accuracy']:.2f} %, "
-          f"{result['wall_time_s']:.1f} s", flush=True)
-    return result
+def run_all(presets: list[str], seeds: int, epochs: int, n_jobs: int, out: Path) -> dict:
+    """Every (preset, seed) as a sweep job (joblib processes, cores / n_jobs threads each);
+    finished runs under out are reused."""
+    jobs = [Job(f"{p}_seed{s}", (f"experiment={p}", f"training.seed={s}",
+                                 f"training.epochs={epochs}"),
+                str(out / f"{p}_seed{s}"), threads_per_job(n_jobs))
+            for p in presets for s in range(seeds)]
+
+    def report(row: dict) -> None:
+        if row["status"] == "failed":
+            print(f"{row['job']}: FAILED {row['error']}", flush=True)
+        else:
+            print(f"{row['job']}: test {100 * float(row['test_accuracy']):.2f} %, "
+                  f"{float(row['wall_time_s']):.1f} s ({row['status']})", flush=True)
+
+    rows = run_jobs(jobs, load_launcher("local", []), n_jobs, out, report)
+    failed = [r["job"] for r in rows if r["status"] == "failed"]
+    if failed:
+        sys.exit(f"failed runs: {', '.join(failed)}")
+    return {r["job"]: json.loads((Path(r["run_dir"]) / "summary.json").read_text()) for r in rows}
 
 
 def quartiles(xs: list[float]) -> tuple[float, float, float]:
@@ -47,21 +54,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=300)
-    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (each uses the engine's threads)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at once (each gets cores / jobs threads)")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--out", type=Path, default=Path("outputs/reproduce_yinyang"))
     args = ap.parse_args()
     presets = [p for p in args.presets.split(",") if p]
     args.out.mkdir(parents=True, exist_ok=True)
-    jobs = [(p, s) for p in presets for s in range(args.seeds)]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda ps: run_one(ps[0], ps[1], args.epochs, args.out), jobs))
+    results = run_all(presets, args.seeds, args.epochs, args.jobs, args.out)
     lines = ["| preset | parameters | test accuracy, median [IQR] (%) | min-max (%) | target (%) "
              "| at best val. epoch, median (%) | wall time per run, median (s) |",
              "|---|---|---|---|---|---|---|"]
     rows = []
     for p in presets:
-        res = [r for (q, _), r in zip(jobs, results) if q == p]
+        res = [results[f"{p}_seed{s}"] for s in range(args.seeds)]
         acc = sorted(100 * r["test_accuracy"] for r in res)
         q1, med, q3 = quartiles(acc)
         wall = statistics.median(r["wall_time_s"] for r in res)

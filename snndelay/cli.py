@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -144,3 +144,148 @@ def evaluate(
     for k, f in enumerate(res.silent):
         silent.add_row(f"{k} ({'output' if k == len(res.silent) - 1 else 'hidden'})", f"{f:.3f}")
     console.print(silent)
+
+
+def _sweep_progress(total: int) -> tuple[Progress, Callable[[dict], None]]:
+    progress = Progress(TextColumn("[bold]jobs"), MofNCompleteColumn(), BarColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+    task = progress.add_task("sweep", total=total, info="")
+    counts = {"failed": 0}
+
+    def on_done(row: dict) -> None:
+        counts["failed"] += row["status"] == "failed"
+        if row["status"] == "failed":
+            progress.console.print(f"[red]failed[/] {row['job']}: {row['error']}",
+                                   highlight=False, soft_wrap=True)
+        else:
+            progress.console.print(f"{row['status']:>6} {row['job']}: test "
+                                   f"{100 * float(row['test_accuracy']):.2f} %", highlight=False,
+                                   soft_wrap=True)
+        progress.update(task, advance=1, info=f"{counts['failed']} failed")
+
+    return progress, on_done
+
+
+def _group_table(title: str, rows: list[dict]) -> Table:
+    from snndelay.sweep import groups
+
+    table = Table(title=title)
+    for col in ("swept values (over seeds)", "runs", "failed", "median", "IQR", "mean", "std"):
+        table.add_column(col, justify="left" if col.startswith("swept") else "right")
+    for g in sorted(groups(rows), key=lambda g: g["group"]):
+        pct = (lambda v: "-" if v != v else f"{100 * v:.2f} %")  # NaN: no finished run
+        table.add_row(g["group"], str(g["n"]), str(g["failed"]) if g["failed"] else "",
+                      pct(g["median"]), "-" if g["n"] == 0 else
+                      f"{100 * g['q1']:.2f}-{100 * g['q3']:.2f}", pct(g["mean"]), pct(g["std"]))
+    return table
+
+
+def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) -> list[dict]:
+    """Expand, run and aggregate a sweep (shared by sweep and compare-delays)."""
+    from snndelay.config import ConfigError
+    from snndelay.sweep import (load_launcher, make_jobs, run_jobs, split_launcher_overrides,
+                                threads_per_job, write_summary, write_sweep_record)
+
+    if jobs < 1:
+        _user_error(f"--jobs must be >= 1, got {jobs}")
+    train_ov, launch_ov = split_launcher_overrides(overrides)
+    try:
+        launch = load_launcher(launcher, launch_ov)
+        job_list = make_jobs(train_ov, sweep_dir, threads_per_job(jobs))
+    except ConfigError as exc:
+        _user_error(str(exc))
+    # Check every job's config before starting: a sweep whose configs are all invalid is a
+    # user error; a single invalid combination is run (and reported) like any failing job.
+    from snndelay.config import compose
+
+    errors = []
+    for job in job_list:
+        try:
+            compose(list(job.overrides))
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if errors and len(errors) == len(job_list):
+        _user_error(errors[0])
+    write_sweep_record(sweep_dir, overrides, launch, jobs, job_list)
+    console.print(f"[bold]sweep[/]: {len(job_list)} jobs, launcher {launch.name}"
+                  f"{'' if launch.name == 'local' else f' ({launch.cluster})'}, "
+                  f"{jobs} at once, directory {sweep_dir}", highlight=False)
+    progress, on_done = _sweep_progress(len(job_list))
+    with progress:
+        rows = run_jobs(job_list, launch, jobs, sweep_dir, on_done)
+    write_summary(rows, sweep_dir / "summary.csv")
+    return rows
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sweep(
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="Hydra overrides with sweeps, e.g. experiment=yinyang_h30_wa,yinyang_h30_ws "
+                   "training.seed=range(5); launcher.KEY=VALUE sets the launcher."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Jobs running at once (local launcher)."),
+    launcher: str = typer.Option("local", "--launcher", help="local (joblib processes) or slurm "
+                                 "(submitit; settings in configs/launcher/slurm.yaml)."),
+    sweep_dir: Optional[Path] = typer.Option(
+        None, "--sweep-dir", help="Sweep directory (default outputs/sweeps/DATE/TIME); "
+                                  "rerunning into it reuses finished jobs."),
+) -> None:
+    """Run every combination of the swept overrides; summary.csv and a table per group."""
+    from snndelay.sweep import default_sweep_dir
+
+    target = sweep_dir or default_sweep_dir()
+    rows = _run_sweep(list(overrides or []), jobs, launcher, target)
+    console.print(_group_table(f"test accuracy over seeds ({target / 'summary.csv'})", rows))
+    failed = [r for r in rows if r["status"] == "failed"]
+    for r in failed:
+        err_console.print(f"[red]failed[/] {r['job']}: {r['error']} (see {r['run_dir']}/error.txt)",
+                          highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("compare-delays",
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def compare_delays(
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="Overrides applied to every run, e.g. training.epochs=100 or "
+                   "experiment=NAME (then the delay group is swept on that experiment)."),
+    hidden: str = typer.Option("5,10,15,20,25,30", "--hidden", help="Hidden sizes, comma-separated."),
+    seeds: int = typer.Option(5, "--seeds", help="Seeds per (delay type, hidden size)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Jobs running at once (local launcher)."),
+    launcher: str = typer.Option("local", "--launcher", help="local or slurm (see sweep)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Output directory (default outputs/compare/DATE/TIME); rerunning "
+                            "into it reuses finished runs."),
+) -> None:
+    """Train every delay type (none, axonal, dendritic, synaptic) at each hidden size and seed;
+    comparison.csv, comparison.md and comparison.png of the test error."""
+    from snndelay import compare
+    from snndelay.config import ConfigError
+    from snndelay.runs import atomic_write_text
+
+    try:
+        sizes = [int(h) for h in hidden.split(",") if h.strip()]
+    except ValueError:
+        _user_error(f"--hidden: needs comma-separated integers, got {hidden!r}")
+    try:
+        sweep_ov = compare.sweep_overrides(list(overrides or []), sizes, seeds)
+    except ConfigError as exc:
+        _user_error(str(exc))
+    target = out or compare.default_out()
+    rows = _run_sweep(sweep_ov, jobs, launcher, target / "runs")
+    cells = compare.aggregate(rows)
+    title = "delay types compared: " + (" ".join(overrides) if overrides else "Yin-Yang presets")
+    atomic_write_text(target / "comparison.csv", compare.to_csv(cells))
+    atomic_write_text(target / "comparison.md", compare.to_markdown(cells, title))
+    compare.plot(cells, target / "comparison.png", title)
+    header, table_rows = compare.table_rows(cells)
+    table = Table(title=f"test error (%), median [IQR] (parameters): {target}")
+    for col in header:
+        table.add_column(col, justify="right")
+    for r in table_rows:
+        table.add_row(*r)
+    console.print(table)
+    failed = [r for r in rows if r["status"] == "failed"]
+    for r in failed:
+        err_console.print(f"[red]failed[/] {r['job']}: {r['error']}", highlight=False,
+                          soft_wrap=True)

@@ -112,3 +112,27 @@ def test_fused_and_autograd_training_agree_over_an_epoch():
         assert ra[key] == pytest.approx(rb[key], rel=1e-9)
     for pa, pb in zip(a.net.parameters(), b.net.parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-9, atol=1e-11)
+
+
+def test_gradients_are_bit_identical_on_any_thread_count():
+    """Same seed + same config = same run, whether 1 or several threads share the work."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs at least 2 numba threads")
+    gen = torch.Generator().manual_seed(9)
+    t_in = (0.15 + 1.85 * torch.rand(150, 4, generator=gen, dtype=torch.float64)).numpy()
+    y = torch.randint(0, 3, (150,), generator=gen).numpy()
+    grads = []
+    before = numba.get_num_threads()
+    try:
+        for n in (1, 2):
+            numba.set_num_threads(n)
+            net = _net("synaptic", "sigmoid", (2.0, 1.0), None, 1)
+            outs, caches = net.forward_fused(t_in)
+            net.backward_fused(caches, LOSSES_NP["shift_mse"](outs[-1], y)[1], max_dw_norm=0.2)
+            grads.append([p.grad.clone() for p in net.parameters()])
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)

@@ -37,4 +37,16 @@ def use_numba(t: torch.Tensor, ratio: float) -> bool:
 
 
 def numba_threads(batch: int) -> int:
+    """Chunks for the forward loops: one per thread (no sum across samples, so the result
+    does not depend on the split)."""
     return max(1, min(batch, numba.get_num_threads()))
+
+
+# The backward sums per-chunk gradient accumulators: a fixed number of chunks (independent of
+# the thread count) keeps the summation order, so a run gives bit-identical gradients on any
+# number of threads. 8 balances over 1, 2, 4 or 8 threads.
+BACKWARD_CHUNKS = 8
+
+
+def backward_chunks(batch: int) -> int:
+    return max(1, min(batch, BACKWARD_CHUNKS))

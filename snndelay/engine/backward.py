@@ -88,6 +88,6 @@ def _grads_numba(grad_out, t_out, t_in, weights, d_syn, lambert: bool, min_slope
     d_t = arr(d_syn.t()) if has_d else _NO_DELAYS
     g_t, g_w_t, g_d_t = nk.backward(arr(t_in), arr(weights.t()), d_t, has_d, arr(t_out),
                                     arr(grad_out), lambert, float(min_slope),
-                                    float(max_dw_norm), _impl.numba_threads(t_in.shape[0]))
+                                    float(max_dw_norm), _impl.backward_chunks(t_in.shape[0]))
     grad_d = torch.from_numpy(g_d_t).t() if has_d else None
     return torch.from_numpy(g_t), torch.from_numpy(g_w_t).t(), grad_d

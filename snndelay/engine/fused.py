@@ -74,7 +74,7 @@ def layer_backward(g_out: np.ndarray, kind: str, cache: LayerCache, lambert: boo
     g_t, g_w_t, g_d_t = nk.backward(cache.t, np.ascontiguousarray(cache.w.T),
                                     cache.d_syn_t if has_d else _NO_D, has_d, cache.t_core,
                                     np.ascontiguousarray(g_out), lambert, float(min_slope),
-                                    float(max_dw_norm), _impl.numba_threads(g_out.shape[0]))
+                                    float(max_dw_norm), _impl.backward_chunks(g_out.shape[0]))
     g_d = None
     if kind == "axonal":
         g_d = g_t.sum(axis=0)

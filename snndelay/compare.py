@@ -1,0 +1,148 @@
+"""The delay-type comparison (the paper's central experiment): for each delay type, hidden size
+and seed one run through the sweep machinery; test error per (delay type, hidden size) as
+comparison.csv, comparison.md and comparison.png."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from datetime import datetime
+from pathlib import Path
+
+from snndelay.config import ConfigError
+from snndelay.sweep import stats
+
+DELAYS = ("none", "axonal", "dendritic", "synaptic")
+# Without an experiment= override each delay type runs with its own published Yin-Yang recipe
+# (model.md section 6: learning rates and weight initialisation differ between the rows).
+YINYANG_PRESETS = {"none": "yinyang_h30_w", "axonal": "yinyang_h30_wa",
+                   "dendritic": "yinyang_h30_wd", "synaptic": "yinyang_h30_ws"}
+FIELDS = ("delay", "hidden", "n_params", "runs", "failed", "median_error", "q1_error",
+          "q3_error", "mean_error", "std_error")
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def sweep_overrides(user: list[str], hidden: list[int], seeds: int) -> list[str]:
+    """The sweep: the user's overrides + delay type x hidden size x seed."""
+    for o in user:
+        owned = {"delay": "the delay type", "network.hidden": "--hidden", "training.seed": "--seeds"}
+        if _key(o) in owned:
+            raise ConfigError(f"{_key(o)}: compare-delays sweeps it itself ({owned[_key(o)]}); "
+                              "drop this override")
+    if not hidden or any(h < 1 for h in hidden):
+        raise ConfigError(f"--hidden: needs hidden sizes >= 1, got {hidden}")
+    if seeds < 1:
+        raise ConfigError(f"--seeds: must be >= 1, got {seeds}")
+    if any(_key(o) == "experiment" for o in user):
+        axis = "delay=" + ",".join(DELAYS)
+    else:
+        axis = "experiment=" + ",".join(YINYANG_PRESETS[d] for d in DELAYS)
+    return list(user) + [axis, "network.hidden=" + ",".join(str(h) for h in hidden),
+                         f"training.seed=range({seeds})"]
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One entry per (delay type, hidden size): test error statistics in percent."""
+    cells: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        if not row.get("delay"):
+            continue  # the job failed before its config was known
+        c = cells.setdefault((row["delay"], row["hidden"]),
+                             {"delay": row["delay"], "hidden": row["hidden"], "n_params": "",
+                              "err": [], "failed": 0})
+        if row["status"] == "failed" or row.get("test_accuracy") in ("", None):
+            c["failed"] += 1
+            continue
+        c["err"].append(100.0 * (1.0 - float(row["test_accuracy"])))
+        c["n_params"] = int(row["n_params"])
+    out = []
+    for c in cells.values():
+        s = stats(c["err"])
+        out.append({"delay": c["delay"], "hidden": c["hidden"], "n_params": c["n_params"],
+                    "runs": s["n"], "failed": c["failed"], "median_error": s["median"],
+                    "q1_error": s["q1"], "q3_error": s["q3"], "mean_error": s["mean"],
+                    "std_error": s["std"]})
+    order = {d: k for k, d in enumerate(DELAYS)}
+    return sorted(out, key=lambda r: (order.get(r["delay"], 9), _hidden_num(r["hidden"])))
+
+
+def _hidden_num(hidden: str) -> float:
+    try:
+        return float(sum(int(h) for h in str(hidden).split(",")))
+    except ValueError:
+        return math.inf
+
+
+def to_csv(cells: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(FIELDS))
+    writer.writeheader()
+    for c in cells:
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in c.items()})
+    return buf.getvalue()
+
+
+def _cell_text(c: dict | None) -> str:
+    if c is None or c["runs"] == 0:
+        return "-" if c is None else f"failed ({c['failed']})"
+    text = f"{c['median_error']:.2f} [{c['q1_error']:.2f}, {c['q3_error']:.2f}] ({c['n_params']})"
+    return text + (f", {c['failed']} failed" if c["failed"] else "")
+
+
+def table_rows(cells: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per hidden size, one column per delay type."""
+    delays = [d for d in DELAYS if any(c["delay"] == d for c in cells)]
+    hiddens = sorted({c["hidden"] for c in cells}, key=_hidden_num)
+    index = {(c["delay"], c["hidden"]): c for c in cells}
+    header = ["hidden"] + delays
+    return header, [[h] + [_cell_text(index.get((d, h))) for d in delays] for h in hiddens]
+
+
+def to_markdown(cells: list[dict], title: str) -> str:
+    header, rows = table_rows(cells)
+    lines = [f"# {title}", "",
+             "Test error in %: median [interquartile range] (number of parameters).", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot(cells: list[dict], path: Path, title: str) -> None:
+    """Two panels: test error vs hidden neurons and vs parameters; IQR bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for d in DELAYS:
+        pts = sorted((c for c in cells if c["delay"] == d and c["runs"] > 0),
+                     key=lambda c: _hidden_num(c["hidden"]))
+        if not pts:
+            continue
+        med = [c["median_error"] for c in pts]
+        lo = [c["q1_error"] for c in pts]
+        hi = [c["q3_error"] for c in pts]
+        for ax, xs in ((axes[0], [_hidden_num(c["hidden"]) for c in pts]),
+                       (axes[1], [c["n_params"] for c in pts])):
+            line, = ax.plot(xs, med, marker="o", label=d)
+            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2)
+    axes[0].set(xlabel="hidden neurons", ylabel="test error (%)")
+    axes[1].set(xlabel="parameters", ylabel="test error (%)", xscale="log")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(title="delays")
+    fig.suptitle(title)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def default_out(root: Path = Path("outputs/compare")) -> Path:
+    now = datetime.now()
+    return root / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")

@@ -1,0 +1,314 @@
+"""Sweeps: Hydra sweep overrides expanded into jobs, run on joblib (local processes) or
+submitit (SLURM, or submitit's local/debug executors), aggregated into summary.csv.
+
+Every job is an ordinary run directory (as `snndelay train` writes) under the sweep directory,
+named after its swept values. Running the same sweep into the same directory again reuses
+finished jobs (summary.json present), continues interrupted ones from their checkpoint and
+reruns failed or missing ones; a failing job never stops the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import traceback
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from snndelay.config import ConfigError, _one_line, compose, config_dir
+
+SEED_KEY = "training.seed"
+LAUNCHERS = ("local", "slurm")
+CLUSTERS = ("slurm", "local", "debug")  # submitit executors
+SUMMARY_FIELDS = ("job", "status", "swept", "overrides", "experiment", "delay", "hidden", "seed",
+                  "test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
+                  "wall_time_s", "error", "run_dir")
+
+
+# -- expansion -------------------------------------------------------------------------------
+def expand(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
+    """Cartesian product of the sweep overrides (a,b,c and range(...)) parsed by Hydra's own
+    override parser. Returns one (all overrides, swept overrides) pair per job."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for line in overrides:  # one at a time, so that an error names its override
+        try:
+            parsed += parser.parse_overrides([line])
+        except HydraException as exc:
+            raise ConfigError(f"cannot parse the override {line!r}: {_one_line(exc)}") from None
+    axes: list[list[tuple[str, bool]]] = []
+    for o in parsed:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            axes.append([(o.input_line, False)])
+            continue
+        if not o.is_discrete_sweep():
+            raise ConfigError(f"{key}: only discrete sweeps can be expanded (a,b,c or "
+                              f"range(start,stop[,step])), got {o.input_line!r}")
+        try:
+            values = list(o.sweep_string_iterator())
+        except HydraException:
+            raise ConfigError(f"{key}: glob() sweeps are not supported; list the options "
+                              "(a,b,c)") from None
+        if not values:
+            raise ConfigError(f"{key}: the sweep {o.input_line!r} has no values")
+        axes.append([(f"{key}={v}", True) for v in values])
+    return [([s for s, _ in combo], [s for s, swept in combo if swept])
+            for combo in itertools.product(*axes)]
+
+
+def job_name(swept: list[str]) -> str:
+    """A directory name from the swept values, e.g. experiment=yinyang_h30_wa,training.seed=3."""
+    name = ",".join(swept) or "job"
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)[:200]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    overrides: tuple[str, ...]
+    run_dir: str
+    threads: int = 1
+    swept: tuple[str, ...] = ()  # the overrides that vary across the sweep
+
+
+def make_jobs(overrides: list[str], sweep_dir: Path, threads: int = 1) -> list[Job]:
+    jobs, seen = [], set()
+    for full, swept in expand(overrides):
+        name = job_name(swept)
+        if name in seen:  # two values that differ only in characters a path cannot hold
+            name = f"{name}_{len(seen)}"
+        seen.add(name)
+        jobs.append(Job(name, tuple(full), str(sweep_dir / name), threads, tuple(swept)))
+    return jobs
+
+
+# -- launcher config (configs/launcher/<name>.yaml + launcher.* overrides) --------------------
+@dataclass
+class LauncherConfig:
+    name: str = "local"
+    cluster: str = "slurm"  # submitit executor for the slurm launcher (local/debug: no cluster)
+    partition: Optional[str] = None
+    timeout_min: int = 60
+    cpus_per_task: int = 2
+    mem_gb: float = 4.0
+    array_parallelism: int = 64
+    account: Optional[str] = None
+
+
+def load_launcher(name: str, overrides: list[str]) -> LauncherConfig:
+    """configs/launcher/NAME.yaml with `launcher.KEY=VALUE` overrides, type-checked."""
+    if name not in LAUNCHERS:
+        raise ConfigError(f"--launcher: must be one of {', '.join(LAUNCHERS)}, got {name!r}")
+    path = config_dir() / "launcher" / f"{name}.yaml"
+    try:
+        base = OmegaConf.load(path) if path.is_file() else OmegaConf.create({})
+        dots = [o.removeprefix("launcher.") for o in overrides]
+        merged = OmegaConf.merge(OmegaConf.structured(LauncherConfig), base,
+                                 OmegaConf.from_dotlist(dots))
+        cfg: LauncherConfig = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        msg = _one_line(exc)
+        raise ConfigError(msg if msg.startswith("launcher.") else f"launcher.{msg}") from None
+    cfg.name = name
+    if cfg.cluster not in CLUSTERS:
+        raise ConfigError(f"launcher.cluster: must be one of {', '.join(CLUSTERS)}, "
+                          f"got {cfg.cluster!r}")
+    for key in ("timeout_min", "cpus_per_task", "array_parallelism"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"launcher.{key}: must be >= 1, got {getattr(cfg, key)!r}")
+    return cfg
+
+
+def split_launcher_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(training overrides, launcher.* overrides)."""
+    launch = [o for o in overrides if o.startswith("launcher.")]
+    return [o for o in overrides if not o.startswith("launcher.")], launch
+
+
+# -- one job (runs in a worker process) -------------------------------------------------------
+def _limit_threads(n: int) -> None:
+    """Parallel jobs share the cores: each uses n threads for torch and numba."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    except ImportError:  # pragma: no cover - numba is a dependency, but optional at run time
+        pass
+
+
+def _hidden(cfg) -> str:
+    return ",".join(str(h) for h in cfg.hidden_sizes())
+
+
+def run_job(job: Job) -> dict:
+    """Train (or reuse, or continue) one job's run; never raises: failures become a row with
+    status "failed" and the error (full traceback in the run's error.txt)."""
+    from snndelay.runs import atomic_write_text, load_run_config, train_run
+
+    _limit_threads(job.threads)
+    run_dir = Path(job.run_dir)
+    row: dict = {k: "" for k in SUMMARY_FIELDS}
+    row.update(job=job.name, swept=" ".join(job.swept), overrides=" ".join(job.overrides),
+               run_dir=job.run_dir)
+    try:
+        _, cfg = compose(list(job.overrides))
+        row.update(experiment=cfg.name, delay=cfg.delay.type, hidden=_hidden(cfg),
+                   seed=cfg.training.seed)
+        done = run_dir / "summary.json"
+        if done.is_file():
+            summary, row["status"] = json.loads(done.read_text()), "reused"
+        else:
+            resume = False
+            if (run_dir / "checkpoint.pt").is_file():
+                try:
+                    resume = load_run_config(run_dir) == cfg
+                except ConfigError:
+                    resume = False
+            if not resume and run_dir.exists():  # a failed or foreign partial run: start over
+                shutil.rmtree(run_dir)
+            summary, row["status"] = train_run(cfg, run_dir, list(job.overrides),
+                                               resume=resume).summary, "done"
+        (run_dir / "error.txt").unlink(missing_ok=True)
+        for key in ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
+                    "wall_time_s"):
+            row[key] = summary.get(key, "")
+    except Exception as exc:  # noqa: BLE001 - a failing job must not stop the sweep
+        row["status"] = "failed"
+        row["error"] = _one_line(exc) if isinstance(exc, ConfigError) else \
+            f"{type(exc).__name__}: {_one_line(exc)}"
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+        except OSError:
+            pass
+    return row
+
+
+# -- running a list of jobs -------------------------------------------------------------------
+def run_jobs(jobs: list[Job], launcher: LauncherConfig, n_jobs: int, sweep_dir: Path,
+             on_done: Callable[[dict], None] = lambda row: None) -> list[dict]:
+    """Run the jobs: joblib processes (local, n_jobs at once) or a submitit job array."""
+    rows: list[dict] = []
+    if launcher.name == "local":
+        from joblib import Parallel, delayed
+
+        if n_jobs == 1:  # in this process: no worker start-up, same code path
+            results = (run_job(j) for j in jobs)
+        else:
+            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                delayed(run_job)(j) for j in jobs)
+        for row in results:
+            rows.append(row)
+            on_done(row)
+        return rows
+
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=sweep_dir / ".submitit" / "%j", cluster=launcher.cluster)
+    params = dict(name=f"snndelay-{sweep_dir.name}", timeout_min=launcher.timeout_min,
+                  cpus_per_task=launcher.cpus_per_task, mem_gb=launcher.mem_gb,
+                  slurm_array_parallelism=launcher.array_parallelism)
+    if launcher.partition:
+        params["slurm_partition"] = launcher.partition
+    if launcher.account:
+        params["slurm_account"] = launcher.account
+    ex.update_parameters(**params)
+    submitted = ex.map_array(run_job, jobs)
+    by_id = {id(s): j for s, j in zip(submitted, jobs)}
+    for sj in submitit.helpers.as_completed(submitted):
+        try:
+            row = sj.result()
+        except Exception as exc:  # noqa: BLE001 - the job died (node failure, time limit)
+            job = by_id[id(sj)]
+            row = {k: "" for k in SUMMARY_FIELDS}
+            row.update(job=job.name, swept=" ".join(job.swept),
+                       overrides=" ".join(job.overrides), run_dir=job.run_dir, status="failed", error=f"{type(exc).__name__}: {_one_line(exc)}")
+        rows.append(row)
+        on_done(row)
+    return rows
+
+
+# -- aggregation ------------------------------------------------------------------------------
+def write_summary(rows: list[dict], path: Path) -> None:
+    from snndelay.runs import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_FIELDS))
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: r["job"]):
+        writer.writerow({k: row.get(k, "") for k in SUMMARY_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_summary(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def stats(values: list[float]) -> dict:
+    """n, median, interquartile range (inclusive quartiles), mean, std (sample) of values."""
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "median": math.nan, "q1": math.nan, "q3": math.nan, "mean": math.nan,
+                "std": math.nan}
+    q1, med, q3 = (statistics.quantiles(values, n=4, method="inclusive") if n > 1
+                   else [values[0]] * 3)
+    return {"n": n, "median": med, "q1": q1, "q3": q3, "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if n > 1 else 0.0}
+
+
+def group_key(swept: str) -> str:
+    """A job's swept overrides without the seed: jobs that differ only in seed form a group."""
+    return " ".join(o for o in swept.split() if not o.startswith(f"{SEED_KEY}=")) or "(all)"
+
+
+def groups(rows: list[dict]) -> list[dict]:
+    """One entry per group: its swept overrides, statistics of test accuracy, failed count."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        key = group_key(row.get("swept", ""))
+        g = out.setdefault(key, {"group": key, "acc": [], "failed": 0})
+        if row["status"] == "failed" or row.get("test_accuracy") in ("", None):
+            g["failed"] += 1
+        else:
+            g["acc"].append(float(row["test_accuracy"]))
+    return [{**g, **stats(g["acc"])} for g in out.values()]
+
+
+def default_sweep_dir(root: Path = Path("outputs/sweeps")) -> Path:
+    now = datetime.now()
+    return root / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
+
+
+def write_sweep_record(sweep_dir: Path, overrides: list[str], launcher: LauncherConfig,
+                       n_jobs: int, jobs: list[Job]) -> None:
+    from snndelay.runs import atomic_write_text
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    record = {"overrides": overrides, "launcher": asdict(launcher), "jobs": n_jobs,
+              "job_names": [j.name for j in jobs],
+              "started": datetime.now().isoformat(timespec="seconds")}
+    atomic_write_text(sweep_dir / "sweep.json", json.dumps(record, indent=2) + "\n")
+
+
+def threads_per_job(n_jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
