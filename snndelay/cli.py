@@ -78,6 +78,12 @@ def train(
     if show_cfg:
         console.print(to_yaml(cfg), highlight=False, end="")
         return
+    from snndelay.backends import BackendUnavailable, ensure_available
+
+    try:
+        ensure_available(cfg.backend.name)
+    except BackendUnavailable as exc:
+        _user_error(str(exc))
     if resume is None and (target / "checkpoint.pt").exists():
         _user_error(f"{target} already holds a run; use --resume {target} or another --run-dir")
     console.print(f"[bold]{cfg.name}[/]: {cfg.training.epochs} epochs, seed {cfg.training.seed}, "
@@ -118,6 +124,7 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="test, val or train"),
 ) -> None:
     """Reload a run and report accuracy, loss, confusion matrix and silent neurons."""
+    from snndelay.backends import BackendUnavailable
     from snndelay.config import ConfigError
     from snndelay.runs import evaluate_run
 
@@ -125,7 +132,7 @@ def evaluate(
         _user_error(f"--split must be test, val or train, got {split!r}")
     try:
         cfg, res, confusion = evaluate_run(run_dir, split)
-    except ConfigError as exc:
+    except (ConfigError, BackendUnavailable) as exc:
         _user_error(str(exc))
     console.print(f"[bold]{cfg.name}[/] {run_dir} on the {split} split: accuracy "
                   f"{100 * res.accuracy:.2f} %, loss {res.loss:.5f}", highlight=False)
@@ -289,3 +296,54 @@ def compare_delays(
     for r in failed:
         err_console.print(f"[red]failed[/] {r['job']}: {r['error']}", highlight=False,
                           soft_wrap=True)
+
+
+@app.command()
+def deploy(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `snndelay train`."),
+    hw: bool = typer.Option(False, "--hw", help="Execute the test set on the hardware backend "
+                            "(without it: only write and validate the bundle)."),
+    backend: str = typer.Option("bss2_emulator", "--backend", help="bss2_emulator or bss2 (chip)."),
+    repeats: int = typer.Option(5, "--repeats", help="Runs of the test set (fresh trial noise each)."),
+    chip_seed: Optional[int] = typer.Option(
+        None, "--chip-seed", help="Emulated chip (default: a fresh one, the training chip + 1)."),
+) -> None:
+    """Convert a trained run into a BrainScaleS-2 bundle (deploy/bundle.npz, bundle.json) and,
+    with --hw, run it on the backend next to the simulator (deploy/report.json, hw_vs_sim.png)."""
+    from snndelay.backends import BackendUnavailable, ensure_available
+    from snndelay.config import ConfigError
+    from snndelay.deploy import run_deploy
+
+    if backend not in ("bss2_emulator", "bss2"):
+        _user_error(f"--backend must be bss2_emulator or bss2, got {backend!r}")
+    if repeats < 1:
+        _user_error(f"--repeats must be >= 1, got {repeats}")
+    try:
+        if hw:
+            ensure_available(backend)
+        report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw)
+    except (ConfigError, BackendUnavailable) as exc:
+        _user_error(str(exc))
+    console.print(f"bundle: {report['bundle']} ({report['circuits_used']} of 512 neuron circuits)",
+                  highlight=False)
+    if not hw:
+        return
+    chip = f" chip {report['chip_seed']}" if report["chip_seed"] is not None else ""
+    table = Table(title=f"{run_dir}: test accuracy on {backend}{chip}, {repeats} repeats")
+    for col in ("backend mean", "backend std", "simulator", "trained on"):
+        table.add_column(col, justify="right")
+    trained = report["trained_on"] + (f" (chip {report['trained_chip_seed']})"
+                                      if report["trained_chip_seed"] is not None else "")
+    table.add_row(f"{100 * report['accuracy_mean']:.2f} %", f"{100 * report['accuracy_std']:.2f}",
+                  f"{100 * report['simulator_accuracy']:.2f} %", trained)
+    console.print(table)
+    dev = Table(title="spike times, backend vs simulator (first repeat)")
+    for col in ("layer", "spiking in both", "mean |dt| (tau_s)", "max |dt| (tau_s)",
+                "spike / no-spike mismatch"):
+        dev.add_column(col, justify="right")
+    for r in report["spike_time_deviation"]:
+        dev.add_row(str(r["layer"]), str(r["pairs_spiking_in_both"]), f"{r['mean_abs_dt']:.4f}",
+                    f"{r['max_abs_dt']:.4f}", f"{100 * r['spike_mismatch_fraction']:.2f} %")
+    console.print(dev)
+    console.print(f"report: {run_dir / 'deploy' / 'report.json'}, plot: "
+                  f"{run_dir / 'deploy' / 'hw_vs_sim.png'}", highlight=False)

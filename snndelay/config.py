@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from snndelay.network import DELAY_TYPES
 
 DATASETS = ("yinyang",)
-BACKENDS = ("simulator",)
+BACKENDS = ("simulator", "bss2_emulator", "bss2")
 LOSS_NAMES = ("shift_mse", "ttfs_ce")
 POSITIVITY = ("sigmoid", "clamp")
 
@@ -38,6 +38,7 @@ class DatasetConfig:
     test_seed: int = 40
     t_early: float = 0.15
     t_late: float = 2.0
+    replicate: int = 1  # copies of every input channel (BrainScaleS-2: 5, for drive)
 
 
 @dataclass
@@ -64,12 +65,20 @@ class DelayConfig:
     scale: float = 1.0
     init_mean: float = 0.0
     init_std: float = 0.25
-    group_size: int = 1
+    group_size: Any = 1  # int, or one per layer
 
 
 @dataclass
 class BackendConfig:
     name: str = "simulator"
+    # BrainScaleS-2 backends (model.md section 8); the simulator ignores these.
+    chip_seed: int = 0  # the emulated chip: its fixed-pattern threshold offsets
+    noise: bool = True  # false: no threshold offsets, no trial noise, no jitter
+    quantize: bool = True  # 6-bit weights, integer refractory settings
+    fixed_mean: float = 0.13
+    fixed_std: float = 0.08
+    trial_std: float = 0.04
+    jitter_std: float = 0.01
 
 
 @dataclass
@@ -127,6 +136,15 @@ class Config:
                               f"got {value!r}")
         return [float(v) for v in vals]
 
+    def group_sizes(self) -> list[int]:
+        vals = self.per_layer("delay.group_size", self.delay.group_size)
+        if any(v != int(v) or v < 1 for v in vals):
+            raise ConfigError(f"delay.group_size: must be integers >= 1, got {self.delay.group_size!r}")
+        return [int(v) for v in vals]
+
+    def n_inputs(self) -> int:
+        return 4 * self.dataset.replicate
+
     def delay_layers(self) -> list[int]:
         layers = self.delay.layers
         return list(range(self.n_layers())) if layers == "all" else [int(k) for k in layers]
@@ -178,7 +196,8 @@ def validate(cfg: Config) -> Config:
     _need(dl.scale > 0 and dl.shift >= 0, "delay.scale", "needs scale > 0 and shift >= 0",
           (dl.scale, dl.shift))
     _need(dl.init_std >= 0, "delay.init_std", "must be >= 0", dl.init_std)
-    _need(dl.group_size >= 1, "delay.group_size", "must be >= 1", dl.group_size)
+    cfg.group_sizes()
+    _need(d.replicate >= 1, "dataset.replicate", "must be >= 1", d.replicate)
     _need(dl.layers == "all" or (isinstance(dl.layers, (list, tuple)) and all(
         isinstance(k, int) and 0 <= k < cfg.n_layers() for k in dl.layers)), "delay.layers",
         f"must be 'all' or a list of layer indices in 0..{cfg.n_layers() - 1}", dl.layers)
@@ -197,10 +216,33 @@ def validate(cfg: Config) -> Config:
     _need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
           "must be > 0 or null", t.max_dw_norm)
     _need(t.checkpoint_every >= 1, "training.checkpoint_every", "must be >= 1", t.checkpoint_every)
+    b = cfg.backend
+    for key in ("fixed_std", "trial_std", "jitter_std"):
+        _need(getattr(b, key) >= 0, f"backend.{key}", "must be >= 0", getattr(b, key))
+    if b.name in ("bss2_emulator", "bss2"):
+        _check_bss2(cfg)
     lo = cfg.loss
     _need(lo.dt >= 0 and lo.xi > 0 and lo.beta > 0 and lo.alpha >= 0, "loss",
           "needs dt >= 0, xi > 0, alpha >= 0, beta > 0", (lo.dt, lo.xi, lo.alpha, lo.beta))
     return cfg
+
+
+def _check_bss2(cfg: Config) -> None:
+    """What the chip cannot realise is refused with the reason (bss2_mapping)."""
+    from snndelay.backends.bss2_mapping import MappingError, check_realisable, place
+
+    delayed = set(cfg.delay_layers())
+    kinds = [cfg.delay.type if k in delayed else "none" for k in range(cfg.n_layers())]
+    sizes = [cfg.n_inputs()] + cfg.hidden_sizes() + [3]
+    groups = cfg.group_sizes()
+    bias = cfg.network.bias_time is not None
+    n_delays = [-(-(sizes[k] + bias) // groups[k]) if kinds[k] == "axonal" else 0
+                for k in range(cfg.n_layers())]
+    try:
+        check_realisable(kinds, cfg.neuron.tau_mem / cfg.neuron.tau_syn)
+        place(sizes[1:], n_delays)
+    except MappingError as exc:
+        raise ConfigError(f"backend={cfg.backend.name}: {exc}") from None
 
 
 def _one_line(exc: Exception) -> str:

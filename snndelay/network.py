@@ -57,6 +57,13 @@ class Delays(nn.Module):
             d = d.repeat_interleave(g, dim=1)[:, : self.n_out]
         return d
 
+    def distinct_values(self) -> np.ndarray:
+        """One value per trainable delay (before a shared group's expansion), flattened."""
+        d = self.raw.detach()
+        if self.spec.positivity == "sigmoid":
+            d = self.spec.shift + self.spec.scale * torch.sigmoid(d)
+        return d.numpy().reshape(-1).copy()
+
     def numpy_value(self) -> np.ndarray:
         """The effective delays in the engine's per-kind shape: axonal [N_in], dendritic
         [N_out], synaptic [N_in, N_out] (for the fused path)."""
@@ -138,22 +145,36 @@ class Network(nn.Module):
         """Whether forward_fused / backward_fused can run (compiled CPU loops, ratio 1 or 2)."""
         return fused.available(self.tau_mem / self.tau_syn)
 
-    def forward_fused(self, t_in: np.ndarray) -> tuple[list[np.ndarray], list]:
+    def fused_params(self) -> list[tuple[np.ndarray, str, np.ndarray | None]]:
+        """(weights [N, M], delay kind, effective delays in the engine's per-kind shape) per
+        layer, as numpy arrays in model units."""
+        out = []
+        for layer in self.layers:
+            kind, d = "none", None
+            if layer.delays is not None:
+                kind, d = layer.delays.spec.type, layer.delays.numpy_value()
+            out.append((layer.weight.detach().numpy(), kind, d))
+        return out
+
+    def forward_fused(self, t_in: np.ndarray, *, given: list[np.ndarray] | None = None,
+                      params: list | None = None) -> tuple[list[np.ndarray], list]:
         """Every layer's spike times [B, N_k] (numpy, same values as forward) and the caches
-        that backward_fused needs. t_in: [B, N_in] float64."""
+        that backward_fused needs. t_in: [B, N_in] float64. given: spike times measured by a
+        backend (hardware), used instead of solving (straight-through); params: the
+        parameters the backend realised (e.g. quantised), default fused_params()."""
         tau = self.tau_syn
         lambert = self.tau_mem == tau
         t = t_in / tau if tau != 1.0 else t_in
         outs, caches = [], []
-        for layer in self.layers:
+        for k, (layer, (w, kind, d)) in enumerate(zip(self.layers, params or self.fused_params())):
             if layer.bias_time is not None:
                 t = np.concatenate([t, np.full((t.shape[0], 1), layer.bias_time / tau)], axis=1)
-            kind, d = "none", None
-            if layer.delays is not None:
-                kind, d = layer.delays.spec.type, layer.delays.numpy_value()
-                d = d / tau if tau != 1.0 else d
-            t, cache = fused.layer_forward(t, layer.weight.detach().numpy(), kind, d,
-                                           float(self.threshold), lambert)
+            if d is not None and tau != 1.0:
+                d = d / tau
+            t_given = None
+            if given is not None:
+                t_given = given[k] / tau if tau != 1.0 else given[k]
+            t, cache = fused.layer_forward(t, w, kind, d, float(self.threshold), lambert, t_given)
             caches.append((kind, cache))
             outs.append(t * tau if tau != 1.0 else t)
         return outs, caches

@@ -23,6 +23,7 @@ import yaml
 
 import snndelay
 from snndelay import plots
+from snndelay.backends import make_backend
 from snndelay.config import Config, ConfigError, from_dictconfig, to_yaml
 from snndelay.training import EvalResult, Split, Trainer, build_network, evaluate, load_split
 
@@ -102,10 +103,10 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
         if on_epoch is not None:
             on_epoch(row)
     test_split = load_split(cfg, "test")
-    test = evaluate(trainer.net, test_split, cfg)
+    test = evaluate(trainer.net, test_split, cfg, trainer.backend)
     best_net = build_network(cfg)
     best_net.load_state_dict(trainer.state.best_model)
-    best = evaluate(best_net, test_split, cfg)
+    best = evaluate(best_net, test_split, cfg, trainer.backend)
     rows = trainer.state.rows
     summary = {
         "experiment": cfg.name, "test_accuracy": test.accuracy, "test_loss": test.loss,
@@ -117,6 +118,7 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
         "n_params": trainer.net.n_params(), "epochs": trainer.state.epoch,
         "wall_time_s": trainer.state.elapsed_s, "seed": cfg.training.seed,
         "silent_fraction_test": test.silent,
+        "backend": trainer.backend.info(),
         "versions": {"snndelay": snndelay.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "git_commit": _git_commit(),
@@ -142,7 +144,8 @@ def evaluate_run(run_dir: Path, split: str) -> tuple[Config, EvalResult, torch.T
     net = build_network(cfg)
     net.load_state_dict(ckpt["model"])
     data = load_split(cfg, split)
-    res = evaluate(net, data, cfg)
+    # On the backend the run was trained with (the emulated chip of its chip_seed, or the chip).
+    res = evaluate(net, data, cfg, make_backend(cfg, seed=cfg.training.seed + 3))
     n_cls = int(data.labels.max()) + 1
     confusion = torch.zeros(n_cls, n_cls + 1, dtype=torch.long)  # last column: no spike
     pred = torch.where(res.predictions < 0, n_cls, res.predictions)

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from snndelay.backends import Backend, make_backend
 from snndelay.config import Config
 from snndelay.data import yinyang, yinyang_spikes
 from snndelay.losses import LOSSES, LOSSES_NP, predict_np
@@ -31,16 +32,19 @@ def load_split(cfg: Config, split: str) -> Split:
     size, seed = {"train": (d.train_size, d.train_seed), "val": (d.val_size, d.val_seed),
                   "test": (d.test_size, d.test_seed)}[split]
     feats, labels = yinyang(size, seed)
-    return Split(split, yinyang_spikes(feats, d.t_early, d.t_late),
-                 torch.as_tensor(labels), torch.as_tensor(feats))
+    t_in = yinyang_spikes(feats, d.t_early, d.t_late)
+    if d.replicate > 1:  # copy k of input i is row replicate * i + k (shares i's axonal delay)
+        t_in = t_in.repeat_interleave(d.replicate, dim=1)
+    return Split(split, t_in, torch.as_tensor(labels), torch.as_tensor(feats))
 
 
 def build_network(cfg: Config) -> Network:
-    sizes = [4] + cfg.hidden_sizes() + [3]
+    sizes = [cfg.n_inputs()] + cfg.hidden_sizes() + [3]
     delayed = set(cfg.delay_layers())
     dl = cfg.delay
-    shared = {k: v for k, v in asdict(dl).items() if k not in ("type", "layers")}
-    specs = [DelaySpec(type=dl.type if k in delayed else "none", **shared)
+    shared = {k: v for k, v in asdict(dl).items() if k not in ("type", "layers", "group_size")}
+    groups = cfg.group_sizes()
+    specs = [DelaySpec(type=dl.type if k in delayed else "none", group_size=groups[k], **shared)
              for k in range(len(sizes) - 1)]
     return Network(sizes, w_mean=cfg.per_layer("network.weight_mean", cfg.network.weight_mean),
                    w_std=cfg.per_layer("network.weight_std", cfg.network.weight_std),
@@ -84,14 +88,18 @@ class EvalResult:
     outputs: torch.Tensor
 
 
-def evaluate(net: Network, split: Split, cfg: Config) -> EvalResult:
+def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = None
+             ) -> EvalResult:
+    """Loss, accuracy, predictions and silent fractions on a split; spike times from the
+    backend (e.g. the emulated chip), or the ideal engine when None."""
     loss_fn = _loss_np(cfg)
     bs = cfg.training.eval_batch_size
     labels = split.labels.numpy()
     losses, preds, outs = [], [], []
     silent = np.zeros(len(net.layers))
     for b0 in range(0, len(labels), bs):
-        times = spike_times_np(net, split.t_in[b0:b0 + bs])
+        t_in = split.t_in[b0:b0 + bs]
+        times = backend.run(net, t_in.numpy()) if backend is not None else spike_times_np(net, t_in)
         losses.append(loss_fn(times[-1], labels[b0:b0 + bs])[0])
         preds.append(predict_np(times[-1]))
         outs.append(times[-1])
@@ -138,6 +146,10 @@ class Trainer:
         # The fused path (hand-chained numpy backward) gives the autograd path's gradients
         # to rounding, at a fraction of the per-batch overhead.
         self.fused = self.net.fused_ok()
+        self.backend = make_backend(cfg, seed=t.seed + 2)
+        self.hardware = self.backend.name != "simulator"
+        if self.hardware and not self.fused:
+            raise RuntimeError(f"backend {self.backend.name} needs the compiled engine (numba)")
         self.max_dw = math.inf if t.max_dw_norm is None else float(t.max_dw_norm)
         self.max_missing = [t.max_missing_hidden] * (len(self.net.layers) - 1) + [t.max_missing_output]
         self.state = TrainState()
@@ -151,7 +163,7 @@ class Trainer:
                 "shuffle_rng": self.shuffle.get_state(),
                 "bump_layer": s.bump_layer, "bump_value": s.bump_value,
                 "elapsed_s": s.elapsed_s, "rows": s.rows, "best_epoch": s.best_epoch,
-                "best_model": s.best_model}
+                "best_model": s.best_model, "backend": self.backend.state_dict()}
 
     def restore(self, ckpt: dict) -> None:
         self.net.load_state_dict(ckpt["model"])
@@ -160,6 +172,7 @@ class Trainer:
         self.state = TrainState(ckpt["epoch"], ckpt["bump_layer"], ckpt["bump_value"],
                                 ckpt["elapsed_s"], list(ckpt["rows"]), ckpt["best_epoch"],
                                 dict(ckpt["best_model"]))
+        self.backend.load_state_dict(ckpt.get("backend", {}))
 
     # -- one epoch -------------------------------------------------------------------------
     def _bump(self, times: list[np.ndarray]) -> bool:
@@ -191,7 +204,10 @@ class Trainer:
         for b0 in range(0, len(order), bs):
             idx = order[b0:b0 + bs]
             y = y_all[idx]
-            if self.fused:
+            if self.hardware:  # measured times; gradients at them (straight-through)
+                times = self.backend.run(self.net, t_all[idx])
+                per_sample, g_out = self.loss_np(times[-1], y)
+            elif self.fused:
                 times, caches = self.net.forward_fused(t_all[idx])
                 per_sample, g_out = self.loss_np(times[-1], y)
             else:
@@ -203,6 +219,9 @@ class Trainer:
             if self._bump(times):
                 n_bumps += 1
                 continue
+            if self.hardware:
+                _, caches = self.net.forward_fused(
+                    t_all[idx], given=times, params=self.backend.realised_params(self.net))
             if self.fused:
                 self.net.backward_fused(caches, g_out, self.max_dw)
             else:
@@ -210,7 +229,8 @@ class Trainer:
                 loss_t.mean().backward()
             self.opt.step()
             self.net.project()
-        val = evaluate(self.net, self.val_split, self.cfg)
+            self.backend.project(self.net)
+        val = evaluate(self.net, self.val_split, self.cfg, self.backend)
         self.state.epoch += 1
         self.state.elapsed_s += time.perf_counter() - t0
         row = {"epoch": self.state.epoch, "train_loss": loss_sum / len(order),

@@ -40,24 +40,31 @@ class LayerCache:
 
 
 def layer_forward(t_in: np.ndarray, w: np.ndarray, kind: str, d: np.ndarray | None,
-                  theta: float, lambert: bool) -> tuple[np.ndarray, LayerCache]:
+                  theta: float | np.ndarray, lambert: bool, t_given: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, LayerCache]:
     """First spike times [B, M] (+inf = silent) of inputs t_in [B, N] through weights w [N, M]
-    with delays d of the given kind ("none", "axonal" [N], "dendritic" [M], "synaptic" [N, M])."""
+    with delays d of the given kind ("none", "axonal" [N], "dendritic" [M], "synaptic" [N, M]);
+    theta: a number, [M] or [B, M]. With t_given (e.g. measured on hardware) the solver is
+    skipped and the cache holds those times, so that layer_backward gives the model's gradient
+    at them (straight-through, model.md section 8)."""
     from snndelay.engine import _numba_kernels as nk
 
     t = t_in + d[None, :] if kind == "axonal" else t_in
     t = np.ascontiguousarray(t)
-    # The crossing is invariant to scaling w and theta together (as in solver.py).
-    scale = np.maximum(np.abs(w).max(axis=0), _TINY)
-    w_t = np.ascontiguousarray((w / scale).T)
-    th = np.broadcast_to(theta / scale, (t.shape[0], w.shape[1])).copy()
-    chunks = _impl.numba_threads(t.shape[0])
-    d_syn_t = None
-    if kind == "synaptic":
-        d_syn_t = np.ascontiguousarray(d.T)
-        core = nk.forward_synaptic(t, d_syn_t, w_t, th, lambert, chunks)
+    d_syn_t = np.ascontiguousarray(d.T) if kind == "synaptic" else None
+    if t_given is not None:
+        core = t_given - d[None, :] if kind == "dendritic" else np.array(t_given, dtype=np.float64)
     else:
-        core = nk.forward_shared(t, w_t, th, lambert, chunks)
+        # The crossing is invariant to scaling w and theta together (as in solver.py).
+        scale = np.maximum(np.abs(w).max(axis=0), _TINY)
+        w_t = np.ascontiguousarray((w / scale).T)
+        th = np.broadcast_to(np.asarray(theta, dtype=np.float64) / scale,
+                             (t.shape[0], w.shape[1])).copy()
+        chunks = _impl.numba_threads(t.shape[0])
+        if kind == "synaptic":
+            core = nk.forward_synaptic(t, d_syn_t, w_t, th, lambert, chunks)
+        else:
+            core = nk.forward_shared(t, w_t, th, lambert, chunks)
     out = core + d[None, :] if kind == "dendritic" else core  # inf + d stays inf
     return out, LayerCache(t, core, w, d_syn_t)
 

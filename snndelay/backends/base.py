@@ -1,0 +1,51 @@
+"""The backend interface and the ideal simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend's software or hardware is not reachable here (one line saying what to do)."""
+
+
+class Backend:
+    """Produces spike times for a network; holds whatever the hardware needs between batches."""
+
+    name = "backend"
+
+    def run(self, net, t_in: np.ndarray) -> list[np.ndarray]:
+        """First spike times [B, N_k] of every layer k (+inf = no spike), tau_s units."""
+        raise NotImplementedError
+
+    def realised_params(self, net) -> list | None:
+        """The (weights, delay kind, delays) per layer that run() used, when they differ from
+        the network's own (quantisation); None: the network's parameters."""
+        return None
+
+    def project(self, net) -> None:
+        """Keep the trained parameters within what the backend can realise (after a step)."""
+
+    def info(self) -> dict:
+        """What a run records about the backend (name, emulated chip, ...)."""
+        return {"name": self.name}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class SimulatorBackend(Backend):
+    """The ideal engine: exact spike times of the nominal model."""
+
+    name = "simulator"
+
+    def run(self, net, t_in: np.ndarray) -> list[np.ndarray]:
+        if net.fused_ok() and np.ndim(t_in) == 2:
+            return net.forward_fused(np.asarray(t_in, dtype=np.float64))[0]
+        import torch
+
+        with torch.no_grad():
+            return [t.numpy() for t in net(torch.as_tensor(t_in, dtype=torch.float64))]

@@ -1,0 +1,78 @@
+"""The BrainScaleS-2 chip through its PyNN interface (pynn_brainscales), imported lazily.
+
+Thin on purpose: every number it writes or reads comes from bss2_mapping (weights, refractory
+settings, time scaling, serialisation, placement), which the tests cover. This adapter itself
+cannot be exercised without the chip and its software stack; it has not run against a chip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snndelay.backends import bss2_mapping as hw
+from snndelay.backends.base import Backend, BackendUnavailable
+
+HOW_TO_GET_ACCESS = (
+    "backend=bss2 needs the BrainScaleS-2 software stack (pynn_brainscales) and a chip, "
+    "available through the EBRAINS research infrastructure (https://ebrains.eu, BrainScaleS-2 "
+    "service); without them, backend=bss2_emulator runs the same workflow on the emulator")
+
+
+def _import_pynn():
+    try:
+        import pynn_brainscales.brainscales2 as pynn  # type: ignore[import-not-found]
+    except ImportError:
+        raise BackendUnavailable(HOW_TO_GET_ACCESS) from None
+    return pynn
+
+
+class BSS2Chip(Backend):
+    """Runs a batch as one serialised spike train on the chip and reads back the first spike
+    of every neuron; the emulator's mapping, without its noise model (the chip has its own)."""
+
+    name = "bss2"
+
+    def __init__(self):
+        self.pynn = _import_pynn()
+
+    @classmethod
+    def from_config(cls, cfg, **_) -> "BSS2Chip":
+        return cls()
+
+    def realised_params(self, net) -> list:
+        out = []
+        for w, kind, d in net.fused_params():
+            out.append((hw.quantize_weights(w), kind,
+                        None if d is None else hw.quantize_delays(d)))
+        return out
+
+    def run(self, net, t_in: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - needs a chip
+        """Layer by layer: inputs (after their delays) as spike sources, the layer's neurons
+        with excitatory and inhibitory projections of the 6-bit weights, one run per batch."""
+        pynn = self.pynn
+        batch = t_in.shape[0]
+        t = np.asarray(t_in, dtype=np.float64)
+        outs = []
+        for w, kind, d in self.realised_params(net):
+            if kind == "axonal":
+                t = t + d[None, :]  # realised on chip by the delay circuit pairs (refractory r)
+            times_us, ids = hw.serialize(np.where(t < hw.SAMPLE_WINDOW, t, np.inf))
+            pynn.setup()
+            sources = pynn.Population(t.shape[1], pynn.cells.SpikeSourceArray(spike_times=[
+                (times_us[ids == i] / 1000.0).tolist() for i in range(t.shape[1])]))
+            neurons = pynn.Population(w.shape[1], pynn.cells.HXNeuron())
+            neurons.record(["spikes"])
+            exc, inh = hw.weights_to_hw(w)
+            for mat, receptor in ((exc, "excitatory"), (inh, "inhibitory")):
+                pynn.Projection(sources, neurons, pynn.AllToAllConnector(),
+                                synapse_type=pynn.standardmodels.synapses.StaticSynapse(
+                                    weight=mat.astype(float)),
+                                receptor_type=receptor)
+            pynn.run(hw.to_hw_time(batch * hw.SAMPLE_WINDOW) / 1000.0)
+            trains = neurons.get_data("spikes").segments[-1].spiketrains
+            rec_t = np.concatenate([np.asarray(s.magnitude) * 1000.0 for s in trains] or [[]])
+            rec_id = np.concatenate([np.full(len(s), k) for k, s in enumerate(trains)] or [[]])
+            pynn.end()
+            t = hw.deserialize(rec_t, rec_id.astype(np.int64), batch, w.shape[1])
+            outs.append(t)
+        return outs

@@ -1,0 +1,164 @@
+"""Model <-> BrainScaleS-2 mapping (model.md section 8), shared by the emulator and the chip.
+
+Pure numpy functions, no hardware access:
+- weights: signed 6-bit on separate excitatory and inhibitory synapses, 30 hardware units per
+  model unit, magnitude clipped at 63 (|w| <= 2.1, resolution 1/30);
+- axonal delays: one pair of neuron circuits per delay, refractory setting r (integer in
+  [50, 250]) gives delay_us = r / 8 + 2;
+- time: 1 tau_s = 6 us; each sample of a batch gets a 30 tau_s window in one spike train;
+- inputs replicated 5x (the copies share one axonal delay);
+- placement of network neurons and delay circuit pairs within the chip's 512 circuits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+WEIGHT_SCALE = 30.0  # hardware units per model unit
+WEIGHT_MAX = 63  # 6-bit magnitude
+TAU_S_US = 6.0  # 1 tau_s on chip, in microseconds
+SAMPLE_WINDOW = 30.0  # tau_s per sample in the serialised spike train
+INPUT_REPLICAS = 5
+R_MIN, R_MAX = 50, 250  # refractory settings that realise a delay
+N_CIRCUITS = 512
+CIRCUITS_PER_DELAY = 2
+
+
+class MappingError(ValueError):
+    """A network that the chip cannot realise (one line saying why)."""
+
+
+# -- weights ----------------------------------------------------------------------------------
+def weights_to_hw(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(excitatory, inhibitory) integer matrices in 0..63 with w ~ (exc - inh) / 30."""
+    q = np.clip(np.rint(np.asarray(w, dtype=np.float64) * WEIGHT_SCALE), -WEIGHT_MAX, WEIGHT_MAX)
+    q = q.astype(np.int64)
+    return np.maximum(q, 0).astype(np.uint8), np.maximum(-q, 0).astype(np.uint8)
+
+
+def hw_to_weights(exc: np.ndarray, inh: np.ndarray) -> np.ndarray:
+    """Model-unit weights of the integer matrices."""
+    return (exc.astype(np.float64) - inh.astype(np.float64)) / WEIGHT_SCALE
+
+
+def quantize_weights(w: np.ndarray) -> np.ndarray:
+    """The weights the chip realises: rounded to 1/30, clipped to +-2.1."""
+    return hw_to_weights(*weights_to_hw(w))
+
+
+# -- delays -----------------------------------------------------------------------------------
+def delay_to_refractory(d: np.ndarray, clip: bool = False) -> np.ndarray:
+    """Refractory settings r (int) for axonal delays d in tau_s: r = 8 (6 d - 2), rounded.
+    Out of [50, 250] (about 1.4 to 5.5 tau_s): MappingError, or clipped with clip=True."""
+    r = np.rint(8.0 * (np.asarray(d, dtype=np.float64) * TAU_S_US - 2.0))
+    if clip:
+        r = np.clip(r, R_MIN, R_MAX)
+    elif r.size and (r.min() < R_MIN or r.max() > R_MAX):
+        lo, hi = refractory_to_delay(np.array([R_MIN, R_MAX]))
+        raise MappingError(f"axonal delays must lie in [{lo:.3f}, {hi:.3f}] tau_s to be realised "
+                           f"by refractory settings {R_MIN}..{R_MAX}; got "
+                           f"{float(np.min(d)):.3f}..{float(np.max(d)):.3f}")
+    return r.astype(np.int64)
+
+
+def refractory_to_delay(r: np.ndarray) -> np.ndarray:
+    """Delay in tau_s of refractory setting r: (r / 8 + 2) us / 6 us."""
+    return (np.asarray(r, dtype=np.float64) / 8.0 + 2.0) / TAU_S_US
+
+
+def quantize_delays(d: np.ndarray) -> np.ndarray:
+    """The delays the chip realises (nearest refractory setting, clipped into range)."""
+    return refractory_to_delay(delay_to_refractory(d, clip=True))
+
+
+# -- inputs and time ----------------------------------------------------------------------------
+def replicate_inputs(t_in: np.ndarray, copies: int = INPUT_REPLICAS) -> np.ndarray:
+    """[B, N] -> [B, copies * N]: input i becomes rows copies*i .. copies*i + copies - 1 (so an
+    axonal delay with group_size = copies is shared by the copies of one input)."""
+    return np.repeat(np.asarray(t_in), copies, axis=1)
+
+
+def to_hw_time(t: np.ndarray) -> np.ndarray:
+    return np.asarray(t, dtype=np.float64) * TAU_S_US
+
+
+def from_hw_time(t_us: np.ndarray) -> np.ndarray:
+    return np.asarray(t_us, dtype=np.float64) / TAU_S_US
+
+
+def serialize(t: np.ndarray, window: float = SAMPLE_WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """A batch [B, N] of spike times (tau_s, +inf = none) as one spike train: (times_us,
+    neuron ids), sorted by time; sample b's spikes are offset by b * window tau_s. Spikes at or
+    after the end of their window cannot be represented: MappingError."""
+    t = np.asarray(t, dtype=np.float64)
+    fin = np.isfinite(t)
+    if (t[fin] < 0).any() or (t[fin] >= window).any():
+        raise MappingError(f"spike times must lie in [0, {window:g}) tau_s, the sample's window")
+    b, n = np.nonzero(fin)
+    times = to_hw_time(t[b, n] + b * window)
+    order = np.argsort(times, kind="stable")
+    return times[order], n[order].astype(np.int64)
+
+
+def deserialize(times_us: np.ndarray, ids: np.ndarray, batch: int, n: int,
+                window: float = SAMPLE_WINDOW) -> np.ndarray:
+    """The first spike of every (sample, neuron) in a recorded spike train: [batch, n] tau_s
+    relative to the sample's window, +inf where a neuron did not fire in it."""
+    t = from_hw_time(times_us)
+    sample = np.floor(t / window).astype(np.int64)
+    keep = (sample >= 0) & (sample < batch) & (ids >= 0) & (ids < n)
+    out = np.full((batch, n), np.inf)
+    # minimum per (sample, neuron): first spike only
+    np.minimum.at(out, (sample[keep], ids[keep]), t[keep] - sample[keep] * window)
+    return out
+
+
+# -- placement ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Placement:
+    """Circuit indices: neurons[k] for the neurons of layer k (hidden..output), delays[k] the
+    circuit pairs of the axonal delays feeding layer k (empty without delays)."""
+
+    neurons: list[list[int]]
+    delays: list[list[tuple[int, int]]]
+    used: int
+
+    def to_dict(self) -> dict:
+        return {"neurons": self.neurons, "delays": [[list(p) for p in d] for d in self.delays],
+                "used": self.used, "available": N_CIRCUITS}
+
+
+def check_realisable(delay_types: list[str], tau_ratio: float) -> None:
+    """Refuse what the chip cannot do, with the reason."""
+    for k, kind in enumerate(delay_types):
+        if kind in ("dendritic", "synaptic"):
+            raise MappingError(
+                f"layer {k} uses {kind} delays, which BrainScaleS-2 cannot realise: a delay on "
+                "chip is a pair of neuron circuits on the sending side, i.e. one axonal delay per "
+                "presynaptic neuron (use delay=axonal or delay=none)")
+        if kind not in ("none", "axonal"):
+            raise MappingError(f"layer {k}: unknown delay type {kind!r}")
+    if abs(tau_ratio - 1.0) > 1e-12:
+        raise MappingError(f"the chip's neurons are calibrated to tau_mem = tau_syn, the network "
+                           f"has tau_mem / tau_syn = {tau_ratio:g}")
+
+
+def place(layer_sizes: list[int], n_delays: list[int]) -> Placement:
+    """Assign circuits: network neurons first (layer by layer), then one pair per delay.
+    layer_sizes: neurons per layer (hidden..output); n_delays[k]: axonal delays into layer k."""
+    used = 0
+    neurons = []
+    for size in layer_sizes:
+        neurons.append(list(range(used, used + size)))
+        used += size
+    delays = []
+    for count in n_delays:
+        delays.append([(used + 2 * i, used + 2 * i + 1) for i in range(count)])
+        used += CIRCUITS_PER_DELAY * count
+    if used > N_CIRCUITS:
+        raise MappingError(f"the network needs {used} neuron circuits ({sum(layer_sizes)} neurons "
+                           f"+ {CIRCUITS_PER_DELAY} x {sum(n_delays)} delays); the chip has "
+                           f"{N_CIRCUITS}")
+    return Placement(neurons, delays, used)

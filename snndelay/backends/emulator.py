@@ -1,0 +1,123 @@
+"""BrainScaleS-2 emulator: the mapped network with the chip's quantisation and noise model
+(model.md section 8), for everyone without a chip.
+
+- weights rounded to 1/30 and clipped at +-63/30 (bss2_mapping), float shadow weights train;
+- axonal delays realised by integer refractory settings (resolution 1/48 tau_s);
+- neurons with tau_mem = tau_s and threshold theta (2.6 in the presets) plus a fixed-pattern
+  offset per neuron N(0.13, 0.08) drawn once per emulated chip from chip_seed (the same seed is
+  the same chip), and a trial-to-trial offset N(0, 0.04) per neuron redrawn for every batch;
+- Gaussian jitter N(0, 0.01 tau_s) on every delayed spike;
+- spikes after the sample's 30 tau_s window are not recorded.
+The returned times are what the chip would report; training takes the engine's gradients at
+them with the realised (quantised) parameters and the nominal threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from snndelay.backends import bss2_mapping as hw
+from snndelay.backends.base import Backend
+from snndelay.engine import fused
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    fixed_mean: float = 0.13  # fixed-pattern threshold offset per neuron (drawn once per chip)
+    fixed_std: float = 0.08
+    trial_std: float = 0.04  # threshold offset per neuron, redrawn per batch
+    jitter_std: float = 0.01  # tau_s, on every delayed spike
+
+    @staticmethod
+    def off() -> "NoiseModel":
+        return NoiseModel(0.0, 0.0, 0.0, 0.0)
+
+
+class BSS2Emulator(Backend):
+    name = "bss2_emulator"
+
+    def __init__(self, chip_seed: int = 0, noise: NoiseModel = NoiseModel(), *,
+                 quantize: bool = True, seed: int = 0):
+        self.chip_seed = int(chip_seed)
+        self.noise = noise
+        self.quantize = quantize
+        self.rng = np.random.default_rng(seed)  # trial-to-trial noise and jitter
+        self._fixed: dict[tuple[int, int], np.ndarray] = {}
+
+    @classmethod
+    def from_config(cls, cfg, *, seed: int = 0) -> "BSS2Emulator":
+        b = cfg.backend
+        noise = NoiseModel(b.fixed_mean, b.fixed_std, b.trial_std, b.jitter_std) if b.noise \
+            else NoiseModel.off()
+        return cls(b.chip_seed, noise, quantize=b.quantize, seed=seed)
+
+    def fixed_offsets(self, layer: int, n: int) -> np.ndarray:
+        """The emulated chip's fixed-pattern threshold offsets of layer `layer` ([n]): a pure
+        function of (chip_seed, layer, n), so the same chip is reproducible."""
+        key = (layer, n)
+        if key not in self._fixed:
+            rng = np.random.default_rng([self.chip_seed, layer, n])
+            self._fixed[key] = rng.normal(self.noise.fixed_mean, self.noise.fixed_std, n) \
+                if (self.noise.fixed_mean or self.noise.fixed_std) else np.zeros(n)
+        return self._fixed[key]
+
+    def thresholds(self, layer: int, n: int, nominal: float) -> np.ndarray:
+        """This batch's thresholds of layer `layer`: nominal + the chip's fixed-pattern offsets
+        + a fresh trial-to-trial offset per neuron (kept positive)."""
+        theta = nominal + self.fixed_offsets(layer, n)
+        if self.noise.trial_std > 0:
+            theta = theta + self.rng.normal(0.0, self.noise.trial_std, n)
+        return np.maximum(theta, 1e-6)
+
+    def realised_params(self, net) -> list:
+        out = []
+        for w, kind, d in net.fused_params():
+            if kind not in ("none", "axonal"):
+                raise hw.MappingError(f"the chip realises axonal delays only, got {kind}")
+            if self.quantize:
+                w = hw.quantize_weights(w)
+                d = None if d is None else hw.quantize_delays(d * net.tau_syn) / net.tau_syn
+            out.append((w, kind, d))
+        return out
+
+    def run(self, net, t_in: np.ndarray) -> list[np.ndarray]:
+        tau = net.tau_syn
+        if abs(net.tau_mem / tau - 1.0) > 1e-12:
+            raise hw.MappingError("the chip's neurons have tau_mem = tau_syn")
+        t = np.asarray(t_in, dtype=np.float64) / tau  # tau_s units
+        outs = []
+        for k, (layer, (w, kind, d)) in enumerate(zip(net.layers, self.realised_params(net))):
+            if layer.bias_time is not None:
+                t = np.concatenate([t, np.full((t.shape[0], 1), layer.bias_time / tau)], axis=1)
+            if kind == "axonal":
+                t = t + d[None, :]
+                if self.noise.jitter_std > 0:  # inf + jitter stays inf
+                    t = t + self.rng.normal(0.0, self.noise.jitter_std, t.shape)
+            theta = self.thresholds(k, w.shape[1], float(net.threshold))
+            out, _ = fused.layer_forward(t, w, "none", None, theta[None, :], lambert=True)
+            out[out >= hw.SAMPLE_WINDOW] = np.inf  # outside the recorded window
+            outs.append(out * tau)
+            t = out
+        return outs
+
+    def project(self, net) -> None:
+        """Shadow weights stay within what 6 bits can express (+-63/30)."""
+        import torch
+
+        limit = hw.WEIGHT_MAX / hw.WEIGHT_SCALE
+        with torch.no_grad():
+            for layer in net.layers:
+                layer.weight.clamp_(-limit, limit)
+
+    def info(self) -> dict:
+        return {"name": self.name, "chip_seed": self.chip_seed, "quantize": self.quantize,
+                "noise": asdict(self.noise)}
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]

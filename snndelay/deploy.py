@@ -1,0 +1,198 @@
+"""`snndelay deploy`: a trained run as a BrainScaleS-2 bundle, executed on a backend and
+compared with the simulator (model.md section 8).
+
+The bundle (deploy/bundle.npz + deploy/bundle.json) holds integer weight matrices (excitatory
+and inhibitory, 0..63), one refractory setting per axonal delay, the placement of neurons and
+delay circuit pairs, the time scaling and the network's configuration; it is validated against
+the chip's limits before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from snndelay.backends import bss2_mapping as hw
+from snndelay.config import Config, ConfigError, to_yaml
+
+
+def make_bundle(cfg: Config, net) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays for bundle.npz, metadata for bundle.json) of a network; MappingError if the chip
+    cannot realise it."""
+    kinds = [layer.delays.spec.type if layer.delays is not None else "none"
+             for layer in net.layers]
+    hw.check_realisable(kinds, net.tau_mem / net.tau_syn)
+    arrays: dict[str, np.ndarray] = {}
+    n_delays, groups = [], []
+    for k, layer in enumerate(net.layers):
+        exc, inh = hw.weights_to_hw(layer.weight.detach().numpy())
+        arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"] = exc, inh
+        if layer.delays is not None:
+            # one refractory setting per delay circuit pair (shared by a group's neurons)
+            d = layer.delays.distinct_values() * net.tau_syn
+            arrays[f"layer{k}_refractory"] = hw.delay_to_refractory(d)
+            n_delays.append(d.size)
+            groups.append(layer.delays.spec.group_size)
+        else:
+            n_delays.append(0)
+            groups.append(1)
+    placement = hw.place(net.sizes[1:], n_delays)
+    meta = {
+        "format": "snndelay-bss2-bundle/1",
+        "experiment": cfg.name,
+        "sizes": net.sizes, "delay_types": kinds, "delay_group_sizes": groups,
+        "bias_time": net.layers[0].bias_time,
+        "threshold": float(net.threshold),
+        "input_replicas": cfg.dataset.replicate,
+        "weight_scale": hw.WEIGHT_SCALE, "weight_max": hw.WEIGHT_MAX,
+        "tau_s_us": hw.TAU_S_US, "sample_window_tau_s": hw.SAMPLE_WINDOW,
+        "refractory_range": [hw.R_MIN, hw.R_MAX], "delay_us": "r / 8 + 2",
+        "placement": placement.to_dict(),
+        "config_yaml": to_yaml(cfg),
+    }
+    return arrays, meta
+
+
+def validate_bundle(arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Check a bundle against the chip's limits (MappingError naming what is wrong)."""
+    n_layers = len(meta["sizes"]) - 1
+    for k in range(n_layers):
+        for part in ("exc", "inh"):
+            m = arrays[f"layer{k}_{part}"]
+            if m.dtype != np.uint8 or m.size and int(m.max()) > hw.WEIGHT_MAX:
+                raise hw.MappingError(f"layer{k}_{part}: weights must be integers 0..{hw.WEIGHT_MAX}")
+        if ((arrays[f"layer{k}_exc"] > 0) & (arrays[f"layer{k}_inh"] > 0)).any():
+            raise hw.MappingError(f"layer {k}: a synapse is both excitatory and inhibitory")
+        r = arrays.get(f"layer{k}_refractory")
+        if r is not None and r.size and (r.min() < hw.R_MIN or r.max() > hw.R_MAX):
+            raise hw.MappingError(f"layer {k}: refractory settings must lie in "
+                                  f"{hw.R_MIN}..{hw.R_MAX}")
+    hw.check_realisable(meta["delay_types"], 1.0)
+    if meta["placement"]["used"] > hw.N_CIRCUITS:
+        raise hw.MappingError(f"placement uses {meta['placement']['used']} circuits of "
+                              f"{hw.N_CIRCUITS}")
+
+
+def bundle_params(arrays: dict[str, np.ndarray], meta: dict) -> list:
+    """The model-unit (weights, delay kind, per-input delays) a bundle realises."""
+    out = []
+    sizes, bias = meta["sizes"], meta["bias_time"] is not None
+    for k, kind in enumerate(meta["delay_types"]):
+        w = hw.hw_to_weights(arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"])
+        d = None
+        if kind == "axonal":
+            per_delay = hw.refractory_to_delay(arrays[f"layer{k}_refractory"])
+            d = np.repeat(per_delay, meta["delay_group_sizes"][k])[: sizes[k] + bias]
+        out.append((w, kind, d))
+    return out
+
+
+def write_bundle(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    from snndelay.runs import atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".bundle.tmp.npz"
+    np.savez(tmp, **arrays)
+    tmp.replace(out_dir / "bundle.npz")
+    atomic_write_text(out_dir / "bundle.json", json.dumps(meta, indent=2) + "\n")
+
+
+def load_bundle(out_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
+    with np.load(out_dir / "bundle.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    return arrays, json.loads((out_dir / "bundle.json").read_text())
+
+
+def spike_deviation(hw_times: list[np.ndarray], sim_times: list[np.ndarray]) -> list[dict]:
+    """Per layer: mean and max |t_hw - t_sim| over (sample, neuron) pairs that spike in both,
+    and the fraction of pairs where exactly one of them spikes."""
+    rows = []
+    for k, (a, b) in enumerate(zip(hw_times, sim_times)):
+        both = np.isfinite(a) & np.isfinite(b)
+        diff = np.abs(a[both] - b[both])
+        rows.append({"layer": k, "pairs_spiking_in_both": int(both.sum()),
+                     "mean_abs_dt": float(diff.mean()) if diff.size else float("nan"),
+                     "max_abs_dt": float(diff.max()) if diff.size else float("nan"),
+                     "spike_mismatch_fraction": float((np.isfinite(a) != np.isfinite(b)).mean())})
+    return rows
+
+
+def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | None,
+               execute: bool) -> dict:
+    """Write and validate the bundle; with execute, run the test set `repeats` times on the
+    backend and write deploy/report.json and deploy/hw_vs_sim.png. Returns the report."""
+    from dataclasses import replace
+
+    from snndelay.backends import make_backend
+    from snndelay.losses import predict_np
+    from snndelay.runs import atomic_write_text, load_checkpoint, load_run_config
+    from snndelay.training import build_network, load_split, spike_times_np
+
+    cfg = load_run_config(run_dir)
+    net = build_network(cfg)
+    net.load_state_dict(load_checkpoint(run_dir)["model"])
+    out_dir = run_dir / "deploy"
+    try:
+        arrays, meta = make_bundle(cfg, net)
+        validate_bundle(arrays, meta)
+    except hw.MappingError as exc:
+        raise ConfigError(f"{run_dir} cannot be deployed: {exc}") from None
+    write_bundle(out_dir, arrays, meta)
+    report: dict = {"run_dir": str(run_dir), "bundle": str(out_dir / "bundle.npz"),
+                    "circuits_used": meta["placement"]["used"]}
+    if not execute:
+        return report
+
+    trained_chip = cfg.backend.chip_seed if cfg.backend.name == "bss2_emulator" else None
+    seed = chip_seed if chip_seed is not None else (trained_chip + 1 if trained_chip is not None
+                                                    else 1)
+    hw_cfg = replace(cfg, backend=replace(cfg.backend, name=backend_name, chip_seed=seed))
+    test = load_split(cfg, "test")
+    labels = test.labels.numpy()
+    sim_times = spike_times_np(net, test.t_in)
+    sim_acc = float((predict_np(sim_times[-1]) == labels).mean())
+    accs, first = [], None
+    for rep in range(repeats):
+        backend = make_backend(hw_cfg, seed=10_000 + rep)  # fresh trial noise per repeat
+        times = backend.run(net, test.t_in.numpy())
+        accs.append(float((predict_np(times[-1]) == labels).mean()))
+        first = first or times
+    report.update({
+        "backend": backend_name, "chip_seed": seed if backend_name == "bss2_emulator" else None,
+        "trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
+        "repeats": repeats, "accuracy_per_repeat": accs,
+        "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
+        "simulator_accuracy": sim_acc,
+        "spike_time_deviation": spike_deviation(first, sim_times),
+    })
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    _plot(first[-1], sim_times[-1], out_dir / "hw_vs_sim.png", backend_name)
+    return report
+
+
+def _plot(hw_out: np.ndarray, sim_out: np.ndarray, path: Path, backend: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    both = np.isfinite(hw_out) & np.isfinite(sim_out)
+    for j in range(hw_out.shape[1]):
+        m = both[:, j]
+        ax.scatter(sim_out[m, j], hw_out[m, j], s=6, alpha=0.5, label=f"output {j}")
+    if both.any():
+        lo, hi = float(min(sim_out[both].min(), hw_out[both].min())), \
+            float(max(sim_out[both].max(), hw_out[both].max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set(xlabel="simulator output spike time (tau_s)",
+           ylabel=f"{backend} output spike time (tau_s)",
+           title="test set: hardware vs simulated output spikes")
+    ax.legend(markerscale=2)
+    ax.grid(alpha=0.3)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,265 @@
+"""BrainScaleS-2: the mapping module, the emulator (determinism, noise statistics, gradients
+with noise off), chip-in-the-loop training, `snndelay deploy`, and the chip adapter's error."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from snndelay.backends import BackendUnavailable
+from snndelay.backends import bss2_mapping as hw
+from snndelay.backends.emulator import BSS2Emulator, NoiseModel
+from snndelay.cli import app
+from snndelay.config import compose
+from snndelay.deploy import bundle_params, load_bundle, make_bundle, validate_bundle
+from snndelay.engine import _impl, first_spike_times
+from snndelay.losses import LOSSES_NP
+from snndelay.network import DelaySpec, Network
+from snndelay.training import Trainer, build_network
+
+runner = CliRunner()
+needs_numba = pytest.mark.skipif(not _impl.HAVE_NUMBA, reason="hardware backends need numba")
+TINY = ["dataset.train_size=200", "dataset.val_size=80", "dataset.test_size=80",
+        "training.eval_batch_size=80"]
+
+
+# -- mapping ----------------------------------------------------------------------------------
+def test_weights_round_trip_and_limits():
+    k = np.arange(-63, 64)
+    w = k / 30.0
+    exc, inh = hw.weights_to_hw(w)
+    assert exc.dtype == np.uint8 and inh.dtype == np.uint8
+    assert ((exc == 0) | (inh == 0)).all()  # a synapse is one or the other
+    np.testing.assert_array_equal(exc.astype(int) - inh.astype(int), k)
+    np.testing.assert_allclose(hw.hw_to_weights(exc, inh), w, atol=1e-15)
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-2.1, 2.1, 10_000)
+    assert np.abs(hw.quantize_weights(w) - w).max() <= 1 / 60 + 1e-12  # half a step
+    np.testing.assert_array_equal(hw.quantize_weights(np.array([5.0, -3.0])), [2.1, -2.1])
+
+
+def test_delays_round_trip_and_range():
+    r = np.arange(hw.R_MIN, hw.R_MAX + 1)
+    d = hw.refractory_to_delay(r)
+    np.testing.assert_array_equal(hw.delay_to_refractory(d), r)
+    np.testing.assert_allclose(d * hw.TAU_S_US, r / 8 + 2)  # delay_us = r / 8 + 2
+    x = np.random.default_rng(1).uniform(d[0], d[-1], 5000)
+    assert np.abs(hw.quantize_delays(x) - x).max() <= 1 / 96 + 1e-12  # half of 1/48 tau_s
+    with pytest.raises(hw.MappingError, match="refractory"):
+        hw.delay_to_refractory(np.array([0.5]))
+    assert hw.delay_to_refractory(np.array([0.5, 9.0]), clip=True).tolist() == [50, 250]
+
+
+def test_spike_train_serialisation_round_trip():
+    rng = np.random.default_rng(2)
+    t = rng.uniform(0, 29.9, (7, 5))
+    t[rng.random(t.shape) < 0.3] = np.inf
+    times_us, ids = hw.serialize(t)
+    assert (np.diff(times_us) >= 0).all()  # one time-ordered train
+    assert times_us.max() < 7 * 30 * 6
+    np.testing.assert_allclose(hw.deserialize(times_us, ids, 7, 5), t, atol=1e-12)
+    # a later spike of the same neuron in the same window is not its first spike
+    extra_t = np.concatenate([times_us, [hw.to_hw_time(29.95)]])
+    back = hw.deserialize(extra_t, np.concatenate([ids, [0]]), 7, 5)
+    assert back[0, 0] == min(t[0, 0], 29.95)
+    with pytest.raises(hw.MappingError, match="window"):
+        hw.serialize(np.array([[30.0]]))
+
+
+def test_replication_puts_copies_next_to_each_other():
+    t = np.array([[1.0, 2.0]])
+    np.testing.assert_array_equal(hw.replicate_inputs(t), [[1, 1, 1, 1, 1, 2, 2, 2, 2, 2]])
+
+
+def test_placement_and_refusals():
+    p = hw.place([30, 3], [4, 30])  # yinyang_bss2_wa
+    assert p.used == 33 + 2 * 34
+    assert p.delays[0][0] == (33, 34) and p.neurons[1] == [30, 31, 32]
+    with pytest.raises(hw.MappingError, match="512"):
+        hw.place([400, 10], [0, 60])
+    for kind in ("dendritic", "synaptic"):
+        with pytest.raises(hw.MappingError, match="axonal delay per presynaptic neuron"):
+            hw.check_realisable(["none", kind], 1.0)
+    with pytest.raises(hw.MappingError, match="tau_mem = tau_syn"):
+        hw.check_realisable(["none", "none"], 2.0)
+
+
+@pytest.mark.parametrize("override,fragment", [
+    (["delay=synaptic"], "cannot realise"),
+    (["delay=dendritic"], "cannot realise"),
+    (["neuron=lif_tau2"], "tau_mem = tau_syn"),
+    (["network.hidden=600"], "512"),
+    (["backend.trial_std=-1"], "backend.trial_std"),
+])
+def test_unrealisable_configs_exit_2_with_the_reason(override, fragment):
+    res = runner.invoke(app, ["train", "experiment=yinyang_bss2_wa", *override, "--cfg"])
+    assert res.exit_code == 2
+    assert fragment in res.output and "Traceback" not in res.output
+
+
+# -- emulator ---------------------------------------------------------------------------------
+def _bss2_net(seed=0, delays=True):
+    spec = DelaySpec("axonal", shift=2.0, scale=1.5, init_std=0.5) if delays else DelaySpec()
+    specs = [DelaySpec(**{**spec.__dict__, "group_size": 5}), spec] if delays else [spec, spec]
+    return Network([20, 30, 3], w_mean=[1.0, 0.6], w_std=[0.12, 0.15], delays=specs,
+                   bias_time=None, tau_mem=1.0, tau_syn=1.0, threshold=2.6, seed=seed)
+
+
+def _inputs(n=64, seed=0):
+    x = np.random.default_rng(seed).random((n, 4))
+    return hw.replicate_inputs(0.15 + 1.85 * x)
+
+
+@needs_numba
+def test_emulator_is_deterministic_per_chip_and_seed():
+    net, t = _bss2_net(), _inputs()
+    a = BSS2Emulator(chip_seed=3, seed=1).run(net, t)
+    b = BSS2Emulator(chip_seed=3, seed=1).run(net, t)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(BSS2Emulator(chip_seed=3).fixed_offsets(0, 30),
+                                  BSS2Emulator(chip_seed=3, seed=99).fixed_offsets(0, 30))
+    assert not np.array_equal(BSS2Emulator(chip_seed=3).fixed_offsets(0, 30),
+                              BSS2Emulator(chip_seed=4).fixed_offsets(0, 30))
+    c = BSS2Emulator(chip_seed=3, seed=2).run(net, t)  # other trial noise, same chip
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_noise_statistics_match_the_configuration():
+    n = 40_000
+    emu = BSS2Emulator(chip_seed=0, seed=0)
+    fixed = emu.fixed_offsets(0, n)
+    assert fixed.mean() == pytest.approx(0.13, abs=4 * 0.08 / np.sqrt(n))
+    assert fixed.std() == pytest.approx(0.08, rel=0.02)
+    trial = np.concatenate([emu.thresholds(0, n, 2.6) - 2.6 - fixed for _ in range(3)])
+    assert trial.mean() == pytest.approx(0.0, abs=4 * 0.04 / np.sqrt(trial.size))
+    assert trial.std() == pytest.approx(0.04, rel=0.02)
+    off = BSS2Emulator(noise=NoiseModel.off())
+    np.testing.assert_array_equal(off.thresholds(0, 10, 2.6), np.full(10, 2.6))
+
+
+@needs_numba
+def test_delay_jitter_has_the_configured_spread():
+    # One delayed input driving one neuron: dt_out/dT = 1, so the output inherits the jitter.
+    net = Network([1, 1], w_mean=[3.0], w_std=[0.0], delays=[DelaySpec("axonal", shift=2.0,
+                  scale=1.5, init_std=0.0)], bias_time=None, tau_mem=1.0, tau_syn=1.0,
+                  threshold=0.5, seed=0)
+    emu = BSS2Emulator(noise=NoiseModel(0.0, 0.0, 0.0, 0.01), seed=5)
+    out = emu.run(net, np.full((20_000, 1), 1.0))[0][:, 0]
+    assert np.isfinite(out).all()
+    assert out.std() == pytest.approx(0.01, rel=0.03)
+
+
+@needs_numba
+def test_emulator_without_noise_equals_the_engine_on_quantised_parameters():
+    net, t = _bss2_net(), _inputs()
+    emu = BSS2Emulator(noise=NoiseModel.off())
+    times = emu.run(net, t)
+    (w0, _, d0), (w1, _, d1) = emu.realised_params(net)
+    ref0 = first_spike_times(torch.tensor(t), torch.tensor(w0), torch.tensor(d0)[:, None],
+                             tau_mem=1.0, tau_syn=1.0, threshold=2.6)
+    ref1 = first_spike_times(ref0, torch.tensor(w1), torch.tensor(d1)[:, None],
+                             tau_mem=1.0, tau_syn=1.0, threshold=2.6)
+    for got, ref in zip(times, (ref0, ref1)):
+        np.testing.assert_allclose(got, ref.numpy(), rtol=0, atol=1e-12)
+
+
+@needs_numba
+def test_chip_in_the_loop_gradients_equal_the_engine_gradients_when_noise_is_off():
+    net, t = _bss2_net(seed=4), _inputs(seed=4)
+    y = np.random.default_rng(4).integers(0, 3, t.shape[0])
+    with torch.no_grad():  # parameters on the chip's grid: quantisation changes nothing
+        for layer in net.layers:
+            layer.weight.copy_(torch.round(layer.weight * 30) / 30)
+            q = hw.quantize_delays(layer.delays.distinct_values())
+            layer.delays.raw.copy_(torch.logit(torch.tensor((q - 2.0) / 1.5)).reshape(
+                layer.delays.raw.shape))
+    emu = BSS2Emulator(noise=NoiseModel.off())
+    times = emu.run(net, t)
+    _, g_out = LOSSES_NP["shift_mse"](times[-1], y, dt=0.3)
+    _, caches = net.forward_fused(t, given=times, params=emu.realised_params(net))
+    net.backward_fused(caches, g_out, max_dw_norm=0.2)
+    loop = {n: p.grad.clone() for n, p in net.named_parameters()}
+    for p in net.parameters():
+        p.grad = None
+    # The simulator path: autograd through first_spike_times.
+    from snndelay.losses import LOSSES
+
+    out = net(torch.tensor(t), max_dw_norm=0.2)
+    LOSSES["shift_mse"](out[-1], torch.tensor(y), dt=0.3).mean().backward()
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(loop[name], p.grad, rtol=1e-8, atol=1e-10, msg=name)
+
+
+# -- training and deploy ----------------------------------------------------------------------
+@needs_numba
+def test_emulator_training_records_the_chip_and_resumes_exactly(tmp_path):
+    from snndelay.runs import train_run
+
+    ov = ["experiment=yinyang_bss2_wa", *TINY, "training.epochs=2", "backend.chip_seed=7"]
+    cfg = compose(ov)[1]
+    ref = train_run(cfg, tmp_path / "ref", ov).summary
+    assert ref["backend"]["name"] == "bss2_emulator" and ref["backend"]["chip_seed"] == 7
+
+    def stop(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tmp_path / "run", ov, on_epoch=stop)
+    again = train_run(cfg, tmp_path / "run", ov, resume=True).summary
+    assert again["test_accuracy"] == ref["test_accuracy"]
+    assert again["val_loss"] == ref["val_loss"]
+
+
+@needs_numba
+def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", "experiment=yinyang_bss2_wa", *TINY, "training.epochs=1",
+                              "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["deploy", str(run), "--hw", "--repeats", "2"])
+    assert res.exit_code == 0, res.output
+    arrays, meta = load_bundle(run / "deploy")
+    validate_bundle(arrays, meta)
+    assert meta["placement"]["used"] == 101 and meta["tau_s_us"] == 6.0
+    assert arrays["layer0_refractory"].shape == (4,)  # one per original input (shared by 5)
+    # the bundle realises exactly what the emulator runs
+    cfg = compose(["experiment=yinyang_bss2_wa"])[1]
+    net = build_network(cfg)
+    from snndelay.runs import load_checkpoint
+
+    net.load_state_dict(load_checkpoint(run)["model"])
+    for (w, _, d), (wb, _, db) in zip(BSS2Emulator().realised_params(net),
+                                      bundle_params(arrays, meta)):
+        np.testing.assert_allclose(w, wb, atol=1e-12)
+        np.testing.assert_allclose(d, db, atol=1e-12)
+    report = json.loads((run / "deploy" / "report.json").read_text())
+    assert report["repeats"] == 2 and len(report["accuracy_per_repeat"]) == 2
+    assert report["chip_seed"] == 1  # a fresh chip: the training chip (0) + 1
+    assert 0 <= report["simulator_accuracy"] <= 1
+    assert [r["layer"] for r in report["spike_time_deviation"]] == [0, 1]
+    assert (run / "deploy" / "hw_vs_sim.png").stat().st_size > 5_000
+    arrays["layer1_exc"][0, 0] = 64
+    with pytest.raises(hw.MappingError, match="0..63"):
+        validate_bundle(arrays, meta)
+
+
+def test_deploy_refuses_a_network_the_chip_cannot_realise(tmp_path):
+    cfg = compose([])[1]  # synaptic delays, tau_m = 2 tau_s
+    with pytest.raises(hw.MappingError, match="synaptic"):
+        make_bundle(cfg, build_network(cfg))
+
+
+def test_chip_backend_without_the_stack_fails_at_once_naming_the_emulator(tmp_path):
+    from snndelay.backends.bss2_chip import BSS2Chip
+
+    with pytest.raises(BackendUnavailable, match="bss2_emulator"):
+        BSS2Chip()
+    res = runner.invoke(app, ["train", "experiment=yinyang_bss2_w", "backend=bss2",
+                              "--run-dir", str(tmp_path / "r")])
+    assert res.exit_code == 2
+    assert "pynn_brainscales" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()
