@@ -79,10 +79,13 @@ def train(
         console.print(to_yaml(cfg), highlight=False, end="")
         return
     from snndelay.backends import BackendUnavailable, ensure_available
+    from snndelay.data import DatasetMissing
+    from snndelay.training import load_split
 
     try:
         ensure_available(cfg.backend.name)
-    except BackendUnavailable as exc:
+        load_split(cfg, "train")  # missing files fail here, before any output (cached)
+    except (BackendUnavailable, DatasetMissing) as exc:
         _user_error(str(exc))
     if resume is None and (target / "checkpoint.pt").exists():
         _user_error(f"{target} already holds a run; use --resume {target} or another --run-dir")

@@ -15,9 +15,9 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from snndelay.data import DATASETS, n_classes, n_inputs
 from snndelay.network import DELAY_TYPES
 
-DATASETS = ("yinyang",)
 BACKENDS = ("simulator", "bss2_emulator", "bss2")
 LOSS_NAMES = ("shift_mse", "ttfs_ce")
 POSITIVITY = ("sigmoid", "clamp")
@@ -30,15 +30,23 @@ class ConfigError(ValueError):
 @dataclass
 class DatasetConfig:
     name: str = "yinyang"
-    train_size: int = 5000
+    train_size: int = 5000  # samples per split (at most what the files hold)
     val_size: int = 1000
     test_size: int = 1000
-    train_seed: int = 42
+    train_seed: int = 42  # Yin-Yang generator seeds
     val_seed: int = 41
     test_seed: int = 40
-    t_early: float = 0.15
-    t_late: float = 2.0
+    t_early: float = 0.15  # spike time of value 1 (images: the brightest pixel)
+    t_late: float = 2.0  # spike time of value 0
     replicate: int = 1  # copies of every input channel (BrainScaleS-2: 5, for drive)
+    root: Optional[str] = None  # directory of the files (mnist, shd); never downloaded
+    split_seed: int = 0  # digits: stratified split; mnist, shd: validation part of train
+    drop_dark: bool = True  # images: pixels of intensity 0 send no spike
+    resize: Optional[int] = None  # mnist: resize to resize x resize (e.g. 16)
+    channel_factor: int = 1  # shd: merge this many neighbouring channels
+    max_spikes: int = 1  # shd: spikes kept per (merged) channel
+    tau_s_ms: float = 5.0  # shd: tau_s in ms (event times become tau_s units)
+    t_max_ms: Optional[float] = None  # shd: ignore events after this time
 
 
 @dataclass
@@ -143,7 +151,10 @@ class Config:
         return [int(v) for v in vals]
 
     def n_inputs(self) -> int:
-        return 4 * self.dataset.replicate
+        return n_inputs(self.dataset)
+
+    def n_classes(self) -> int:
+        return n_classes(self.dataset)
 
     def delay_layers(self) -> list[int]:
         layers = self.delay.layers
@@ -198,6 +209,10 @@ def validate(cfg: Config) -> Config:
     _need(dl.init_std >= 0, "delay.init_std", "must be >= 0", dl.init_std)
     cfg.group_sizes()
     _need(d.replicate >= 1, "dataset.replicate", "must be >= 1", d.replicate)
+    _need(d.resize is None or d.resize >= 1, "dataset.resize", "must be >= 1 or null", d.resize)
+    for key in ("channel_factor", "max_spikes"):
+        _need(getattr(d, key) >= 1, f"dataset.{key}", "must be >= 1", getattr(d, key))
+    _need(d.tau_s_ms > 0, "dataset.tau_s_ms", "must be > 0", d.tau_s_ms)
     _need(dl.layers == "all" or (isinstance(dl.layers, (list, tuple)) and all(
         isinstance(k, int) and 0 <= k < cfg.n_layers() for k in dl.layers)), "delay.layers",
         f"must be 'all' or a list of layer indices in 0..{cfg.n_layers() - 1}", dl.layers)
@@ -233,7 +248,7 @@ def _check_bss2(cfg: Config) -> None:
 
     delayed = set(cfg.delay_layers())
     kinds = [cfg.delay.type if k in delayed else "none" for k in range(cfg.n_layers())]
-    sizes = [cfg.n_inputs()] + cfg.hidden_sizes() + [3]
+    sizes = [cfg.n_inputs()] + cfg.hidden_sizes() + [cfg.n_classes()]
     groups = cfg.group_sizes()
     bias = cfg.network.bias_time is not None
     n_delays = [-(-(sizes[k] + bias) // groups[k]) if kinds[k] == "axonal" else 0

@@ -107,7 +107,9 @@ class SpikingLayer(nn.Module):
     def forward(self, t_in: torch.Tensor, *, tau_mem: float, tau_syn: float, threshold: float,
                 max_dw_norm: float = math.inf) -> torch.Tensor:
         if self.bias_time is not None:
-            t_in = torch.cat([t_in, t_in.new_full((t_in.shape[0], 1), self.bias_time)], dim=1)
+            col = t_in.new_full((t_in.shape[0], 1) + tuple(t_in.shape[2:]), float("inf"))
+            col.view(t_in.shape[0], -1)[:, 0] = self.bias_time  # one bias spike per sample
+            t_in = torch.cat([t_in, col], dim=1)
         d = None if self.delays is None else self.delays()
         # Inputs come from the encoder or the layer below (+inf or finite, never NaN), and the
         # optimiser keeps parameters finite, so the engine's value scans are skipped.
@@ -167,7 +169,19 @@ class Network(nn.Module):
         t = t_in / tau if tau != 1.0 else t_in
         outs, caches = [], []
         for k, (layer, (w, kind, d)) in enumerate(zip(self.layers, params or self.fused_params())):
-            if layer.bias_time is not None:
+            bias = layer.bias_time is not None
+            spikes = 1
+            if t.ndim == 3:  # [B, N, S]: every spike of a channel is one more arrival with its
+                spikes = t.shape[2]  # channel's weight and delay (as in engine/layer.py)
+                if bias:
+                    col = np.full((t.shape[0], 1, spikes), np.inf)
+                    col[:, 0, 0] = layer.bias_time / tau
+                    t = np.concatenate([t, col], axis=1)
+                t = t.reshape(t.shape[0], -1)
+                w = np.repeat(w, spikes, axis=0)
+                if kind in ("axonal", "synaptic"):
+                    d = np.repeat(d, spikes, axis=0)
+            elif bias:
                 t = np.concatenate([t, np.full((t.shape[0], 1), layer.bias_time / tau)], axis=1)
             if d is not None and tau != 1.0:
                 d = d / tau
@@ -175,7 +189,7 @@ class Network(nn.Module):
             if given is not None:
                 t_given = given[k] / tau if tau != 1.0 else given[k]
             t, cache = fused.layer_forward(t, w, kind, d, float(self.threshold), lambert, t_given)
-            caches.append((kind, cache))
+            caches.append((kind, cache, spikes))
             outs.append(t * tau if tau != 1.0 else t)
         return outs, caches
 
@@ -186,9 +200,16 @@ class Network(nn.Module):
         tau = self.tau_syn
         lambert = self.tau_mem == tau
         g = g_out * tau if tau != 1.0 else g_out  # per tau_s unit of the scaled times
-        for layer, (kind, cache) in zip(reversed(self.layers), reversed(caches)):
+        for layer, (kind, cache, spikes) in zip(reversed(self.layers), reversed(caches)):
             g_t, g_w, g_d = fused.layer_backward(g, kind, cache, lambert, max_dw_norm=max_dw_norm)
-            layer.weight.grad = torch.from_numpy(g_w)
+            if spikes > 1:  # sum over the arrivals that share a channel's weight and delay
+                g_w = g_w.reshape(-1, spikes, g_w.shape[1]).sum(axis=1)
+                if kind == "axonal":
+                    g_d = g_d.reshape(-1, spikes).sum(axis=1)
+                elif kind == "synaptic":
+                    g_d = g_d.reshape(-1, spikes, g_d.shape[1]).sum(axis=1)
+                g_t = g_t.reshape(g_t.shape[0], -1, spikes)
+            layer.weight.grad = torch.from_numpy(np.ascontiguousarray(g_w))
             if layer.delays is not None:
                 layer.delays.raw.grad = layer.delays.grad_raw(g_d / tau if tau != 1.0 else g_d)
             g = g_t[:, : g_t.shape[1] - (layer.bias_time is not None)]

@@ -133,8 +133,9 @@ def write_plots(trainer: Trainer, split: Split, test: EvalResult, run_dir: Path)
     delays = {f"layer {k}": layer.delays() for k, layer in enumerate(trainer.net.layers)
               if layer.delays is not None}
     plots.delay_histograms(delays, run_dir / "delays.png")
-    plots.yinyang_predictions(split.features, split.labels, test.predictions,
-                              run_dir / "yinyang_predictions.png")
+    if trainer.cfg.dataset.name == "yinyang":
+        plots.yinyang_predictions(split.features, split.labels, test.predictions,
+                                  run_dir / "yinyang_predictions.png")
 
 
 def evaluate_run(run_dir: Path, split: str) -> tuple[Config, EvalResult, torch.Tensor]:

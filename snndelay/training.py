@@ -12,7 +12,7 @@ import torch
 
 from snndelay.backends import Backend, make_backend
 from snndelay.config import Config
-from snndelay.data import yinyang, yinyang_spikes
+from snndelay import data
 from snndelay.losses import LOSSES, LOSSES_NP, predict_np
 from snndelay.network import DelaySpec, Network
 from snndelay.optim import Adam
@@ -27,19 +27,13 @@ class Split:
 
 
 def load_split(cfg: Config, split: str) -> Split:
-    """Encode one split of the configured dataset once (cached tensors, off the hot path)."""
-    d = cfg.dataset
-    size, seed = {"train": (d.train_size, d.train_seed), "val": (d.val_size, d.val_seed),
-                  "test": (d.test_size, d.test_seed)}[split]
-    feats, labels = yinyang(size, seed)
-    t_in = yinyang_spikes(feats, d.t_early, d.t_late)
-    if d.replicate > 1:  # copy k of input i is row replicate * i + k (shares i's axonal delay)
-        t_in = t_in.repeat_interleave(d.replicate, dim=1)
-    return Split(split, t_in, torch.as_tensor(labels), torch.as_tensor(feats))
+    """One split of the configured dataset, encoded once per process (off the hot path)."""
+    enc = data.load(cfg.dataset, split)
+    return Split(split, enc.t_in, enc.labels, enc.features)
 
 
 def build_network(cfg: Config) -> Network:
-    sizes = [cfg.n_inputs()] + cfg.hidden_sizes() + [3]
+    sizes = [cfg.n_inputs()] + cfg.hidden_sizes() + [cfg.n_classes()]
     delayed = set(cfg.delay_layers())
     dl = cfg.delay
     shared = {k: v for k, v in asdict(dl).items() if k not in ("type", "layers", "group_size")}
@@ -74,7 +68,7 @@ def _loss_np(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray
 @torch.no_grad()
 def spike_times_np(net: Network, t_in: torch.Tensor) -> list[np.ndarray]:
     """Every layer's spike times as numpy arrays (fused path when available)."""
-    if net.fused_ok() and t_in.dim() == 2:
+    if net.fused_ok():
         return net.forward_fused(t_in.numpy())[0]
     return [t.numpy() for t in net(t_in)]
 

@@ -136,3 +136,22 @@ def test_gradients_are_bit_identical_on_any_thread_count():
         numba.set_num_threads(before)
     for a, b in zip(*grads):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["none", "axonal", "dendritic", "synaptic"])
+@pytest.mark.parametrize("bias", [None, 0.9])
+def test_fused_multi_spike_inputs_equal_autograd(kind, bias):
+    """[B, N, S] event inputs (SHD): each spike is an arrival with its channel's parameters."""
+    net = _net(kind, "sigmoid", (2.0, 1.0), bias, 1)
+    gen = torch.Generator().manual_seed(11)
+    t_in = 0.15 + 4.0 * torch.rand(30, 4, 3, generator=gen, dtype=torch.float64)
+    t_in[torch.rand(30, 4, 3, generator=gen) < 0.3] = float("inf")
+    y = torch.randint(0, 3, (30,), generator=gen)
+    times = net(t_in, max_dw_norm=0.2)
+    LOSSES["shift_mse"](times[-1], y).mean().backward()
+    ref = {n: p.grad.clone() for n, p in net.named_parameters()}
+    outs, caches = net.forward_fused(t_in.numpy())
+    np.testing.assert_allclose(outs[-1], times[-1].detach().numpy(), rtol=0, atol=1e-12)
+    net.backward_fused(caches, LOSSES_NP["shift_mse"](outs[-1], y.numpy())[1], max_dw_norm=0.2)
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(p.grad, ref[name], rtol=1e-10, atol=1e-12, msg=name)

@@ -1,5 +1,79 @@
-"""Datasets: generators/loaders and their spike-time encodings (model.md section 7)."""
+"""Datasets and their spike-time encodings (model.md section 7). A dataset is a config group
+(configs/dataset/); load(cfg.dataset, split) returns encoded tensors, computed once per process.
 
+yinyang  generated (golden values of model.md), 4 values -> one spike each
+digits   scikit-learn's bundled 8x8 digits, pixel latency code
+mnist    IDX files under dataset.root, optional resizing, pixel latency code
+shd      Spiking Heidelberg Digits through tonic, events -> [n, channels, max_spikes]
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from snndelay.data.images import DatasetMissing, digits, mnist, pixel_spikes
 from snndelay.data.yinyang import yinyang, yinyang_spikes
 
-__all__ = ["yinyang", "yinyang_spikes"]
+DATASETS = ("yinyang", "digits", "mnist", "shd")
+N_CLASSES = {"yinyang": 3, "digits": 10, "mnist": 10, "shd": 20}
+
+
+class Encoded(NamedTuple):
+    t_in: torch.Tensor  # [n, N] or [n, N, S] spike times (tau_s), +inf = no spike
+    labels: torch.Tensor  # [n] int64
+    features: torch.Tensor  # [n, F] raw values (Yin-Yang: for the prediction plot)
+
+
+def n_inputs(d) -> int:
+    """Input channels the network sees (after replication)."""
+    base = {"yinyang": 4, "digits": 64, "shd": -(-700 // max(1, d.channel_factor))}.get(d.name)
+    if d.name == "mnist":
+        base = (d.resize or 28) ** 2
+    return base * d.replicate
+
+
+def n_classes(d) -> int:
+    return N_CLASSES[d.name]
+
+
+_CACHE: dict[tuple, Encoded] = {}
+
+
+def load(d, split: str) -> Encoded:
+    """Encode one split once per process (off the hot path); later calls reuse it."""
+    key = (astuple(d), split)
+    if key not in _CACHE:
+        _CACHE[key] = _encode(d, split)
+    return _CACHE[key]
+
+
+def _encode(d, split: str) -> Encoded:
+    sizes = {"train": d.train_size, "val": d.val_size, "test": d.test_size}
+    if d.name == "yinyang":
+        seed = {"train": d.train_seed, "val": d.val_seed, "test": d.test_seed}[split]
+        feats, labels = yinyang(sizes[split], seed)
+        t = yinyang_spikes(feats, d.t_early, d.t_late).numpy()
+    elif d.name in ("digits", "mnist"):
+        if d.name == "digits":
+            feats, labels = digits(split, sizes, d.split_seed)
+        else:
+            feats, labels = mnist(split, d.root, sizes, d.split_seed, d.resize)
+        t = pixel_spikes(feats, d.t_early, d.t_late, d.drop_dark)
+    else:
+        from snndelay.data.shd import shd
+
+        t, labels = shd(split, d.root, sizes, d.split_seed, channel_factor=d.channel_factor,
+                        max_spikes=d.max_spikes, tau_s_ms=d.tau_s_ms, t_max_ms=d.t_max_ms)
+        feats = np.zeros((len(labels), 0))
+    if d.replicate > 1:  # copy k of input i is row replicate * i + k (shares i's axonal delay)
+        t = np.repeat(t, d.replicate, axis=1)
+    return Encoded(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float64)),
+                   torch.as_tensor(labels, dtype=torch.int64), torch.as_tensor(feats))
+
+
+__all__ = ["DATASETS", "DatasetMissing", "Encoded", "load", "n_classes", "n_inputs",
+           "pixel_spikes", "yinyang", "yinyang_spikes"]

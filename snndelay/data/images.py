@@ -1,0 +1,134 @@
+"""Image datasets: scikit-learn's bundled 8x8 digits and MNIST from IDX files (model.md
+section 7: pixel latency encoding, bright pixels early)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+class DatasetMissing(FileNotFoundError):
+    """Files of a dataset are not where the configuration says (one line saying which)."""
+
+
+def pixel_spikes(p: np.ndarray, t_early: float = 0.15, t_late: float = 2.0,
+                 drop_dark: bool = True) -> np.ndarray:
+    """Latency code of intensities p in [0, 1]: t = t_early + (t_late - t_early) (1 - p), so
+    bright pixels spike early; with drop_dark, pixels at the latest time (p = 0) stay silent."""
+    t = t_early + (t_late - t_early) * (1.0 - np.asarray(p, dtype=np.float64))
+    if drop_dark:
+        t = np.where(p <= 0.0, np.inf, t)
+    return t
+
+
+def _allocate(total: int, counts: np.ndarray) -> np.ndarray:
+    """Split `total` over classes in proportion to counts, exactly (largest remainders)."""
+    quota = total * counts / counts.sum()
+    k = np.floor(quota).astype(np.int64)
+    k[np.argsort(-(quota - k), kind="stable")[: total - k.sum()]] += 1
+    return np.minimum(k, counts)
+
+
+def stratified_split(labels: np.ndarray, sizes: dict[str, int], seed: int) -> dict[str, np.ndarray]:
+    """Disjoint index sets with the class proportions of `labels`: val and test get exactly
+    their sizes, train the rest (capped at sizes['train'])."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    k_val = _allocate(sizes["val"], counts)
+    k_test = _allocate(sizes["test"], counts - k_val)
+    out: dict[str, list[int]] = {"val": [], "test": [], "train": []}
+    for c, kv, kt in zip(classes, k_val, k_test):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        out["val"] += idx[:kv].tolist()
+        out["test"] += idx[kv:kv + kt].tolist()
+        out["train"] += idx[kv + kt:].tolist()
+    res = {k: rng.permutation(np.array(v, dtype=np.int64)) for k, v in out.items()}
+    res["train"] = res["train"][: sizes["train"]]
+    return res
+
+
+def digits(split: str, sizes: dict[str, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(intensities [n, 64] in [0, 1], labels [n]) of scikit-learn's 8x8 digits (1797 images,
+    bundled with scikit-learn: no download), fixed stratified split by seed."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    idx = stratified_split(data.target, sizes, seed)[split]
+    return data.data[idx] / 16.0, data.target[idx].astype(np.int64)
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format: magic 0x0000 08 NDIM, big-endian sizes, uint8 data)."""
+    with _open(path) as f:
+        header = f.read(4)
+        if len(header) != 4 or header[0] != 0 or header[1] != 0 or header[2] != 0x08:
+            raise ValueError(f"{path}: not an unsigned-byte IDX file")
+        ndim = header[3]
+        shape = tuple(int.from_bytes(f.read(4), "big") for _ in range(ndim))
+        data = np.frombuffer(f.read(), dtype=np.uint8)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: expected {int(np.prod(shape))} values, found {data.size}")
+    return data.reshape(shape)
+
+
+def _find(root: Path, name: str) -> Path | None:
+    for cand in (root / name, root / f"{name}.gz"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def mnist_files(root: str | None, part: str) -> tuple[Path, Path]:
+    """Paths of the (images, labels) IDX files of `part` (train or test) under root, plain or
+    gzipped; DatasetMissing names every expected file when any is missing."""
+    if not root:
+        raise DatasetMissing("dataset.root: set it to the directory holding the MNIST IDX files "
+                             "(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                             "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])")
+    base = Path(root).expanduser()
+    found = [_find(base, n) for n in MNIST_FILES[part]]
+    if None in found:
+        missing = [n for n, f in zip(MNIST_FILES[part], found) if f is None]
+        raise DatasetMissing(f"dataset.root={base}: missing {', '.join(missing)} (plain or .gz); "
+                             "expected the four MNIST IDX files there "
+                             f"({', '.join(n for p in MNIST_FILES.values() for n in p)}); "
+                             "snndelay never downloads")
+    return found[0], found[1]
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """[n, H, W] intensities -> [n, size, size] by area averaging (anti-aliased)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float64))[:, None]
+    return F.adaptive_avg_pool2d(x, size)[:, 0].numpy()
+
+
+def mnist(split: str, root: str | None, sizes: dict[str, int], seed: int,
+          resize: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(intensities [n, 784] or [n, resize^2] in [0, 1], labels) from the IDX files; val is a
+    seeded random part of the training files, disjoint from train."""
+    part = "test" if split == "test" else "train"
+    img_path, lab_path = mnist_files(root, part)
+    images, labels = read_idx(img_path), read_idx(lab_path).astype(np.int64)
+    if images.ndim != 3 or len(images) != len(labels):
+        raise ValueError(f"{img_path}: expected [n, rows, cols] images matching {lab_path}")
+    if split == "test":
+        idx = np.arange(min(sizes["test"], len(labels)))
+    else:
+        perm = np.random.default_rng(seed).permutation(len(labels))
+        idx = perm[: sizes["val"]] if split == "val" else perm[sizes["val"]:][: sizes["train"]]
+    x = images[idx].astype(np.float64) / 255.0
+    if resize:
+        x = resize_images(x, resize)
+    return x.reshape(len(idx), -1), labels[idx]

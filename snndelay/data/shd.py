@@ -1,0 +1,89 @@
+"""Spiking Heidelberg Digits through tonic (optional extra: pip install snndelay[shd]):
+events become multi-spike inputs [n, channels, max_spikes] (model.md section 7).
+
+tonic downloads a dataset whose files it does not find, so the files are checked here first:
+tonic's SHD expects ROOT/SHD/shd_train.h5 and shd_test.h5, each next to the zip it came from
+(shd_train.h5.zip, shd_test.h5.zip). When any is missing, one line says which, and nothing is
+downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from snndelay.data.images import DatasetMissing
+
+N_CHANNELS = 700
+N_CLASSES = 20
+
+
+def shd_expected_files(root: str | None, part: str) -> list[Path]:
+    if not root:
+        raise DatasetMissing("dataset.root: set it to the directory that holds SHD/ "
+                             "(SHD/shd_train.h5, SHD/shd_test.h5 and their .zip files)")
+    folder = Path(root).expanduser() / "SHD"
+    return [folder / f"shd_{part}.h5", folder / f"shd_{part}.h5.zip"]
+
+
+def _tonic_shd(root: str | None, part: str):
+    h5, zipped = shd_expected_files(root, part)
+    try:
+        import tonic
+    except ImportError:
+        raise DatasetMissing("dataset=shd needs tonic: pip install 'snndelay[shd]'") from None
+    missing = [p for p in (h5, zipped) if not p.is_file()]
+    if missing:
+        raise DatasetMissing(
+            f"dataset.root={Path(root).expanduser()}: missing {', '.join(str(m) for m in missing)}; "
+            f"tonic needs {h5.name} (the extracted file) and {zipped.name} (the archive it came "
+            "from, from https://zenkelab.org/datasets/) in that folder and would otherwise "
+            "download; snndelay never downloads")
+    return tonic.datasets.SHD(save_to=str(Path(root).expanduser()), train=part == "train")
+
+
+def encode_events(times_s: np.ndarray, units: np.ndarray, *, channel_factor: int = 1,
+                  max_spikes: int = 1, tau_s_ms: float = 5.0, t_max_ms: float | None = None
+                  ) -> np.ndarray:
+    """One sample's events -> [700 / channel_factor, max_spikes] spike times in tau_s units
+    (+inf padding): channels merged in groups of channel_factor, the first max_spikes spikes of
+    each merged channel kept (optionally only those before t_max_ms)."""
+    n_ch = -(-N_CHANNELS // channel_factor)
+    out = np.full((n_ch, max_spikes), np.inf)
+    t_ms = np.asarray(times_s, dtype=np.float64) * 1e3
+    ch = np.asarray(units, dtype=np.int64) // channel_factor
+    keep = (ch >= 0) & (ch < n_ch)
+    if t_max_ms is not None:
+        keep &= t_ms < t_max_ms
+    t_ms, ch = t_ms[keep], ch[keep]
+    order = np.lexsort((t_ms, ch))  # by channel, then time
+    t_ms, ch = t_ms[order], ch[order]
+    start = np.searchsorted(ch, np.arange(n_ch))
+    rank = np.arange(len(ch)) - start[ch]  # position of each spike within its channel
+    first = rank < max_spikes
+    out[ch[first], rank[first]] = t_ms[first] / tau_s_ms
+    return out
+
+
+def shd(split: str, root: str | None, sizes: dict[str, int], seed: int, *, channel_factor: int,
+        max_spikes: int, tau_s_ms: float, t_max_ms: float | None
+        ) -> tuple[np.ndarray, np.ndarray]:
+    """(spike times [n, channels, max_spikes], labels [n]); val is a seeded part of the
+    training file, disjoint from train."""
+    part = "test" if split == "test" else "train"
+    ds = _tonic_shd(root, part)
+    n = len(ds)
+    if split == "test":
+        idx = np.arange(min(sizes["test"], n))
+    else:
+        perm = np.random.default_rng(seed).permutation(n)
+        idx = perm[: sizes["val"]] if split == "val" else perm[sizes["val"]:][: sizes["train"]]
+    samples, labels = [], []
+    for i in idx:
+        events, target = ds[int(i)]
+        samples.append(encode_events(events["t"] / 1e6, events["x"],
+                                     channel_factor=channel_factor, max_spikes=max_spikes,
+                                     tau_s_ms=tau_s_ms, t_max_ms=t_max_ms))
+        labels.append(int(target))
+    return np.stack(samples), np.asarray(labels, dtype=np.int64)
