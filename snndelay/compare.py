@@ -131,8 +131,16 @@ def plot(cells: list[dict], path: Path, title: str) -> None:
                        (axes[1], [c["n_params"] for c in pts])):
             line, = ax.plot(xs, med, marker="o", label=d)
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     axes[0].set(xlabel="hidden neurons", ylabel="test error (%)")
-    axes[1].set(xlabel="parameters", ylabel="test error (%)", xscale="log")
+    axes[1].set(xlabel="parameters (log scale)", ylabel="test error (%)", xscale="log")
+    params = [c["n_params"] for c in cells if c["runs"] > 0]
+    if params:  # readable ticks (50, 100, 200, ...) instead of powers of ten
+        nice = [m * 10 ** e for e in range(0, 8) for m in (1, 2, 5)]
+        axes[1].set_xticks([v for v in nice if min(params) <= v <= max(params)] or [min(params)])
+    axes[1].xaxis.set_major_formatter(ScalarFormatter())
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(title="delays")
