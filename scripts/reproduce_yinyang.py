@@ -14,7 +14,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from snndelay.sweep import Job, load_launcher, run_jobs, threads_per_job
+from snndelay.sweep import Job, load_launcher, run_jobs, stats, threads_per_job
 
 PRESETS = ("yinyang_h30_w", "yinyang_h30_wa", "yinyang_h30_wd", "yinyang_h30_ws", "yinyang_h5_ws")
 TARGETS = {"yinyang_h30_w": 96.7, "yinyang_h30_wa": 97.5, "yinyang_h30_wd": 97.5,
@@ -43,13 +43,6 @@ def run_all(presets: list[str], seeds: int, epochs: int, n_jobs: int, out: Path)
     return {r["job"]: json.loads((Path(r["run_dir"]) / "summary.json").read_text()) for r in rows}
 
 
-def quartiles(xs: list[float]) -> tuple[float, float, float]:
-    if len(xs) == 1:
-        return xs[0], xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], statistics.median(xs), q[2]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
@@ -69,7 +62,8 @@ def main() -> None:
     for p in presets:
         res = [results[f"{p}_seed{s}"] for s in range(args.seeds)]
         acc = sorted(100 * r["test_accuracy"] for r in res)
-        q1, med, q3 = quartiles(acc)
+        st = stats(acc)
+        q1, med, q3 = st["q1"], st["median"], st["q3"]
         wall = statistics.median(r["wall_time_s"] for r in res)
         best = statistics.median(100 * r["test_accuracy_at_best_val"] for r in res)
         lines.append(f"| {p} | {res[0]['n_params']} | {med:.2f} [{q1:.2f}, {q3:.2f}] | "

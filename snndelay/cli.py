@@ -194,7 +194,8 @@ def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) 
     """Expand, run and aggregate a sweep (shared by sweep and compare-delays)."""
     from snndelay.config import ConfigError
     from snndelay.sweep import (load_launcher, make_jobs, run_jobs, split_launcher_overrides,
-                                threads_per_job, write_summary, write_sweep_record)
+                                threads_per_job, with_configs, write_summary,
+                                write_sweep_record)
 
     if jobs < 1:
         _user_error(f"--jobs must be >= 1, got {jobs}")
@@ -204,16 +205,10 @@ def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) 
         job_list = make_jobs(train_ov, sweep_dir, threads_per_job(jobs))
     except ConfigError as exc:
         _user_error(str(exc))
-    # Check every job's config before starting: a sweep whose configs are all invalid is a
-    # user error; a single invalid combination is run (and reported) like any failing job.
-    from snndelay.config import compose
-
-    errors = []
-    for job in job_list:
-        try:
-            compose(list(job.overrides))
-        except ConfigError as exc:
-            errors.append(str(exc))
+    # Compose every job's config before starting (once; the jobs carry it): a sweep whose
+    # configs are all invalid is a user error; a single invalid combination is run (and
+    # reported) like any failing job.
+    job_list, errors = with_configs(job_list)
     if errors and len(errors) == len(job_list):
         _user_error(errors[0])
     write_sweep_record(sweep_dir, overrides, launch, jobs, job_list)

@@ -125,10 +125,10 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     backend and write deploy/report.json and deploy/hw_vs_sim.png. Returns the report."""
     from dataclasses import replace
 
-    from snndelay.backends import make_backend
+    from snndelay.backends import SimulatorBackend, make_backend
     from snndelay.losses import predict_np
     from snndelay.runs import atomic_write_text, load_checkpoint, load_run_config
-    from snndelay.training import build_network, load_split, spike_times_np
+    from snndelay.training import build_network, load_split
 
     cfg = load_run_config(run_dir)
     net = build_network(cfg)
@@ -151,7 +151,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     hw_cfg = replace(cfg, backend=replace(cfg.backend, name=backend_name, chip_seed=seed))
     test = load_split(cfg, "test")
     labels = test.labels.numpy()
-    sim_times = spike_times_np(net, test.t_in)
+    sim_times = SimulatorBackend().run(net, test.t_in.numpy())
     sim_acc = float((predict_np(sim_times[-1]) == labels).mean())
     accs, first = [], None
     for rep in range(repeats):

@@ -46,10 +46,15 @@ class Delays(nn.Module):
             p = spec.shift + spec.scale * torch.sigmoid(p)
         self.raw = nn.Parameter(p)
 
-    def forward(self) -> torch.Tensor:
+    def _distinct(self) -> torch.Tensor:
+        """The delays in the parameter's shape (one per shared group)."""
         d = self.raw
         if self.spec.positivity == "sigmoid":
             d = self.spec.shift + self.spec.scale * torch.sigmoid(d)
+        return d
+
+    def forward(self) -> torch.Tensor:
+        d = self._distinct()
         g = self.spec.group_size
         if g > 1 and self.spec.type == "axonal":
             d = d.repeat_interleave(g, dim=0)[: self.n_in]
@@ -59,10 +64,7 @@ class Delays(nn.Module):
 
     def distinct_values(self) -> np.ndarray:
         """One value per trainable delay (before a shared group's expansion), flattened."""
-        d = self.raw.detach()
-        if self.spec.positivity == "sigmoid":
-            d = self.spec.shift + self.spec.scale * torch.sigmoid(d)
-        return d.numpy().reshape(-1).copy()
+        return self._distinct().detach().numpy().reshape(-1).copy()
 
     def numpy_value(self) -> np.ndarray:
         """The effective delays in the engine's per-kind shape: axonal [N_in], dendritic

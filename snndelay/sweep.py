@@ -19,7 +19,7 @@ import re
 import shutil
 import statistics
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,7 +27,7 @@ from typing import Callable, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from snndelay.config import ConfigError, _one_line, compose, config_dir
+from snndelay.config import Config, ConfigError, _one_line, compose, config_dir
 
 SEED_KEY = "training.seed"
 LAUNCHERS = ("local", "slurm")
@@ -85,6 +85,7 @@ class Job:
     run_dir: str
     threads: int = 1
     swept: tuple[str, ...] = ()  # the overrides that vary across the sweep
+    cfg: Optional[Config] = None  # composed already (see with_configs), else by the job
 
 
 def make_jobs(overrides: list[str], sweep_dir: Path, threads: int = 1) -> list[Job]:
@@ -96,6 +97,19 @@ def make_jobs(overrides: list[str], sweep_dir: Path, threads: int = 1) -> list[J
         seen.add(name)
         jobs.append(Job(name, tuple(full), str(sweep_dir / name), threads, tuple(swept)))
     return jobs
+
+
+def with_configs(jobs: list[Job]) -> tuple[list[Job], list[str]]:
+    """Compose every job's config once, up front: (jobs carrying their config, the errors of
+    those that do not compose; those jobs run without one and fail with that error)."""
+    out, errors = [], []
+    for job in jobs:
+        try:
+            out.append(replace(job, cfg=compose(list(job.overrides))[1]))
+        except ConfigError as exc:
+            errors.append(str(exc))
+            out.append(job)
+    return out, errors
 
 
 # -- launcher config (configs/launcher/<name>.yaml + launcher.* overrides) --------------------
@@ -170,7 +184,7 @@ def run_job(job: Job) -> dict:
     row.update(job=job.name, swept=" ".join(job.swept), overrides=" ".join(job.overrides),
                run_dir=job.run_dir)
     try:
-        _, cfg = compose(list(job.overrides))
+        cfg = job.cfg if job.cfg is not None else compose(list(job.overrides))[1]
         row.update(experiment=cfg.name, delay=cfg.delay.type, hidden=_hidden(cfg),
                    seed=cfg.training.seed)
         done = run_dir / "summary.json"

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from snndelay.backends import Backend, make_backend
+from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.config import Config
 from snndelay import data
 from snndelay.losses import LOSSES, LOSSES_NP, predict_np
@@ -65,14 +65,6 @@ def _loss_np(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray
     return lambda t, y: fn(t, y, **kw)
 
 
-@torch.no_grad()
-def spike_times_np(net: Network, t_in: torch.Tensor) -> list[np.ndarray]:
-    """Every layer's spike times as numpy arrays (fused path when available)."""
-    if net.fused_ok():
-        return net.forward_fused(t_in.numpy())[0]
-    return [t.numpy() for t in net(t_in)]
-
-
 @dataclass
 class EvalResult:
     loss: float
@@ -87,13 +79,13 @@ def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = 
     """Loss, accuracy, predictions and silent fractions on a split; spike times from the
     backend (e.g. the emulated chip), or the ideal engine when None."""
     loss_fn = _loss_np(cfg)
+    backend = backend or SimulatorBackend()
     bs = cfg.training.eval_batch_size
     labels = split.labels.numpy()
     losses, preds, outs = [], [], []
     silent = np.zeros(len(net.layers))
     for b0 in range(0, len(labels), bs):
-        t_in = split.t_in[b0:b0 + bs]
-        times = backend.run(net, t_in.numpy()) if backend is not None else spike_times_np(net, t_in)
+        times = backend.run(net, split.t_in[b0:b0 + bs].numpy())
         losses.append(loss_fn(times[-1], labels[b0:b0 + bs])[0])
         preds.append(predict_np(times[-1]))
         outs.append(times[-1])

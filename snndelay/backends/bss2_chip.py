@@ -40,11 +40,7 @@ class BSS2Chip(Backend):
         return cls()
 
     def realised_params(self, net) -> list:
-        out = []
-        for w, kind, d in net.fused_params():
-            out.append((hw.quantize_weights(w), kind,
-                        None if d is None else hw.quantize_delays(d)))
-        return out
+        return hw.quantize_params(net.fused_params(), net.tau_syn)
 
     def run(self, net, t_in: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - needs a chip
         """Layer by layer: inputs (after their delays) as spike sources, the layer's neurons

@@ -73,6 +73,18 @@ def quantize_delays(d: np.ndarray) -> np.ndarray:
     return refractory_to_delay(delay_to_refractory(d, clip=True))
 
 
+def quantize_params(params: list, tau_syn: float = 1.0) -> list:
+    """A network's (weights, delay kind, delays in units of tau_syn) per layer as the chip
+    realises them: quantised weights and axonal delays; other delay kinds are refused."""
+    out = []
+    for w, kind, d in params:
+        if kind not in ("none", "axonal"):
+            raise MappingError(f"the chip realises axonal delays only, got {kind}")
+        out.append((quantize_weights(w), kind,
+                    None if d is None else quantize_delays(d * tau_syn) / tau_syn))
+    return out
+
+
 # -- inputs and time ----------------------------------------------------------------------------
 def replicate_inputs(t_in: np.ndarray, copies: int = INPUT_REPLICAS) -> np.ndarray:
     """[B, N] -> [B, copies * N]: input i becomes rows copies*i .. copies*i + copies - 1 (so an

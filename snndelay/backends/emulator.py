@@ -72,15 +72,11 @@ class BSS2Emulator(Backend):
         return np.maximum(theta, 1e-6)
 
     def realised_params(self, net) -> list:
-        out = []
-        for w, kind, d in net.fused_params():
-            if kind not in ("none", "axonal"):
-                raise hw.MappingError(f"the chip realises axonal delays only, got {kind}")
-            if self.quantize:
-                w = hw.quantize_weights(w)
-                d = None if d is None else hw.quantize_delays(d * net.tau_syn) / net.tau_syn
-            out.append((w, kind, d))
-        return out
+        params = net.fused_params()
+        if not self.quantize:
+            hw.check_realisable([kind for _, kind, _ in params], 1.0)
+            return params
+        return hw.quantize_params(params, net.tau_syn)
 
     def run(self, net, t_in: np.ndarray) -> list[np.ndarray]:
         tau = net.tau_syn
