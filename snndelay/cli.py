@@ -181,7 +181,10 @@ def _group_table(title: str, rows: list[dict]) -> Table:
 
     table = Table(title=title)
     for col in ("swept values (over seeds)", "runs", "failed", "median", "IQR", "mean", "std"):
-        table.add_column(col, justify="left" if col.startswith("swept") else "right")
+        if col.startswith("swept"):  # wraps rather than hiding the values behind an ellipsis
+            table.add_column(col, overflow="fold")
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
     for g in sorted(groups(rows), key=lambda g: g["group"]):
         pct = (lambda v: "-" if v != v else f"{100 * v:.2f} %")  # NaN: no finished run
         table.add_row(g["group"], str(g["n"]), str(g["failed"]) if g["failed"] else "",

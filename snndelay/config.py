@@ -103,6 +103,7 @@ class TrainingConfig:
     max_missing_output: float = 0.0
     bump: float = 5e-4
     max_dw_norm: Optional[float] = 0.2
+    input_noise: float = 0.0  # std (tau_s) of Gaussian jitter on training input times
     checkpoint_every: int = 1
 
 
@@ -228,6 +229,7 @@ def validate(cfg: Config) -> Config:
     for key in ("max_missing_hidden", "max_missing_output"):
         _need(0 <= getattr(t, key) <= 1, f"training.{key}", "must be in [0, 1]", getattr(t, key))
     _need(t.bump > 0, "training.bump", "must be > 0", t.bump)
+    _need(t.input_noise >= 0, "training.input_noise", "must be >= 0", t.input_noise)
     _need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
           "must be > 0 or null", t.max_dw_norm)
     _need(t.checkpoint_every >= 1, "training.checkpoint_every", "must be >= 1", t.checkpoint_every)

@@ -127,6 +127,8 @@ class Trainer:
                 groups.append(([layer.delays.raw], lr_d[k]))
         self.opt = Adam(groups)
         self.shuffle = torch.Generator().manual_seed(t.seed + 1)
+        # Training-time jitter on input spike times (augmentation against overfitting).
+        self.noise_rng = np.random.default_rng(t.seed + 3)
         self.loss_fn = _loss_fn(cfg)
         self.loss_np = _loss_np(cfg)
         # The fused path (hand-chained numpy backward) gives the autograd path's gradients
@@ -147,6 +149,7 @@ class Trainer:
         s = self.state
         return {"epoch": s.epoch, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                 "shuffle_rng": self.shuffle.get_state(),
+                "noise_rng": self.noise_rng.bit_generator.state,
                 "bump_layer": s.bump_layer, "bump_value": s.bump_value,
                 "elapsed_s": s.elapsed_s, "rows": s.rows, "best_epoch": s.best_epoch,
                 "best_model": s.best_model, "backend": self.backend.state_dict()}
@@ -155,6 +158,8 @@ class Trainer:
         self.net.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.shuffle.set_state(ckpt["shuffle_rng"])
+        if "noise_rng" in ckpt:
+            self.noise_rng.bit_generator.state = ckpt["noise_rng"]
         self.state = TrainState(ckpt["epoch"], ckpt["bump_layer"], ckpt["bump_value"],
                                 ckpt["elapsed_s"], list(ckpt["rows"]), ckpt["best_epoch"],
                                 dict(ckpt["best_model"]))
@@ -176,6 +181,13 @@ class Trainer:
         s.bump_layer = -1
         return False
 
+    def _jitter(self, t_in: np.ndarray) -> np.ndarray:
+        """Training inputs t + N(0, input_noise^2), clipped at 0; silent inputs stay silent."""
+        std = self.cfg.training.input_noise
+        if not std:
+            return t_in
+        return np.maximum(t_in + self.noise_rng.normal(0.0, std, t_in.shape), 0.0)
+
     def train_epoch(self) -> dict:
         t0 = time.perf_counter()
         t = self.cfg.training
@@ -190,14 +202,15 @@ class Trainer:
         for b0 in range(0, len(order), bs):
             idx = order[b0:b0 + bs]
             y = y_all[idx]
+            t_b = self._jitter(t_all[idx])
             if self.hardware:  # measured times; gradients at them (straight-through)
-                times = self.backend.run(self.net, t_all[idx])
+                times = self.backend.run(self.net, t_b)
                 per_sample, g_out = self.loss_np(times[-1], y)
             elif self.fused:
-                times, caches = self.net.forward_fused(t_all[idx])
+                times, caches = self.net.forward_fused(t_b)
                 per_sample, g_out = self.loss_np(times[-1], y)
             else:
-                times_t = self.net(tr.t_in[idx], max_dw_norm=self.max_dw)
+                times_t = self.net(torch.from_numpy(t_b), max_dw_norm=self.max_dw)
                 loss_t = self.loss_fn(times_t[-1], torch.from_numpy(y))
                 times, per_sample = [x.detach().numpy() for x in times_t], loss_t.detach().numpy()
             loss_sum += float(per_sample.sum())
@@ -207,7 +220,7 @@ class Trainer:
                 continue
             if self.hardware:
                 _, caches = self.net.forward_fused(
-                    t_all[idx], given=times, params=self.backend.realised_params(self.net))
+                    t_b, given=times, params=self.backend.realised_params(self.net))
             if self.fused:
                 self.net.backward_fused(caches, g_out, self.max_dw)
             else:

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 from snndelay.cli import app
 from snndelay.config import compose
 from snndelay.runs import atomic_torch_save, train_run
+from snndelay.training import Trainer
 
 runner = CliRunner()
 SMALL = ["dataset.train_size=300", "dataset.val_size=100", "dataset.test_size=100",
@@ -63,9 +65,10 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
     assert _metrics(a) != _metrics(c)
 
 
-def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path):
-    full = _train(tmp_path, "full", "training.epochs=4")
-    _, cfg = compose(SMALL + ["training.epochs=4"])
+@pytest.mark.parametrize("extra", [[], ["training.input_noise=0.1"]])
+def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path, extra):
+    full = _train(tmp_path, "full", "training.epochs=4", *extra)
+    _, cfg = compose(SMALL + ["training.epochs=4"] + extra)
     part = tmp_path / "part"
 
     def stop_after_two(row):
@@ -73,7 +76,7 @@ def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, part, SMALL + ["training.epochs=4"], on_epoch=stop_after_two)
+        train_run(cfg, part, SMALL + ["training.epochs=4"] + extra, on_epoch=stop_after_two)
     assert not (part / "summary.json").exists()
     assert torch.load(part / "checkpoint.pt", weights_only=True)["epoch"] == 2
     res = runner.invoke(app, ["train", "--resume", str(part)])
@@ -111,6 +114,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch
     (["neuron.tau_mem=3.0"], "neuron.tau_mem"),
     (["network.hidden=[10,5]", "training.lr=abc"], "training.lr"),
     (["training.lr=[0.1,0.2,0.3]"], "training.lr"),
+    (["training.input_noise=-0.1"], "training.input_noise"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, key):
     res = runner.invoke(app, ["train", *args, "--run-dir", str(tmp_path / "x")])
@@ -118,6 +122,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, key):
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and key in lines[0] and "Traceback" not in res.output
     assert not (tmp_path / "x").exists()
+
+
+def test_input_noise_jitters_finite_training_inputs_only(tmp_path):
+    _, cfg = compose(SMALL + ["training.input_noise=0.3"])
+    trainer = Trainer(cfg)
+    t = np.full((2000, 3), 1.0)
+    t[:, 2] = np.inf
+    t[0, 0] = 0.01
+    out = trainer._jitter(t)
+    assert np.isinf(out[:, 2]).all() and (out[:, :2] >= 0).all()
+    assert abs(np.std(out[1:, 0]) - 0.3) < 0.02 and abs(np.mean(out[1:, 0]) - 1.0) < 0.02
+    _, plain = compose(SMALL)
+    assert Trainer(plain)._jitter(t) is t  # off by default: the inputs are untouched
+    a = _train(tmp_path, "plain")
+    b = _train(tmp_path, "noisy", "training.input_noise=0.3")
+    assert _metrics(a) != _metrics(b)
 
 
 def test_cfg_prints_the_composed_config(tmp_path):
