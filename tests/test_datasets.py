@@ -62,6 +62,8 @@ def test_digits_split_is_stratified_disjoint_and_seeded():
     assert not np.array_equal(a["val"], b["val"])
     cfg = compose(["experiment=digits_ws"])[1]
     assert (cfg.n_inputs(), cfg.n_classes()) == (64, 10)
+    for preset in ("digits_ws", "digits_w"):  # the measured results need the input jitter
+        assert compose([f"experiment={preset}"])[1].training.input_noise == 0.2
 
 
 def test_digits_short_training_run(tmp_path):
