@@ -204,7 +204,7 @@ class Trainer:
             y = y_all[idx]
             t_b = self._jitter(t_all[idx])
             if self.hardware:  # measured times; gradients at them (straight-through)
-                times = self.backend.run(self.net, t_b)
+                times = self.backend.run(self.net, t_b, training=True)
                 per_sample, g_out = self.loss_np(times[-1], y)
             elif self.fused:
                 times, caches = self.net.forward_fused(t_b)

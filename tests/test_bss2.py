@@ -140,6 +140,33 @@ def test_noise_statistics_match_the_configuration():
     np.testing.assert_array_equal(off.thresholds(0, 10, 2.6), np.full(10, 2.6))
 
 
+def test_chip_variation_draws_a_fresh_chip_per_training_batch_only():
+    n = 40_000
+    emu = BSS2Emulator(chip_seed=0, seed=0, noise=NoiseModel(0.13, 0.08, 0.0, 0.0),
+                       chip_variation=True)
+    a, b = emu.thresholds(0, n, 2.6, fresh_chip=True), emu.thresholds(0, n, 2.6, fresh_chip=True)
+    for th in (a, b):  # a whole new chip: N(0.13, 0.08) offsets, unrelated to chip 0's
+        assert th.mean() - 2.6 == pytest.approx(0.13, abs=4 * 0.08 / np.sqrt(n))
+        assert th.std() == pytest.approx(0.08, rel=0.02)
+        assert abs(np.corrcoef(th, emu.fixed_offsets(0, n))[0, 1]) < 0.03
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.03
+    np.testing.assert_array_equal(emu.thresholds(0, n, 2.6), 2.6 + emu.fixed_offsets(0, n))
+
+
+@needs_numba
+def test_chip_variation_leaves_evaluation_on_the_configured_chip(tmp_path):
+    net, x = _bss2_net(), _inputs()
+    plain = BSS2Emulator(chip_seed=3, seed=1)
+    varied = BSS2Emulator(chip_seed=3, seed=1, chip_variation=True)
+    for a, b in zip(plain.run(net, x), varied.run(net, x)):
+        np.testing.assert_array_equal(a, b)
+    trained = BSS2Emulator(chip_seed=3, seed=1, chip_variation=True).run(net, x, training=True)
+    assert any(not np.array_equal(a, b) for a, b in zip(trained, plain.run(net, x)))
+    res = runner.invoke(app, ["train", "backend.chip_variation=true", "--run-dir",
+                              str(tmp_path / "x")])
+    assert res.exit_code == 2 and "backend.chip_variation" in res.output
+
+
 @needs_numba
 def test_delay_jitter_has_the_configured_spread():
     # One delayed input driving one neuron: dt_out/dT = 1, so the output inherits the jitter.

@@ -14,8 +14,9 @@ class Backend:
 
     name = "backend"
 
-    def run(self, net, t_in: np.ndarray) -> list[np.ndarray]:
-        """First spike times [B, N_k] of every layer k (+inf = no spike), tau_s units."""
+    def run(self, net, t_in: np.ndarray, *, training: bool = False) -> list[np.ndarray]:
+        """First spike times [B, N_k] of every layer k (+inf = no spike), tau_s units.
+        training: the batch is a training batch (an emulator may vary its chip then)."""
         raise NotImplementedError
 
     def realised_params(self, net) -> list | None:
@@ -42,7 +43,7 @@ class SimulatorBackend(Backend):
 
     name = "simulator"
 
-    def run(self, net, t_in: np.ndarray) -> list[np.ndarray]:
+    def run(self, net, t_in: np.ndarray, *, training: bool = False) -> list[np.ndarray]:
         if net.fused_ok():
             return net.forward_fused(np.asarray(t_in, dtype=np.float64))[0]
         import torch

@@ -7,7 +7,11 @@
   offset per neuron N(0.13, 0.08) drawn once per emulated chip from chip_seed (the same seed is
   the same chip), and a trial-to-trial offset N(0, 0.04) per neuron redrawn for every batch;
 - Gaussian jitter N(0, 0.01 tau_s) on every delayed spike;
-- spikes after the sample's 30 tau_s window are not recorded.
+- spikes after the sample's 30 tau_s window are not recorded;
+- optionally (chip_variation) every training batch runs on a freshly drawn chip: fixed-pattern
+  offsets redrawn per batch, so the network cannot fit one chip's offsets and transfers to
+  another chip (hardware-aware simulation before deployment; validation and test stay on
+  chip_seed). A physical chip cannot do this: it is an emulator-only training aid.
 The returned times are what the chip would report; training takes the engine's gradients at
 them with the realised (quantised) parameters and the nominal threshold.
 """
@@ -39,10 +43,11 @@ class BSS2Emulator(Backend):
     name = "bss2_emulator"
 
     def __init__(self, chip_seed: int = 0, noise: NoiseModel = NoiseModel(), *,
-                 quantize: bool = True, seed: int = 0):
+                 quantize: bool = True, seed: int = 0, chip_variation: bool = False):
         self.chip_seed = int(chip_seed)
         self.noise = noise
         self.quantize = quantize
+        self.chip_variation = chip_variation
         self.rng = np.random.default_rng(seed)  # trial-to-trial noise and jitter
         self._fixed: dict[tuple[int, int], np.ndarray] = {}
 
@@ -51,7 +56,8 @@ class BSS2Emulator(Backend):
         b = cfg.backend
         noise = NoiseModel(b.fixed_mean, b.fixed_std, b.trial_std, b.jitter_std) if b.noise \
             else NoiseModel.off()
-        return cls(b.chip_seed, noise, quantize=b.quantize, seed=seed)
+        return cls(b.chip_seed, noise, quantize=b.quantize, seed=seed,
+                   chip_variation=b.chip_variation)
 
     def fixed_offsets(self, layer: int, n: int) -> np.ndarray:
         """The emulated chip's fixed-pattern threshold offsets of layer `layer` ([n]): a pure
@@ -63,10 +69,15 @@ class BSS2Emulator(Backend):
                 if (self.noise.fixed_mean or self.noise.fixed_std) else np.zeros(n)
         return self._fixed[key]
 
-    def thresholds(self, layer: int, n: int, nominal: float) -> np.ndarray:
+    def thresholds(self, layer: int, n: int, nominal: float, fresh_chip: bool = False
+                   ) -> np.ndarray:
         """This batch's thresholds of layer `layer`: nominal + the chip's fixed-pattern offsets
-        + a fresh trial-to-trial offset per neuron (kept positive)."""
-        theta = nominal + self.fixed_offsets(layer, n)
+        (or, fresh_chip, offsets of a newly drawn chip) + a fresh trial-to-trial offset per
+        neuron (kept positive)."""
+        if fresh_chip:
+            theta = nominal + self.rng.normal(self.noise.fixed_mean, self.noise.fixed_std, n)
+        else:
+            theta = nominal + self.fixed_offsets(layer, n)
         if self.noise.trial_std > 0:
             theta = theta + self.rng.normal(0.0, self.noise.trial_std, n)
         return np.maximum(theta, 1e-6)
@@ -78,7 +89,7 @@ class BSS2Emulator(Backend):
             return params
         return hw.quantize_params(params, net.tau_syn)
 
-    def run(self, net, t_in: np.ndarray) -> list[np.ndarray]:
+    def run(self, net, t_in: np.ndarray, *, training: bool = False) -> list[np.ndarray]:
         tau = net.tau_syn
         if abs(net.tau_mem / tau - 1.0) > 1e-12:
             raise hw.MappingError("the chip's neurons have tau_mem = tau_syn")
@@ -91,7 +102,8 @@ class BSS2Emulator(Backend):
                 t = t + d[None, :]
                 if self.noise.jitter_std > 0:  # inf + jitter stays inf
                     t = t + self.rng.normal(0.0, self.noise.jitter_std, t.shape)
-            theta = self.thresholds(k, w.shape[1], float(net.threshold))
+            theta = self.thresholds(k, w.shape[1], float(net.threshold),
+                                    fresh_chip=training and self.chip_variation)
             out, _ = fused.layer_forward(t, w, "none", None, theta[None, :], lambert=True)
             out[out >= hw.SAMPLE_WINDOW] = np.inf  # outside the recorded window
             outs.append(out * tau)
@@ -109,7 +121,7 @@ class BSS2Emulator(Backend):
 
     def info(self) -> dict:
         return {"name": self.name, "chip_seed": self.chip_seed, "quantize": self.quantize,
-                "noise": asdict(self.noise)}
+                "noise": asdict(self.noise), "chip_variation": self.chip_variation}
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
