@@ -87,7 +87,7 @@ class BackendConfig:
     fixed_std: float = 0.08
     trial_std: float = 0.04
     jitter_std: float = 0.01
-    chip_variation: bool = False  # emulator: each training batch on a freshly drawn chip
+    chip_variation: float = 0.0  # emulator: training offsets (1-a) this chip + a a fresh one
 
 
 @dataclass
@@ -237,6 +237,8 @@ def validate(cfg: Config) -> Config:
     b = cfg.backend
     for key in ("fixed_std", "trial_std", "jitter_std"):
         _need(getattr(b, key) >= 0, f"backend.{key}", "must be >= 0", getattr(b, key))
+    _need(0.0 <= b.chip_variation <= 1.0, "backend.chip_variation", "must be in [0, 1]",
+          b.chip_variation)
     _need(not b.chip_variation or b.name == "bss2_emulator", "backend.chip_variation",
           "only the emulator can change its chip (backend=bss2_emulator)", b.chip_variation)
     if b.name in ("bss2_emulator", "bss2"):

@@ -140,31 +140,35 @@ def test_noise_statistics_match_the_configuration():
     np.testing.assert_array_equal(off.thresholds(0, 10, 2.6), np.full(10, 2.6))
 
 
-def test_chip_variation_draws_a_fresh_chip_per_training_batch_only():
+@pytest.mark.parametrize("a", [1.0, 0.5])
+def test_chip_variation_mixes_in_a_fresh_chip_per_training_batch(a):
     n = 40_000
     emu = BSS2Emulator(chip_seed=0, seed=0, noise=NoiseModel(0.13, 0.08, 0.0, 0.0),
-                       chip_variation=True)
-    a, b = emu.thresholds(0, n, 2.6, fresh_chip=True), emu.thresholds(0, n, 2.6, fresh_chip=True)
-    for th in (a, b):  # a whole new chip: N(0.13, 0.08) offsets, unrelated to chip 0's
-        assert th.mean() - 2.6 == pytest.approx(0.13, abs=4 * 0.08 / np.sqrt(n))
-        assert th.std() == pytest.approx(0.08, rel=0.02)
-        assert abs(np.corrcoef(th, emu.fixed_offsets(0, n))[0, 1]) < 0.03
-    assert abs(np.corrcoef(a, b)[0, 1]) < 0.03
-    np.testing.assert_array_equal(emu.thresholds(0, n, 2.6), 2.6 + emu.fixed_offsets(0, n))
+                       chip_variation=a)
+    own = emu.fixed_offsets(0, n)
+    th1, th2 = (emu.thresholds(0, n, 2.6, variation=a) for _ in range(2))
+    for th in (th1, th2):  # (1 - a) * this chip + a * a new chip, whose offsets are N(0.13, 0.08)
+        dev = th - 2.6 - (1 - a) * own
+        assert dev.mean() == pytest.approx(a * 0.13, abs=4 * 0.08 / np.sqrt(n))
+        assert dev.std() == pytest.approx(a * 0.08, rel=0.02)
+        assert abs(np.corrcoef(dev, own)[0, 1]) < 0.03
+    assert abs(np.corrcoef(th1 - (1 - a) * own, th2 - (1 - a) * own)[0, 1]) < 0.03
+    np.testing.assert_array_equal(emu.thresholds(0, n, 2.6), 2.6 + own)  # evaluation: own chip
 
 
 @needs_numba
 def test_chip_variation_leaves_evaluation_on_the_configured_chip(tmp_path):
     net, x = _bss2_net(), _inputs()
     plain = BSS2Emulator(chip_seed=3, seed=1)
-    varied = BSS2Emulator(chip_seed=3, seed=1, chip_variation=True)
+    varied = BSS2Emulator(chip_seed=3, seed=1, chip_variation=1.0)
     for a, b in zip(plain.run(net, x), varied.run(net, x)):
         np.testing.assert_array_equal(a, b)
-    trained = BSS2Emulator(chip_seed=3, seed=1, chip_variation=True).run(net, x, training=True)
+    trained = BSS2Emulator(chip_seed=3, seed=1, chip_variation=1.0).run(net, x, training=True)
     assert any(not np.array_equal(a, b) for a, b in zip(trained, plain.run(net, x)))
-    res = runner.invoke(app, ["train", "backend.chip_variation=true", "--run-dir",
-                              str(tmp_path / "x")])
-    assert res.exit_code == 2 and "backend.chip_variation" in res.output
+    for bad in (["backend.chip_variation=1.0"],  # the simulator has no chip to vary
+                ["experiment=yinyang_bss2_wa", "backend.chip_variation=1.5"]):
+        res = runner.invoke(app, ["train", *bad, "--run-dir", str(tmp_path / "x")])
+        assert res.exit_code == 2 and "backend.chip_variation" in res.output, res.output
 
 
 @needs_numba

@@ -8,10 +8,11 @@
   the same chip), and a trial-to-trial offset N(0, 0.04) per neuron redrawn for every batch;
 - Gaussian jitter N(0, 0.01 tau_s) on every delayed spike;
 - spikes after the sample's 30 tau_s window are not recorded;
-- optionally (chip_variation) every training batch runs on a freshly drawn chip: fixed-pattern
-  offsets redrawn per batch, so the network cannot fit one chip's offsets and transfers to
-  another chip (hardware-aware simulation before deployment; validation and test stay on
-  chip_seed). A physical chip cannot do this: it is an emulator-only training aid.
+- optionally (chip_variation = a in (0, 1]) every training batch runs on offsets
+  (1 - a) * this chip's + a * a freshly drawn chip's (a = 1: a new chip per batch), so the
+  network cannot fit one chip's offsets and transfers to another chip (hardware-aware
+  simulation before deployment; validation and test stay on chip_seed). A physical chip
+  cannot do this: it is an emulator-only training aid.
 The returned times are what the chip would report; training takes the engine's gradients at
 them with the realised (quantised) parameters and the nominal threshold.
 """
@@ -43,11 +44,11 @@ class BSS2Emulator(Backend):
     name = "bss2_emulator"
 
     def __init__(self, chip_seed: int = 0, noise: NoiseModel = NoiseModel(), *,
-                 quantize: bool = True, seed: int = 0, chip_variation: bool = False):
+                 quantize: bool = True, seed: int = 0, chip_variation: float = 0.0):
         self.chip_seed = int(chip_seed)
         self.noise = noise
         self.quantize = quantize
-        self.chip_variation = chip_variation
+        self.chip_variation = float(chip_variation)
         self.rng = np.random.default_rng(seed)  # trial-to-trial noise and jitter
         self._fixed: dict[tuple[int, int], np.ndarray] = {}
 
@@ -69,15 +70,16 @@ class BSS2Emulator(Backend):
                 if (self.noise.fixed_mean or self.noise.fixed_std) else np.zeros(n)
         return self._fixed[key]
 
-    def thresholds(self, layer: int, n: int, nominal: float, fresh_chip: bool = False
+    def thresholds(self, layer: int, n: int, nominal: float, variation: float = 0.0
                    ) -> np.ndarray:
         """This batch's thresholds of layer `layer`: nominal + the chip's fixed-pattern offsets
-        (or, fresh_chip, offsets of a newly drawn chip) + a fresh trial-to-trial offset per
-        neuron (kept positive)."""
-        if fresh_chip:
-            theta = nominal + self.rng.normal(self.noise.fixed_mean, self.noise.fixed_std, n)
-        else:
-            theta = nominal + self.fixed_offsets(layer, n)
+        (mixed with a newly drawn chip's by `variation`, see chip_variation) + a fresh
+        trial-to-trial offset per neuron (kept positive)."""
+        offsets = self.fixed_offsets(layer, n)
+        if variation > 0:
+            fresh = self.rng.normal(self.noise.fixed_mean, self.noise.fixed_std, n)
+            offsets = (1.0 - variation) * offsets + variation * fresh
+        theta = nominal + offsets
         if self.noise.trial_std > 0:
             theta = theta + self.rng.normal(0.0, self.noise.trial_std, n)
         return np.maximum(theta, 1e-6)
@@ -103,7 +105,7 @@ class BSS2Emulator(Backend):
                 if self.noise.jitter_std > 0:  # inf + jitter stays inf
                     t = t + self.rng.normal(0.0, self.noise.jitter_std, t.shape)
             theta = self.thresholds(k, w.shape[1], float(net.threshold),
-                                    fresh_chip=training and self.chip_variation)
+                                    self.chip_variation if training else 0.0)
             out, _ = fused.layer_forward(t, w, "none", None, theta[None, :], lambert=True)
             out[out >= hw.SAMPLE_WINDOW] = np.inf  # outside the recorded window
             outs.append(out * tau)
