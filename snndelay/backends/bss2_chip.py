@@ -42,7 +42,8 @@ class BSS2Chip(Backend):
     def realised_params(self, net) -> list:
         return hw.quantize_params(net.fused_params(), net.tau_syn)
 
-    def run(self, net, t_in: np.ndarray, *, training: bool = False) -> list[np.ndarray]:  # pragma: no cover - needs a chip
+    def run(self, net, t_in: np.ndarray, *,
+            training: bool = False) -> list[np.ndarray]:  # pragma: no cover - needs a chip
         """Layer by layer: inputs (after their delays) as spike sources, the layer's neurons
         with excitatory and inhibitory projections of the 6-bit weights, one run per batch."""
         pynn = self.pynn
