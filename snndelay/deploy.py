@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from snndelay.backends import bss2_mapping as hw
+from snndelay.backends.bss2_mapping import bundle_params  # noqa: F401 (part of deploy's API)
 from snndelay.config import Config, ConfigError, to_yaml
 
 
@@ -75,20 +76,6 @@ def validate_bundle(arrays: dict[str, np.ndarray], meta: dict) -> None:
                               f"{hw.N_CIRCUITS}")
 
 
-def bundle_params(arrays: dict[str, np.ndarray], meta: dict) -> list:
-    """The model-unit (weights, delay kind, per-input delays) a bundle realises."""
-    out = []
-    sizes, bias = meta["sizes"], meta["bias_time"] is not None
-    for k, kind in enumerate(meta["delay_types"]):
-        w = hw.hw_to_weights(arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"])
-        d = None
-        if kind == "axonal":
-            per_delay = hw.refractory_to_delay(arrays[f"layer{k}_refractory"])
-            d = np.repeat(per_delay, meta["delay_group_sizes"][k])[: sizes[k] + bias]
-        out.append((w, kind, d))
-    return out
-
-
 def write_bundle(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     from snndelay.runs import atomic_write_text
 
@@ -125,7 +112,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     backend and write deploy/report.json and deploy/hw_vs_sim.png. Returns the report."""
     from dataclasses import replace
 
-    from snndelay.backends import SimulatorBackend, make_backend
+    from snndelay.backends import SimulatorBackend
     from snndelay.losses import predict_np
     from snndelay.runs import atomic_write_text, load_checkpoint, load_run_config
     from snndelay.training import build_network, load_split
@@ -155,7 +142,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     sim_acc = float((predict_np(sim_times[-1]) == labels).mean())
     accs, first = [], None
     for rep in range(repeats):
-        backend = make_backend(hw_cfg, seed=10_000 + rep)  # fresh trial noise per repeat
+        backend = _deploy_backend(backend_name, hw_cfg, out_dir, rep)
         times = backend.run(net, test.t_in.numpy())
         accs.append(float((predict_np(times[-1]) == labels).mean()))
         first = first or times
@@ -170,6 +157,18 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     _plot(first[-1], sim_times[-1], out_dir / "hw_vs_sim.png", backend_name)
     return report
+
+
+def _deploy_backend(name: str, hw_cfg: Config, out_dir: Path, rep: int):
+    """The backend for repeat `rep`: the chip runs the bundle file just written; the emulator
+    realises the same integers from the network (tested equal) with fresh trial noise."""
+    if name == "bss2":
+        from snndelay.backends.bss2_chip import BSS2Chip
+
+        return BSS2Chip.from_bundle(*load_bundle(out_dir))
+    from snndelay.backends import make_backend
+
+    return make_backend(hw_cfg, seed=10_000 + rep)
 
 
 def _plot(hw_out: np.ndarray, sim_out: np.ndarray, path: Path, backend: str) -> None:

@@ -32,27 +32,42 @@ class BSS2Chip(Backend):
 
     name = "bss2"
 
-    def __init__(self):
+    def __init__(self, bundle: tuple[dict[str, np.ndarray], dict] | None = None):
         self.pynn = _import_pynn()
+        # A deploy bundle fixes what runs (its integer weights and refractory settings);
+        # without one (chip-in-the-loop training) the network is quantised batch by batch.
+        self.bundle = None if bundle is None else hw.bundle_params(*bundle)
 
     @classmethod
     def from_config(cls, cfg, **_) -> "BSS2Chip":
         return cls()
 
+    @classmethod
+    def from_bundle(cls, arrays: dict[str, np.ndarray], meta: dict) -> "BSS2Chip":
+        return cls((arrays, meta))
+
     def realised_params(self, net) -> list:
+        if self.bundle is not None:
+            return self.bundle
         return hw.quantize_params(net.fused_params(), net.tau_syn)
 
     def run(self, net, t_in: np.ndarray, *,
             training: bool = False) -> list[np.ndarray]:  # pragma: no cover - needs a chip
-        """Layer by layer: inputs (after their delays) as spike sources, the layer's neurons
-        with excitatory and inhibitory projections of the 6-bit weights, one run per batch."""
+        """Layer by layer, one chip run per layer and batch: the layer's inputs as spike
+        sources, its neurons with excitatory and inhibitory projections of the 6-bit weights.
+        Axonal delays shift the sources' spike times by the realised delays (refractory
+        settings r) on the host: with one layer per run this equals the delay circuit pairs,
+        minus their own timing noise."""
         pynn = self.pynn
         batch = t_in.shape[0]
-        t = np.asarray(t_in, dtype=np.float64)
+        tau = net.tau_syn
+        t = np.asarray(t_in, dtype=np.float64) / tau  # tau_s units
         outs = []
-        for w, kind, d in self.realised_params(net):
+        for layer, (w, kind, d) in zip(net.layers, self.realised_params(net)):
+            if layer.bias_time is not None:
+                t = np.concatenate([t, np.full((batch, 1), layer.bias_time / tau)], axis=1)
             if kind == "axonal":
-                t = t + d[None, :]  # realised on chip by the delay circuit pairs (refractory r)
+                t = t + d[None, :]
             times_us, ids = hw.serialize(np.where(t < hw.SAMPLE_WINDOW, t, np.inf))
             pynn.setup()
             sources = pynn.Population(t.shape[1], pynn.cells.SpikeSourceArray(spike_times=[
@@ -71,5 +86,5 @@ class BSS2Chip(Backend):
             rec_id = np.concatenate([np.full(len(s), k) for k, s in enumerate(trains)] or [[]])
             pynn.end()
             t = hw.deserialize(rec_t, rec_id.astype(np.int64), batch, w.shape[1])
-            outs.append(t)
+            outs.append(t * tau)
         return outs

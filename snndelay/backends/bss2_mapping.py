@@ -85,6 +85,21 @@ def quantize_params(params: list, tau_syn: float = 1.0) -> list:
     return out
 
 
+def bundle_params(arrays: dict[str, np.ndarray], meta: dict) -> list:
+    """The model-unit (weights, delay kind, per-input delays in tau_s) that a deploy bundle
+    (bundle.npz arrays, bundle.json metadata) realises: what the chip runs."""
+    out = []
+    sizes, bias = meta["sizes"], meta["bias_time"] is not None
+    for k, kind in enumerate(meta["delay_types"]):
+        w = hw_to_weights(arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"])
+        d = None
+        if kind == "axonal":
+            per_delay = refractory_to_delay(arrays[f"layer{k}_refractory"])
+            d = np.repeat(per_delay, meta["delay_group_sizes"][k])[: sizes[k] + bias]
+        out.append((w, kind, d))
+    return out
+
+
 # -- inputs and time ----------------------------------------------------------------------------
 def replicate_inputs(t_in: np.ndarray, copies: int = INPUT_REPLICAS) -> np.ndarray:
     """[B, N] -> [B, copies * N]: input i becomes rows copies*i .. copies*i + copies - 1 (so an
