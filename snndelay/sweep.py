@@ -19,7 +19,7 @@ import re
 import shutil
 import statistics
 import traceback
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
@@ -133,6 +133,11 @@ def load_launcher(name: str, overrides: list[str]) -> LauncherConfig:
     try:
         base = OmegaConf.load(path) if path.is_file() else OmegaConf.create({})
         dots = [o.removeprefix("launcher.") for o in overrides]
+        known = [f.name for f in fields(LauncherConfig) if f.name != "name"]
+        for key in (d.split("=", 1)[0].split(".", 1)[0] for d in dots):
+            if key not in known:
+                raise ConfigError(f"launcher.{key}: unknown key; the launcher has "
+                                  f"{', '.join(known)}")
         merged = OmegaConf.merge(OmegaConf.structured(LauncherConfig), base,
                                  OmegaConf.from_dotlist(dots))
         cfg: LauncherConfig = OmegaConf.to_object(merged)

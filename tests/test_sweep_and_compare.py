@@ -138,6 +138,7 @@ def test_slurm_path_runs_through_submitit_debug_executor(tmp_path):
     (["--launcher", "pbs"], "--launcher"),
     (["launcher.cluster=moon", "--launcher", "slurm"], "launcher.cluster"),
     (["launcher.timeout_min=0", "--launcher", "slurm"], "launcher.timeout_min"),
+    (["launcher.bogus=1"], "launcher.bogus: unknown key"),
     (["training.lr=-1,-2"], "training.lr"),
     (["--jobs", "0"], "--jobs"),
 ])
