@@ -261,7 +261,7 @@ def _check_bss2(cfg: Config) -> None:
     n_delays = [-(-(sizes[k] + bias) // groups[k]) if kinds[k] == "axonal" else 0
                 for k in range(cfg.n_layers())]
     try:
-        check_realisable(kinds, cfg.neuron.tau_mem / cfg.neuron.tau_syn)
+        check_realisable(kinds, cfg.neuron.tau_mem, cfg.neuron.tau_syn)
         place(sizes[1:], n_delays)
     except MappingError as exc:
         raise ConfigError(f"backend={cfg.backend.name}: {exc}") from None

@@ -24,7 +24,7 @@ def make_bundle(cfg: Config, net) -> tuple[dict[str, np.ndarray], dict]:
     cannot realise it."""
     kinds = [layer.delays.spec.type if layer.delays is not None else "none"
              for layer in net.layers]
-    hw.check_realisable(kinds, net.tau_mem / net.tau_syn)
+    hw.check_realisable(kinds, net.tau_mem, net.tau_syn)
     arrays: dict[str, np.ndarray] = {}
     n_delays, groups = [], []
     for k, layer in enumerate(net.layers):
@@ -32,7 +32,7 @@ def make_bundle(cfg: Config, net) -> tuple[dict[str, np.ndarray], dict]:
         arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"] = exc, inh
         if layer.delays is not None:
             # one refractory setting per delay circuit pair (shared by a group's neurons)
-            d = layer.delays.distinct_values() * net.tau_syn
+            d = layer.delays.distinct_values()  # tau_s (tau_syn = 1 on the chip)
             arrays[f"layer{k}_refractory"] = hw.delay_to_refractory(d)
             n_delays.append(d.size)
             groups.append(layer.delays.spec.group_size)
@@ -70,7 +70,7 @@ def validate_bundle(arrays: dict[str, np.ndarray], meta: dict) -> None:
         if r is not None and r.size and (r.min() < hw.R_MIN or r.max() > hw.R_MAX):
             raise hw.MappingError(f"layer {k}: refractory settings must lie in "
                                   f"{hw.R_MIN}..{hw.R_MAX}")
-    hw.check_realisable(meta["delay_types"], 1.0)
+    hw.check_realisable(meta["delay_types"])
     if meta["placement"]["used"] > hw.N_CIRCUITS:
         raise hw.MappingError(f"placement uses {meta['placement']['used']} circuits of "
                               f"{hw.N_CIRCUITS}")

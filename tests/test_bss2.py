@@ -81,15 +81,18 @@ def test_placement_and_refusals():
         hw.place([400, 10], [0, 60])
     for kind in ("dendritic", "synaptic"):
         with pytest.raises(hw.MappingError, match="axonal delay per presynaptic neuron"):
-            hw.check_realisable(["none", kind], 1.0)
-    with pytest.raises(hw.MappingError, match="tau_mem = tau_syn"):
-        hw.check_realisable(["none", "none"], 2.0)
+            hw.check_realisable(["none", kind])
+    hw.check_realisable(["axonal", "none"], 1.0, 1.0)
+    for tau_mem, tau_syn in ((2.0, 1.0), (2.0, 2.0), (0.5, 0.5)):  # ratio, and the time unit
+        with pytest.raises(hw.MappingError, match="tau_mem = tau_syn = 1"):
+            hw.check_realisable(["none", "none"], tau_mem, tau_syn)
 
 
 @pytest.mark.parametrize("override,fragment", [
     (["delay=synaptic"], "cannot realise"),
     (["delay=dendritic"], "cannot realise"),
     (["neuron=lif_tau2"], "tau_mem = tau_syn"),
+    (["neuron.tau_mem=2.0", "neuron.tau_syn=2.0"], "tau_syn = 2"),
     (["network.hidden=600"], "512"),
     (["backend.trial_std=-1"], "backend.trial_std"),
 ])

@@ -49,7 +49,7 @@ class BSS2Chip(Backend):
     def realised_params(self, net) -> list:
         if self.bundle is not None:
             return self.bundle
-        return hw.quantize_params(net.fused_params(), net.tau_syn)
+        return hw.quantize_params(net.fused_params())
 
     def run(self, net, t_in: np.ndarray, *,
             training: bool = False) -> list[np.ndarray]:  # pragma: no cover - needs a chip
@@ -60,12 +60,12 @@ class BSS2Chip(Backend):
         minus their own timing noise."""
         pynn = self.pynn
         batch = t_in.shape[0]
-        tau = net.tau_syn
-        t = np.asarray(t_in, dtype=np.float64) / tau  # tau_s units
+        hw.check_realisable([], net.tau_mem, net.tau_syn)  # times below are in tau_s units
+        t = np.asarray(t_in, dtype=np.float64)
         outs = []
         for layer, (w, kind, d) in zip(net.layers, self.realised_params(net)):
             if layer.bias_time is not None:
-                t = np.concatenate([t, np.full((batch, 1), layer.bias_time / tau)], axis=1)
+                t = np.concatenate([t, np.full((batch, 1), layer.bias_time)], axis=1)
             if kind == "axonal":
                 t = t + d[None, :]
             times_us, ids = hw.serialize(np.where(t < hw.SAMPLE_WINDOW, t, np.inf))
@@ -86,5 +86,5 @@ class BSS2Chip(Backend):
             rec_id = np.concatenate([np.full(len(s), k) for k, s in enumerate(trains)] or [[]])
             pynn.end()
             t = hw.deserialize(rec_t, rec_id.astype(np.int64), batch, w.shape[1])
-            outs.append(t * tau)
+            outs.append(t)
         return outs

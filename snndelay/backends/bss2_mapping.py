@@ -73,15 +73,15 @@ def quantize_delays(d: np.ndarray) -> np.ndarray:
     return refractory_to_delay(delay_to_refractory(d, clip=True))
 
 
-def quantize_params(params: list, tau_syn: float = 1.0) -> list:
-    """A network's (weights, delay kind, delays in units of tau_syn) per layer as the chip
-    realises them: quantised weights and axonal delays; other delay kinds are refused."""
+def quantize_params(params: list) -> list:
+    """A network's (weights, delay kind, delays in tau_s) per layer as the chip realises them:
+    quantised weights and axonal delays; other delay kinds are refused."""
     out = []
     for w, kind, d in params:
         if kind not in ("none", "axonal"):
             raise MappingError(f"the chip realises axonal delays only, got {kind}")
         out.append((quantize_weights(w), kind,
-                    None if d is None else quantize_delays(d * tau_syn) / tau_syn))
+                    None if d is None else quantize_delays(d)))
     return out
 
 
@@ -157,8 +157,10 @@ class Placement:
                 "used": self.used, "available": N_CIRCUITS}
 
 
-def check_realisable(delay_types: list[str], tau_ratio: float) -> None:
-    """Refuse what the chip cannot do, with the reason."""
+def check_realisable(delay_types: list[str], tau_mem: float = 1.0, tau_syn: float = 1.0) -> None:
+    """Refuse what the chip cannot do, with the reason. Times and delays on the chip are in
+    tau_s units (1 tau_s = 6 us), so the model must use tau_syn = 1, and the neurons are
+    calibrated to tau_mem = tau_syn."""
     for k, kind in enumerate(delay_types):
         if kind in ("dendritic", "synaptic"):
             raise MappingError(
@@ -167,9 +169,10 @@ def check_realisable(delay_types: list[str], tau_ratio: float) -> None:
                 "presynaptic neuron (use delay=axonal or delay=none)")
         if kind not in ("none", "axonal"):
             raise MappingError(f"layer {k}: unknown delay type {kind!r}")
-    if abs(tau_ratio - 1.0) > 1e-12:
-        raise MappingError(f"the chip's neurons are calibrated to tau_mem = tau_syn, the network "
-                           f"has tau_mem / tau_syn = {tau_ratio:g}")
+    if tau_mem != 1.0 or tau_syn != 1.0:
+        raise MappingError(f"the chip's neurons are calibrated to tau_mem = tau_syn = 1 (times "
+                           f"in tau_s units, 1 tau_s = {TAU_S_US:g} us on chip); the network has "
+                           f"tau_mem = {tau_mem:g}, tau_syn = {tau_syn:g}")
 
 
 def place(layer_sizes: list[int], n_delays: list[int]) -> Placement:

@@ -87,19 +87,17 @@ class BSS2Emulator(Backend):
     def realised_params(self, net) -> list:
         params = net.fused_params()
         if not self.quantize:
-            hw.check_realisable([kind for _, kind, _ in params], 1.0)
+            hw.check_realisable([kind for _, kind, _ in params], net.tau_mem, net.tau_syn)
             return params
-        return hw.quantize_params(params, net.tau_syn)
+        return hw.quantize_params(params)
 
     def run(self, net, t_in: np.ndarray, *, training: bool = False) -> list[np.ndarray]:
-        tau = net.tau_syn
-        if abs(net.tau_mem / tau - 1.0) > 1e-12:
-            raise hw.MappingError("the chip's neurons have tau_mem = tau_syn")
-        t = np.asarray(t_in, dtype=np.float64) / tau  # tau_s units
+        hw.check_realisable([], net.tau_mem, net.tau_syn)  # times below are in tau_s units
+        t = np.asarray(t_in, dtype=np.float64)
         outs = []
         for k, (layer, (w, kind, d)) in enumerate(zip(net.layers, self.realised_params(net))):
             if layer.bias_time is not None:
-                t = np.concatenate([t, np.full((t.shape[0], 1), layer.bias_time / tau)], axis=1)
+                t = np.concatenate([t, np.full((t.shape[0], 1), layer.bias_time)], axis=1)
             if kind == "axonal":
                 t = t + d[None, :]
                 if self.noise.jitter_std > 0:  # inf + jitter stays inf
@@ -108,7 +106,7 @@ class BSS2Emulator(Backend):
                                     self.chip_variation if training else 0.0)
             out, _ = fused.layer_forward(t, w, "none", None, theta[None, :], lambert=True)
             out[out >= hw.SAMPLE_WINDOW] = np.inf  # outside the recorded window
-            outs.append(out * tau)
+            outs.append(out)
             t = out
         return outs
 
