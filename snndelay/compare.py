@@ -113,10 +113,7 @@ def to_markdown(cells: list[dict], title: str) -> str:
 
 def plot(cells: list[dict], path: Path, title: str) -> None:
     """Two panels: test error vs hidden neurons and vs parameters; IQR bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from snndelay.plots import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for d in DELAYS:
@@ -145,10 +142,7 @@ def plot(cells: list[dict], path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend(title="delays")
     fig.suptitle(title)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=120)
 
 
 def default_out(root: Path = Path("outputs/compare")) -> Path:

@@ -15,10 +15,10 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from snndelay.backends import BACKENDS
 from snndelay.data import DATASETS, n_classes, n_inputs
 from snndelay.network import DELAY_TYPES
 
-BACKENDS = ("simulator", "bss2_emulator", "bss2")
 LOSS_NAMES = ("shift_mse", "ttfs_ce")
 POSITIVITY = ("sigmoid", "clamp")
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from snndelay.backends import bss2_mapping as hw
-from snndelay.backends.bss2_mapping import bundle_params  # noqa: F401 (part of deploy's API)
 from snndelay.config import Config, ConfigError, to_yaml
 
 
@@ -112,7 +111,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     backend and write deploy/report.json and deploy/hw_vs_sim.png. Returns the report."""
     from dataclasses import replace
 
-    from snndelay.backends import SimulatorBackend
+    from snndelay.backends import SimulatorBackend, make_backend
     from snndelay.losses import predict_np
     from snndelay.runs import atomic_write_text, load_checkpoint, load_run_config
     from snndelay.training import build_network, load_split
@@ -141,8 +140,15 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     sim_times = SimulatorBackend().run(net, test.t_in.numpy())
     sim_acc = float((predict_np(sim_times[-1]) == labels).mean())
     accs, first = [], None
+    chip = None
+    if backend_name == "bss2":  # the chip runs the bundle file just written
+        from snndelay.backends.bss2_chip import BSS2Chip
+
+        chip = BSS2Chip.from_bundle(*load_bundle(out_dir))
     for rep in range(repeats):
-        backend = _deploy_backend(backend_name, hw_cfg, out_dir, rep)
+        # the emulator realises the same integers from the network (tested equal), with fresh
+        # trial noise per repeat
+        backend = chip or make_backend(hw_cfg, seed=10_000 + rep)
         times = backend.run(net, test.t_in.numpy())
         accs.append(float((predict_np(times[-1]) == labels).mean()))
         first = first or times
@@ -159,23 +165,8 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     return report
 
 
-def _deploy_backend(name: str, hw_cfg: Config, out_dir: Path, rep: int):
-    """The backend for repeat `rep`: the chip runs the bundle file just written; the emulator
-    realises the same integers from the network (tested equal) with fresh trial noise."""
-    if name == "bss2":
-        from snndelay.backends.bss2_chip import BSS2Chip
-
-        return BSS2Chip.from_bundle(*load_bundle(out_dir))
-    from snndelay.backends import make_backend
-
-    return make_backend(hw_cfg, seed=10_000 + rep)
-
-
 def _plot(hw_out: np.ndarray, sim_out: np.ndarray, path: Path, backend: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from snndelay.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(5, 5))
     both = np.isfinite(hw_out) & np.isfinite(sim_out)
@@ -191,7 +182,4 @@ def _plot(hw_out: np.ndarray, sim_out: np.ndarray, path: Path, backend: str) -> 
            title="test set: hardware vs simulated output spikes")
     ax.legend(markerscale=2)
     ax.grid(alpha=0.3)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

@@ -11,9 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+def save_figure(fig, path: Path, dpi: int = 110) -> None:
+    """Write a figure atomically (a killed run never leaves half a PNG) and close it."""
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
 
@@ -31,7 +32,7 @@ def learning_curves(rows: list[dict], path: Path) -> None:
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def delay_histograms(delays: dict[str, torch.Tensor], path: Path) -> None:
@@ -44,7 +45,7 @@ def delay_histograms(delays: dict[str, torch.Tensor], path: Path) -> None:
     for ax, (name, d) in zip(axes[0], delays.items()):
         ax.hist(d.detach().flatten().numpy(), bins=30, color="tab:blue", alpha=0.8)
         ax.set(title=f"{name} ({d.numel()} delays)", xlabel="delay (tau_s)", ylabel="count")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def yinyang_predictions(features: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor,
@@ -65,4 +66,4 @@ def yinyang_predictions(features: torch.Tensor, labels: torch.Tensor, pred: torc
     acc = 100 * (1 - wrong.mean())
     ax.set(xlabel="x", ylabel="y", title=f"test predictions ({acc:.1f} % correct)", aspect="equal")
     ax.legend(loc="upper right", fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)

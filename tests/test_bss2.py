@@ -13,7 +13,8 @@ from snndelay.backends import bss2_mapping as hw
 from snndelay.backends.emulator import BSS2Emulator, NoiseModel
 from snndelay.cli import app
 from snndelay.config import compose
-from snndelay.deploy import bundle_params, load_bundle, make_bundle, validate_bundle
+from snndelay.backends.bss2_mapping import bundle_params
+from snndelay.deploy import load_bundle, make_bundle, validate_bundle
 from snndelay.engine import _impl, first_spike_times
 from snndelay.losses import LOSSES_NP
 from snndelay.network import DelaySpec, Network
