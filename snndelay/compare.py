@@ -7,11 +7,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-from datetime import datetime
 from pathlib import Path
 
 from snndelay.config import ConfigError
-from snndelay.sweep import stats
+from snndelay.sweep import default_sweep_dir, stats
 
 DELAYS = ("none", "axonal", "dendritic", "synaptic")
 # Without an experiment= override each delay type runs with its own published Yin-Yang recipe
@@ -146,5 +145,4 @@ def plot(cells: list[dict], path: Path, title: str) -> None:
 
 
 def default_out(root: Path = Path("outputs/compare")) -> Path:
-    now = datetime.now()
-    return root / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
+    return default_sweep_dir(root)

@@ -178,6 +178,14 @@ def _hidden(cfg) -> str:
     return ",".join(str(h) for h in cfg.hidden_sizes())
 
 
+def _job_row(job: Job) -> dict:
+    """A summary row for the job with what is known before it runs."""
+    row: dict = {k: "" for k in SUMMARY_FIELDS}
+    row.update(job=job.name, swept=" ".join(job.swept), overrides=" ".join(job.overrides),
+               run_dir=job.run_dir)
+    return row
+
+
 def run_job(job: Job) -> dict:
     """Train (or reuse, or continue) one job's run; never raises: failures become a row with
     status "failed" and the error (full traceback in the run's error.txt)."""
@@ -185,9 +193,7 @@ def run_job(job: Job) -> dict:
 
     _limit_threads(job.threads)
     run_dir = Path(job.run_dir)
-    row: dict = {k: "" for k in SUMMARY_FIELDS}
-    row.update(job=job.name, swept=" ".join(job.swept), overrides=" ".join(job.overrides),
-               run_dir=job.run_dir)
+    row = _job_row(job)
     try:
         cfg = job.cfg if job.cfg is not None else compose(list(job.overrides))[1]
         row.update(experiment=cfg.name, delay=cfg.delay.type, hidden=_hidden(cfg),
@@ -257,10 +263,8 @@ def run_jobs(jobs: list[Job], launcher: LauncherConfig, n_jobs: int, sweep_dir: 
         try:
             row = sj.result()
         except Exception as exc:  # noqa: BLE001 - the job died (node failure, time limit)
-            job = by_id[id(sj)]
-            row = {k: "" for k in SUMMARY_FIELDS}
-            row.update(job=job.name, swept=" ".join(job.swept),
-                       overrides=" ".join(job.overrides), run_dir=job.run_dir, status="failed", error=f"{type(exc).__name__}: {_one_line(exc)}")
+            row = _job_row(by_id[id(sj)])
+            row.update(status="failed", error=f"{type(exc).__name__}: {_one_line(exc)}")
         rows.append(row)
         on_done(row)
     return rows
@@ -314,6 +318,7 @@ def groups(rows: list[dict]) -> list[dict]:
 
 
 def default_sweep_dir(root: Path = Path("outputs/sweeps")) -> Path:
+    """root/DATE/TIME (also the default of compare-delays, under outputs/compare)."""
     now = datetime.now()
     return root / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
 

@@ -52,6 +52,16 @@ def stratified_split(labels: np.ndarray, sizes: dict[str, int], seed: int) -> di
     return res
 
 
+def file_split_indices(split: str, n: int, sizes: dict[str, int], seed: int) -> np.ndarray:
+    """Indices into a dataset's train file (n samples) or test file for `split`: test is the
+    first sizes['test'] of the test file; val is a seeded random sizes['val'] of the train file
+    and train the rest of it (capped at sizes['train']), disjoint from val."""
+    if split == "test":
+        return np.arange(min(sizes["test"], n))
+    perm = np.random.default_rng(seed).permutation(n)
+    return perm[: sizes["val"]] if split == "val" else perm[sizes["val"]:][: sizes["train"]]
+
+
 def digits(split: str, sizes: dict[str, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(intensities [n, 64] in [0, 1], labels [n]) of scikit-learn's 8x8 digits (1797 images,
     bundled with scikit-learn: no download), fixed stratified split by seed."""
@@ -123,11 +133,7 @@ def mnist(split: str, root: str | None, sizes: dict[str, int], seed: int,
     images, labels = read_idx(img_path), read_idx(lab_path).astype(np.int64)
     if images.ndim != 3 or len(images) != len(labels):
         raise ValueError(f"{img_path}: expected [n, rows, cols] images matching {lab_path}")
-    if split == "test":
-        idx = np.arange(min(sizes["test"], len(labels)))
-    else:
-        perm = np.random.default_rng(seed).permutation(len(labels))
-        idx = perm[: sizes["val"]] if split == "val" else perm[sizes["val"]:][: sizes["train"]]
+    idx = file_split_indices(split, len(labels), sizes, seed)
     x = images[idx].astype(np.float64) / 255.0
     if resize:
         x = resize_images(x, resize)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snndelay.data.images import DatasetMissing
+from snndelay.data.images import DatasetMissing, file_split_indices
 
 N_CHANNELS = 700
 N_CLASSES = 20
@@ -73,12 +73,7 @@ def shd(split: str, root: str | None, sizes: dict[str, int], seed: int, *, chann
     training file, disjoint from train."""
     part = "test" if split == "test" else "train"
     ds = _tonic_shd(root, part)
-    n = len(ds)
-    if split == "test":
-        idx = np.arange(min(sizes["test"], n))
-    else:
-        perm = np.random.default_rng(seed).permutation(n)
-        idx = perm[: sizes["val"]] if split == "val" else perm[sizes["val"]:][: sizes["train"]]
+    idx = file_split_indices(split, len(ds), sizes, seed)
     samples, labels = [], []
     for i in idx:
         events, target = ds[int(i)]
