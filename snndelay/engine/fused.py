@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from snndelay.engine import _impl
-from snndelay.engine.backward import MIN_SLOPE
+from snndelay.engine.backward import _NO_DELAYS, MIN_SLOPE
 
 _TINY = np.finfo(np.float64).tiny
-_NO_D = np.zeros((1, 1))
 
 
 def available(ratio: float) -> bool:
@@ -79,7 +78,7 @@ def layer_backward(g_out: np.ndarray, kind: str, cache: LayerCache, lambert: boo
 
     has_d = cache.d_syn_t is not None
     g_t, g_w_t, g_d_t = nk.backward(cache.t, np.ascontiguousarray(cache.w.T),
-                                    cache.d_syn_t if has_d else _NO_D, has_d, cache.t_core,
+                                    cache.d_syn_t if has_d else _NO_DELAYS, has_d, cache.t_core,
                                     np.ascontiguousarray(g_out), lambert, float(min_slope),
                                     float(max_dw_norm), _impl.backward_chunks(g_out.shape[0]))
     g_d = None
