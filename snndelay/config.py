@@ -162,6 +162,15 @@ class Config:
         layers = self.delay.layers
         return list(range(self.n_layers())) if layers == "all" else [int(k) for k in layers]
 
+    def delay_kinds(self) -> list[str]:
+        """The delay type of each layer ("none" where delay.layers leaves it out)."""
+        delayed = set(self.delay_layers())
+        return [self.delay.type if k in delayed else "none" for k in range(self.n_layers())]
+
+    def layer_sizes(self) -> list[int]:
+        """[inputs, hidden..., classes]."""
+        return [self.n_inputs()] + self.hidden_sizes() + [self.n_classes()]
+
 
 def config_dir() -> Path:
     """configs/ of this checkout, or SNNDELAY_CONFIG_DIR."""
@@ -253,9 +262,7 @@ def _check_bss2(cfg: Config) -> None:
     """What the chip cannot realise is refused with the reason (bss2_mapping)."""
     from snndelay.backends.bss2_mapping import MappingError, check_realisable, place
 
-    delayed = set(cfg.delay_layers())
-    kinds = [cfg.delay.type if k in delayed else "none" for k in range(cfg.n_layers())]
-    sizes = [cfg.n_inputs()] + cfg.hidden_sizes() + [cfg.n_classes()]
+    kinds, sizes = cfg.delay_kinds(), cfg.layer_sizes()
     groups = cfg.group_sizes()
     bias = cfg.network.bias_time is not None
     n_delays = [-(-(sizes[k] + bias) // groups[k]) if kinds[k] == "axonal" else 0

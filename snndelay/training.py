@@ -33,13 +33,12 @@ def load_split(cfg: Config, split: str) -> Split:
 
 
 def build_network(cfg: Config) -> Network:
-    sizes = [cfg.n_inputs()] + cfg.hidden_sizes() + [cfg.n_classes()]
-    delayed = set(cfg.delay_layers())
+    sizes = cfg.layer_sizes()
     dl = cfg.delay
     shared = {k: v for k, v in asdict(dl).items() if k not in ("type", "layers", "group_size")}
     groups = cfg.group_sizes()
-    specs = [DelaySpec(type=dl.type if k in delayed else "none", group_size=groups[k], **shared)
-             for k in range(len(sizes) - 1)]
+    specs = [DelaySpec(type=kind, group_size=g, **shared)
+             for kind, g in zip(cfg.delay_kinds(), groups)]
     return Network(sizes, w_mean=cfg.per_layer("network.weight_mean", cfg.network.weight_mean),
                    w_std=cfg.per_layer("network.weight_std", cfg.network.weight_std),
                    delays=specs, bias_time=cfg.network.bias_time, tau_mem=cfg.neuron.tau_mem,
@@ -204,7 +203,8 @@ class Trainer:
             y = y_all[idx]
             t_b = self._jitter(t_all[idx])
             if self.hardware:  # measured times; gradients at them (straight-through)
-                times = self.backend.run(self.net, t_b, training=True)
+                params = self.backend.realised_params(self.net)
+                times = self.backend.run(self.net, t_b, training=True, params=params)
                 per_sample, g_out = self.loss_np(times[-1], y)
             elif self.fused:
                 times, caches = self.net.forward_fused(t_b)
@@ -219,8 +219,7 @@ class Trainer:
                 n_bumps += 1
                 continue
             if self.hardware:
-                _, caches = self.net.forward_fused(
-                    t_b, given=times, params=self.backend.realised_params(self.net))
+                _, caches = self.net.forward_fused(t_b, given=times, params=params)
             if self.fused:
                 self.net.backward_fused(caches, g_out, self.max_dw)
             else:

@@ -202,6 +202,19 @@ def test_emulator_without_noise_equals_the_engine_on_quantised_parameters():
 
 
 @needs_numba
+def test_emulator_runs_the_realised_parameters_it_is_given():
+    net, t = _bss2_net(), _inputs()
+    emu = BSS2Emulator(noise=NoiseModel.off())
+    own = emu.run(net, t)
+    np.testing.assert_array_equal(emu.run(net, t, params=emu.realised_params(net))[-1], own[-1])
+    (w0, k0, d0), (w1, k1, d1) = emu.realised_params(net)
+    louder = [(w0, k0, d0), (w1 * 2.0, k1, d1)]  # output weights doubled: earlier output spikes
+    out = emu.run(net, t, params=louder)[-1]
+    both = np.isfinite(out) & np.isfinite(own[-1])
+    assert both.any() and (out[both] < own[-1][both]).all()
+
+
+@needs_numba
 def test_chip_in_the_loop_gradients_equal_the_engine_gradients_when_noise_is_off():
     net, t = _bss2_net(seed=4), _inputs(seed=4)
     y = np.random.default_rng(4).integers(0, 3, t.shape[0])

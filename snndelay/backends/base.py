@@ -14,9 +14,11 @@ class Backend:
 
     name = "backend"
 
-    def run(self, net, t_in: np.ndarray, *, training: bool = False) -> list[np.ndarray]:
+    def run(self, net, t_in: np.ndarray, *, training: bool = False,
+            params: list | None = None) -> list[np.ndarray]:
         """First spike times [B, N_k] of every layer k (+inf = no spike), tau_s units.
-        training: the batch is a training batch (an emulator may vary its chip then)."""
+        training: the batch is a training batch (an emulator may vary its chip then);
+        params: realised_params(net) when the caller already has them."""
         raise NotImplementedError
 
     def realised_params(self, net) -> list | None:
@@ -43,7 +45,8 @@ class SimulatorBackend(Backend):
 
     name = "simulator"
 
-    def run(self, net, t_in: np.ndarray, *, training: bool = False) -> list[np.ndarray]:
+    def run(self, net, t_in: np.ndarray, *, training: bool = False,
+            params: list | None = None) -> list[np.ndarray]:
         if net.fused_ok():
             return net.forward_fused(np.asarray(t_in, dtype=np.float64))[0]
         import torch

@@ -51,8 +51,8 @@ class BSS2Chip(Backend):
             return self.bundle
         return hw.quantize_params(net.fused_params())
 
-    def run(self, net, t_in: np.ndarray, *,
-            training: bool = False) -> list[np.ndarray]:  # pragma: no cover - needs a chip
+    def run(self, net, t_in: np.ndarray, *, training: bool = False,
+            params: list | None = None) -> list[np.ndarray]:  # pragma: no cover - needs a chip
         """Layer by layer, one chip run per layer and batch: the layer's inputs as spike
         sources, its neurons with excitatory and inhibitory projections of the 6-bit weights.
         Axonal delays shift the sources' spike times by the realised delays (refractory
@@ -63,7 +63,8 @@ class BSS2Chip(Backend):
         hw.check_realisable([], net.tau_mem, net.tau_syn)  # times below are in tau_s units
         t = np.asarray(t_in, dtype=np.float64)
         outs = []
-        for layer, (w, kind, d) in zip(net.layers, self.realised_params(net)):
+        params = self.realised_params(net) if params is None else params
+        for layer, (w, kind, d) in zip(net.layers, params):
             if layer.bias_time is not None:
                 t = np.concatenate([t, np.full((batch, 1), layer.bias_time)], axis=1)
             if kind == "axonal":

@@ -91,11 +91,13 @@ class BSS2Emulator(Backend):
             return params
         return hw.quantize_params(params)
 
-    def run(self, net, t_in: np.ndarray, *, training: bool = False) -> list[np.ndarray]:
+    def run(self, net, t_in: np.ndarray, *, training: bool = False,
+            params: list | None = None) -> list[np.ndarray]:
         hw.check_realisable([], net.tau_mem, net.tau_syn)  # times below are in tau_s units
         t = np.asarray(t_in, dtype=np.float64)
+        params = self.realised_params(net) if params is None else params
         outs = []
-        for k, (layer, (w, kind, d)) in enumerate(zip(net.layers, self.realised_params(net))):
+        for k, (layer, (w, kind, d)) in enumerate(zip(net.layers, params)):
             if layer.bias_time is not None:
                 t = np.concatenate([t, np.full((t.shape[0], 1), layer.bias_time)], axis=1)
             if kind == "axonal":
