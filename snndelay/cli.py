@@ -308,6 +308,10 @@ def deploy(
     repeats: int = typer.Option(5, "--repeats", help="Runs of the test set (fresh trial noise each)."),
     chip_seed: Optional[int] = typer.Option(
         None, "--chip-seed", help="Emulated chip (default: a fresh one, the training chip + 1)."),
+    calibrate: Optional[bool] = typer.Option(
+        None, "--calibrate/--no-calibrate",
+        help="Measure the thresholds of the training and target chips and scale each neuron's "
+             "weights to match (default: on for the emulator; not yet on the chip)."),
 ) -> None:
     """Convert a trained run into a BrainScaleS-2 bundle (deploy/bundle.npz, bundle.json) and,
     with --hw, run it on the backend next to the simulator (deploy/report.json, hw_vs_sim.png)."""
@@ -322,7 +326,7 @@ def deploy(
     try:
         if hw:
             ensure_available(backend)
-        report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw)
+        report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw, calibrate=calibrate)
     except (ConfigError, BackendUnavailable) as exc:
         _user_error(str(exc))
     console.print(f"bundle: {report['bundle']} ({report['circuits_used']} of 512 neuron circuits)",
@@ -331,12 +335,17 @@ def deploy(
         return
     chip = f" chip {report['chip_seed']}" if report["chip_seed"] is not None else ""
     table = Table(title=f"{run_dir}: test accuracy on {backend}{chip}, {repeats} repeats")
-    for col in ("backend mean", "backend std", "simulator", "trained on"):
+    calibrated = report["calibration"] is not None
+    cols = ["backend mean", "backend std"] + (["uncalibrated mean"] if calibrated else []) \
+        + ["simulator", "trained on"]
+    for col in cols:
         table.add_column(col, justify="right")
     trained = report["trained_on"] + (f" (chip {report['trained_chip_seed']})"
                                       if report["trained_chip_seed"] is not None else "")
-    table.add_row(f"{100 * report['accuracy_mean']:.2f} %", f"{100 * report['accuracy_std']:.2f}",
-                  f"{100 * report['simulator_accuracy']:.2f} %", trained)
+    row = [f"{100 * report['accuracy_mean']:.2f} %", f"{100 * report['accuracy_std']:.2f}"]
+    if calibrated:
+        row.append(f"{100 * report['uncalibrated_accuracy_mean']:.2f} %")
+    table.add_row(*row, f"{100 * report['simulator_accuracy']:.2f} %", trained)
     console.print(table)
     dev = Table(title="spike times, backend vs simulator (first repeat)")
     for col in ("layer", "spiking in both", "mean |dt| (tau_s)", "max |dt| (tau_s)",

@@ -5,6 +5,12 @@ The bundle (deploy/bundle.npz + deploy/bundle.json) holds integer weight matrice
 and inhibitory, 0..63), one refractory setting per axonal delay, the placement of neurons and
 delay circuit pairs, the time scaling and the network's configuration; it is validated against
 the chip's limits before anything runs.
+
+Calibration (emulator targets): a network fits the fixed-pattern threshold offsets of the chip it
+was trained on. Deploy measures every neuron's threshold on that chip and on the target chip
+from spike times (bss2_mapping's probe) and scales each neuron's incoming weights by
+theta_target / theta_trained, which restores the trained chip's spike times up to weight rounding
+(the crossing depends on w / theta only). The bundle then holds the compensated weights.
 """
 
 from __future__ import annotations
@@ -17,10 +23,31 @@ import numpy as np
 from snndelay.backends import bss2_mapping as hw
 from snndelay.config import Config, ConfigError, to_yaml
 
+CALIBRATION_REPEATS = 20  # probe runs per chip: trial noise 0.04 / sqrt(20) ~ 0.01 in theta
 
-def make_bundle(cfg: Config, net) -> tuple[dict[str, np.ndarray], dict]:
+
+def calibrated(net, trained, target, repeats: int = CALIBRATION_REPEATS
+               ) -> tuple[object, list[np.ndarray]]:
+    """(a copy of net whose incoming weights per neuron are scaled by theta_target /
+    theta_trained, the scales per layer); thresholds measured on the backends `trained` (the
+    chip or simulator the run trained on) and `target`."""
+    import copy
+
+    import torch
+
+    scales = [hw.compensation_scales(a, b) for a, b in zip(
+        trained.measure_thresholds(net, repeats), target.measure_thresholds(net, repeats))]
+    out = copy.deepcopy(net)
+    with torch.no_grad():
+        for layer, sc in zip(out.layers, scales):
+            layer.weight.mul_(torch.from_numpy(sc)[None, :])
+    return out, scales
+
+
+def make_bundle(cfg: Config, net, calibration: dict | None = None
+                ) -> tuple[dict[str, np.ndarray], dict]:
     """(arrays for bundle.npz, metadata for bundle.json) of a network; MappingError if the chip
-    cannot realise it."""
+    cannot realise it. calibration: what the weights were compensated for (recorded as is)."""
     kinds = [layer.delays.spec.type if layer.delays is not None else "none"
              for layer in net.layers]
     hw.check_realisable(kinds, net.tau_mem, net.tau_syn)
@@ -50,6 +77,7 @@ def make_bundle(cfg: Config, net) -> tuple[dict[str, np.ndarray], dict]:
         "tau_s_us": hw.TAU_S_US, "sample_window_tau_s": hw.SAMPLE_WINDOW,
         "refractory_range": [hw.R_MIN, hw.R_MAX], "delay_us": "r / 8 + 2",
         "placement": placement.to_dict(),
+        "calibration": calibration,
         "config_yaml": to_yaml(cfg),
     }
     return arrays, meta
@@ -106,9 +134,10 @@ def spike_deviation(hw_times: list[np.ndarray], sim_times: list[np.ndarray]) -> 
 
 
 def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | None,
-               execute: bool) -> dict:
+               execute: bool, calibrate: bool | None = None) -> dict:
     """Write and validate the bundle; with execute, run the test set `repeats` times on the
-    backend and write deploy/report.json and deploy/hw_vs_sim.png. Returns the report."""
+    backend and write deploy/report.json and deploy/hw_vs_sim.png. calibrate (default: on for
+    the emulator) compensates the target chip's thresholds first. Returns the report."""
     from dataclasses import replace
 
     from snndelay.backends import SimulatorBackend, make_backend
@@ -120,8 +149,23 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     net = build_network(cfg)
     net.load_state_dict(load_checkpoint(run_dir)["model"])
     out_dir = run_dir / "deploy"
+    trained_chip = cfg.backend.chip_seed if cfg.backend.name == "bss2_emulator" else None
+    seed = chip_seed if chip_seed is not None else (trained_chip + 1 if trained_chip is not None
+                                                    else 1)
+    hw_cfg = replace(cfg, backend=replace(cfg.backend, name=backend_name, chip_seed=seed))
+    calibrate = execute and (backend_name == "bss2_emulator" if calibrate is None else calibrate)
+    deployed, calibration = net, None
+    if calibrate:
+        if backend_name != "bss2_emulator":
+            raise ConfigError("--calibrate: threshold calibration runs on the emulator only; the "
+                              "chip adapter does not implement the probe yet (use --no-calibrate)")
+        deployed, scales = calibrated(net, make_backend(cfg, seed=20_000),
+                                      make_backend(hw_cfg, seed=20_001))
+        calibration = {"trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
+                       "target_chip_seed": seed, "probe_repeats": CALIBRATION_REPEATS,
+                       "weight_scales": [sc.tolist() for sc in scales]}
     try:
-        arrays, meta = make_bundle(cfg, net)
+        arrays, meta = make_bundle(cfg, deployed, calibration)
         validate_bundle(arrays, meta)
     except hw.MappingError as exc:
         raise ConfigError(f"{run_dir} cannot be deployed: {exc}") from None
@@ -131,37 +175,37 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     if not execute:
         return report
 
-    trained_chip = cfg.backend.chip_seed if cfg.backend.name == "bss2_emulator" else None
-    seed = chip_seed if chip_seed is not None else (trained_chip + 1 if trained_chip is not None
-                                                    else 1)
-    hw_cfg = replace(cfg, backend=replace(cfg.backend, name=backend_name, chip_seed=seed))
     test = load_split(cfg, "test")
     labels = test.labels.numpy()
     sim_times = SimulatorBackend().run(net, test.t_in.numpy())
     sim_acc = float((predict_np(sim_times[-1]) == labels).mean())
-    accs, first = [], None
     chip = None
     if backend_name == "bss2":  # the chip runs the bundle file just written
         from snndelay.backends.bss2_chip import BSS2Chip
 
         chip = BSS2Chip.from_bundle(*load_bundle(out_dir))
-    for rep in range(repeats):
+
+    def test_runs(network) -> list[list[np.ndarray]]:
         # the emulator realises the same integers from the network (tested equal), with fresh
         # trial noise per repeat
-        backend = chip or make_backend(hw_cfg, seed=10_000 + rep)
-        times = backend.run(net, test.t_in.numpy())
-        accs.append(float((predict_np(times[-1]) == labels).mean()))
-        first = first or times
+        return [(chip or make_backend(hw_cfg, seed=10_000 + rep)).run(network, test.t_in.numpy())
+                for rep in range(repeats)]
+
+    runs = test_runs(deployed)
+    accs = [float((predict_np(times[-1]) == labels).mean()) for times in runs]
     report.update({
         "backend": backend_name, "chip_seed": seed if backend_name == "bss2_emulator" else None,
         "trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
         "repeats": repeats, "accuracy_per_repeat": accs,
         "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
-        "simulator_accuracy": sim_acc,
-        "spike_time_deviation": spike_deviation(first, sim_times),
+        "simulator_accuracy": sim_acc, "calibration": calibration,
+        "spike_time_deviation": spike_deviation(runs[0], sim_times),
     })
+    if calibrate:  # what the same chip gives without the compensation
+        report["uncalibrated_accuracy_mean"] = float(np.mean(
+            [(predict_np(times[-1]) == labels).mean() for times in test_runs(net)]))
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
-    _plot(first[-1], sim_times[-1], out_dir / "hw_vs_sim.png", backend_name)
+    _plot(runs[0][-1], sim_times[-1], out_dir / "hw_vs_sim.png", backend_name)
     return report
 
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from snndelay.backends import BackendUnavailable
+from snndelay.backends import BackendUnavailable, SimulatorBackend
 from snndelay.backends import bss2_mapping as hw
 from snndelay.backends.emulator import BSS2Emulator, NoiseModel
 from snndelay.cli import app
-from snndelay.config import compose
+from snndelay.config import ConfigError, compose
 from snndelay.backends.bss2_mapping import bundle_params
-from snndelay.deploy import load_bundle, make_bundle, validate_bundle
-from snndelay.engine import _impl, first_spike_times
+from snndelay.deploy import load_bundle, make_bundle, run_deploy, validate_bundle
+from snndelay.engine import _impl, first_spike_times, fused
 from snndelay.losses import LOSSES_NP
 from snndelay.network import DelaySpec, Network
 from snndelay.training import Trainer, build_network
@@ -201,6 +201,49 @@ def test_emulator_without_noise_equals_the_engine_on_quantised_parameters():
         np.testing.assert_allclose(got, ref.numpy(), rtol=0, atol=1e-12)
 
 
+def test_threshold_probe_inverts_the_engine():
+    theta = np.linspace(2.2, 3.8, 17)  # around the chip's 2.6 + offsets, below the peak 3.86
+    t_in = torch.zeros(1, hw.PROBE_SOURCES, dtype=torch.float64)
+    w = torch.tensor(hw.probe_weights(1))
+    t = np.array([first_spike_times(t_in, w, None, tau_mem=1.0, tau_syn=1.0,
+                                    threshold=float(th)).item() for th in theta])
+    np.testing.assert_allclose(hw.threshold_from_probe(t), theta, rtol=0, atol=1e-9)
+    with pytest.raises(hw.MappingError, match="did not spike"):
+        hw.threshold_from_probe(np.array([0.4, np.inf]))
+
+
+@needs_numba
+def test_scaled_weights_compensate_other_thresholds_exactly():
+    # the crossing depends on w / theta only (model.md section 2): weights scaled by
+    # theta_b / theta_a on thresholds theta_b reproduce the spike times of theta_a
+    rng = np.random.default_rng(0)
+    t_in = rng.uniform(0, 2, (64, 20))
+    w = rng.normal(0.5, 0.6, (20, 30))
+    th_a, th_b = rng.normal(2.73, 0.08, 30), rng.normal(2.73, 0.08, 30)
+    ref, _ = fused.layer_forward(t_in, w, "none", None, th_a[None, :], lambert=True)
+    bare, _ = fused.layer_forward(t_in, w, "none", None, th_b[None, :], lambert=True)
+    comp, _ = fused.layer_forward(t_in, w * hw.compensation_scales(th_a, th_b)[None, :], "none",
+                                  None, th_b[None, :], lambert=True)
+    assert np.isfinite(ref).mean() > 0.5
+    np.testing.assert_allclose(comp, ref, rtol=0, atol=1e-9)
+    both = np.isfinite(bare) & np.isfinite(ref)
+    assert np.abs(bare[both] - ref[both]).max() > 0.01  # the thresholds alone do matter
+
+
+@needs_numba
+def test_emulator_measures_its_chips_thresholds_from_spike_times():
+    net = _bss2_net()
+    exact = BSS2Emulator(chip_seed=5, noise=NoiseModel(trial_std=0.0)).measure_thresholds(net)
+    noisy = BSS2Emulator(chip_seed=5, seed=1).measure_thresholds(net, repeats=20)
+    for k, layer in enumerate(net.layers):
+        truth = 2.6 + BSS2Emulator(chip_seed=5).fixed_offsets(k, layer.weight.shape[1])
+        np.testing.assert_allclose(exact[k], truth, rtol=0, atol=1e-9)
+        # trial noise 0.04 averaged over 20 runs: std 0.009
+        assert np.abs(noisy[k] - truth).max() < 0.045
+    ideal = SimulatorBackend().measure_thresholds(net)
+    assert all((m == 2.6).all() for m in ideal)
+
+
 @needs_numba
 def test_emulator_runs_the_realised_parameters_it_is_given():
     net, t = _bss2_net(), _inputs()
@@ -280,11 +323,19 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     from snndelay.runs import load_checkpoint
 
     net.load_state_dict(load_checkpoint(run)["model"])
+    cal = meta["calibration"]  # on by default: weights scaled per neuron for chip 1
+    assert cal["trained_chip_seed"] == 0 and cal["target_chip_seed"] == 1
+    assert all(0.8 < min(sc) and max(sc) < 1.2 for sc in cal["weight_scales"])
+    with torch.no_grad():
+        for layer, sc in zip(net.layers, cal["weight_scales"]):
+            layer.weight.mul_(torch.tensor(sc)[None, :])
     for (w, _, d), (wb, _, db) in zip(BSS2Emulator().realised_params(net),
                                       bundle_params(arrays, meta)):
         np.testing.assert_allclose(w, wb, atol=1e-12)
         np.testing.assert_allclose(d, db, atol=1e-12)
     report = json.loads((run / "deploy" / "report.json").read_text())
+    assert 0 <= report["uncalibrated_accuracy_mean"] <= 1
+    assert report["calibration"]["weight_scales"] == cal["weight_scales"]
     assert report["repeats"] == 2 and len(report["accuracy_per_repeat"]) == 2
     assert report["chip_seed"] == 1  # a fresh chip: the training chip (0) + 1
     assert 0 <= report["simulator_accuracy"] <= 1
@@ -293,6 +344,15 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     arrays["layer1_exc"][0, 0] = 64
     with pytest.raises(hw.MappingError, match="0..63"):
         validate_bundle(arrays, meta)
+    res = runner.invoke(app, ["deploy", str(run), "--hw", "--repeats", "1", "--no-calibrate"])
+    assert res.exit_code == 0, res.output
+    arrays, meta = load_bundle(run / "deploy")
+    assert meta["calibration"] is None
+    net.load_state_dict(load_checkpoint(run)["model"])
+    np.testing.assert_array_equal(arrays["layer1_exc"], hw.weights_to_hw(
+        net.layers[1].weight.detach().numpy())[0])
+    with pytest.raises(ConfigError, match="emulator only"):
+        run_deploy(run, "bss2", 1, None, execute=True, calibrate=True)
 
 
 def test_deploy_refuses_a_network_the_chip_cannot_realise(tmp_path):

@@ -26,6 +26,11 @@ class Backend:
         the network's own (quantisation); None: the network's parameters."""
         return None
 
+    def measure_thresholds(self, net, repeats: int = 20) -> list[np.ndarray]:
+        """Each layer's per-neuron thresholds as this backend realises them, measured from spike
+        times with the calibration probe of bss2_mapping (mean over `repeats` runs)."""
+        raise NotImplementedError(f"backend {self.name} cannot measure its thresholds")
+
     def project(self, net) -> None:
         """Keep the trained parameters within what the backend can realise (after a step)."""
 
@@ -44,6 +49,9 @@ class SimulatorBackend(Backend):
     """The ideal engine: exact spike times of the nominal model."""
 
     name = "simulator"
+
+    def measure_thresholds(self, net, repeats: int = 20) -> list[np.ndarray]:
+        return [np.full(layer.weight.shape[1], float(net.threshold)) for layer in net.layers]
 
     def run(self, net, t_in: np.ndarray, *, training: bool = False,
             params: list | None = None) -> list[np.ndarray]:

@@ -7,7 +7,9 @@ Pure numpy functions, no hardware access:
   [50, 250]) gives delay_us = r / 8 + 2;
 - time: 1 tau_s = 6 us; each sample of a batch gets a 30 tau_s window in one spike train;
 - inputs replicated 5x (the copies share one axonal delay);
-- placement of network neurons and delay circuit pairs within the chip's 512 circuits.
+- placement of network neurons and delay circuit pairs within the chip's 512 circuits;
+- threshold calibration from spike times, and the per-neuron weight scales that carry a network
+  trained on one chip to another.
 """
 
 from __future__ import annotations
@@ -173,6 +175,40 @@ def check_realisable(delay_types: list[str], tau_mem: float = 1.0, tau_syn: floa
         raise MappingError(f"the chip's neurons are calibrated to tau_mem = tau_syn = 1 (times "
                            f"in tau_s units, 1 tau_s = {TAU_S_US:g} us on chip); the network has "
                            f"tau_mem = {tau_mem:g}, tau_syn = {tau_syn:g}")
+
+
+# -- threshold calibration ----------------------------------------------------------------------
+# A chip reports spike times, not thresholds; but a neuron driven by PROBE_SOURCES inputs at t = 0,
+# each at the largest weight, has u(t) = W t e^{-t} (tau_mem = tau_s, kernel k(s) = s e^{-s},
+# model.md section 1; W = PROBE_SOURCES * PROBE_WEIGHT), so its first spike t* gives its
+# threshold theta = W t* e^{-t*}. u peaks at W / e = 3.86 (t = 1), above every threshold the
+# noise model gives around 2.6.
+PROBE_SOURCES = 5
+PROBE_WEIGHT = WEIGHT_MAX / WEIGHT_SCALE  # exactly representable: 63 hardware units
+
+
+def probe_weights(n: int) -> np.ndarray:
+    """[PROBE_SOURCES, n] weights of the calibration probe into n neurons (inputs at t = 0)."""
+    return np.full((PROBE_SOURCES, n), PROBE_WEIGHT)
+
+
+def threshold_from_probe(t_spike: np.ndarray) -> np.ndarray:
+    """Thresholds theta = W t* e^{-t*} of neurons that spiked at t* under the probe. MappingError
+    if one stayed silent (threshold above the probe's peak W / e)."""
+    t = np.asarray(t_spike, dtype=np.float64)
+    if not np.isfinite(t).all():
+        peak = PROBE_SOURCES * PROBE_WEIGHT / np.e
+        raise MappingError(f"calibration: {int((~np.isfinite(t)).sum())} neuron(s) did not spike "
+                           f"under the probe (threshold above {peak:.2f})")
+    return PROBE_SOURCES * PROBE_WEIGHT * t * np.exp(-t)
+
+
+def compensation_scales(theta_trained: np.ndarray, theta_target: np.ndarray) -> np.ndarray:
+    """Per-neuron factors for the incoming weights on the target chip. The first crossing of
+    sum_i w_i k(t - T_i) = theta depends only on w / theta (model.md section 2), so weights
+    scaled by theta_target / theta_trained give the trained chip's spike times, up to weight
+    rounding and clipping."""
+    return np.asarray(theta_target, dtype=np.float64) / np.asarray(theta_trained, dtype=np.float64)
 
 
 def place(layer_sizes: list[int], n_delays: list[int]) -> Placement:

@@ -112,6 +112,22 @@ class BSS2Emulator(Backend):
             t = out
         return outs
 
+    def measure_thresholds(self, net, repeats: int = 20) -> list[np.ndarray]:
+        """Each layer's thresholds as a chip would calibrate them: the probe of bss2_mapping run
+        `repeats` times (fresh trial noise each) on this chip, inverted and averaged."""
+        t = np.zeros((1, hw.PROBE_SOURCES))
+        out = []
+        for k, layer in enumerate(net.layers):
+            n = layer.weight.shape[1]
+            w = hw.probe_weights(n)
+            est = []
+            for _ in range(repeats):
+                theta = self.thresholds(k, n, float(net.threshold))
+                times, _ = fused.layer_forward(t, w, "none", None, theta[None, :], lambert=True)
+                est.append(hw.threshold_from_probe(times[0]))
+            out.append(np.mean(est, axis=0))
+        return out
+
     def project(self, net) -> None:
         """Shadow weights stay within what 6 bits can express (+-63/30)."""
         import torch
