@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from snndelay.backends import bss2_mapping as hw
 from snndelay.config import Config, ConfigError, to_yaml
 
+if TYPE_CHECKING:
+    from snndelay.backends import Backend
+    from snndelay.network import Network
+
 CALIBRATION_REPEATS = 20  # probe runs per chip: trial noise 0.04 / sqrt(20) ~ 0.01 in theta
 
 
-def calibrated(net, trained, target, repeats: int = CALIBRATION_REPEATS
-               ) -> tuple[object, list[np.ndarray]]:
+def calibrated(net: Network, trained: Backend, target: Backend,
+               repeats: int = CALIBRATION_REPEATS) -> tuple[Network, list[np.ndarray]]:
     """(a copy of net whose incoming weights per neuron are scaled by theta_target /
     theta_trained, the scales per layer); thresholds measured on the backends `trained` (the
     chip or simulator the run trained on) and `target`."""
