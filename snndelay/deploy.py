@@ -53,8 +53,7 @@ def make_bundle(cfg: Config, net, calibration: dict | None = None
                 ) -> tuple[dict[str, np.ndarray], dict]:
     """(arrays for bundle.npz, metadata for bundle.json) of a network; MappingError if the chip
     cannot realise it. calibration: what the weights were compensated for (recorded as is)."""
-    kinds = [layer.delays.spec.type if layer.delays is not None else "none"
-             for layer in net.layers]
+    kinds = [kind for _, kind, _ in net.fused_params()]
     hw.check_realisable(kinds, net.tau_mem, net.tau_syn)
     arrays: dict[str, np.ndarray] = {}
     n_delays, groups = [], []
