@@ -139,6 +139,14 @@ def evaluate(
         _user_error(str(exc))
     console.print(f"[bold]{cfg.name}[/] {run_dir} on the {split} split: accuracy "
                   f"{100 * res.accuracy:.2f} %, loss {res.loss:.5f}", highlight=False)
+    if len(res.accuracy_draws) > 1:  # a noisy backend: every run of the split differs
+        import statistics
+
+        draws = [100 * a for a in res.accuracy_draws]
+        console.print(f"mean of {len(draws)} runs on {cfg.backend.name} (backend.eval_repeats): "
+                      f"std {statistics.pstdev(draws):.2f}, range {min(draws):.1f}-"
+                      f"{max(draws):.1f} %; confusion matrix and silent pairs from the first run",
+                      highlight=False)
     n_cls = confusion.shape[0]
     table = Table(title="confusion matrix (rows: true class, columns: predicted)")
     table.add_column("true")

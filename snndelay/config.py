@@ -88,6 +88,7 @@ class BackendConfig:
     trial_std: float = 0.04
     jitter_std: float = 0.01
     chip_variation: float = 0.0  # emulator: training offsets (1-a) this chip + a a fresh one
+    eval_repeats: int = 10  # final test/evaluate runs averaged where trial noise makes runs differ
 
 
 @dataclass
@@ -246,6 +247,7 @@ def validate(cfg: Config) -> Config:
     b = cfg.backend
     for key in ("fixed_std", "trial_std", "jitter_std"):
         _need(getattr(b, key) >= 0, f"backend.{key}", "must be >= 0", getattr(b, key))
+    _need(b.eval_repeats >= 1, "backend.eval_repeats", "must be >= 1", b.eval_repeats)
     _need(0.0 <= b.chip_variation <= 1.0, "backend.chip_variation", "must be in [0, 1]",
           b.chip_variation)
     _need(not b.chip_variation or b.name == "bss2_emulator", "backend.chip_variation",

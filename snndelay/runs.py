@@ -103,10 +103,11 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
         if on_epoch is not None:
             on_epoch(row)
     test_split = load_split(cfg, "test")
-    test = evaluate(trainer.net, test_split, cfg, trainer.backend)
+    repeats = cfg.backend.eval_repeats
+    test = evaluate(trainer.net, test_split, cfg, trainer.backend, repeats)
     best_net = build_network(cfg)
     best_net.load_state_dict(trainer.state.best_model)
-    best = evaluate(best_net, test_split, cfg, trainer.backend)
+    best = evaluate(best_net, test_split, cfg, trainer.backend, repeats)
     rows = trainer.state.rows
     summary = {
         "experiment": cfg.name, "test_accuracy": test.accuracy, "test_loss": test.loss,
@@ -115,6 +116,8 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
         "best_val_epoch": trainer.state.best_epoch,
         "best_val_accuracy": rows[trainer.state.best_epoch - 1]["val_acc"],
         "test_accuracy_at_best_val": best.accuracy,
+        # a noisy backend (emulated or real chip): test_accuracy is the mean of these runs
+        "test_accuracy_draws": test.accuracy_draws,
         "n_params": trainer.net.n_params(), "epochs": trainer.state.epoch,
         "wall_time_s": trainer.state.elapsed_s, "seed": cfg.training.seed,
         "silent_fraction_test": test.silent,
@@ -146,7 +149,8 @@ def evaluate_run(run_dir: Path, split: str) -> tuple[Config, EvalResult, torch.T
     net.load_state_dict(ckpt["model"])
     data = load_split(cfg, split)
     # On the backend the run was trained with (the emulated chip of its chip_seed, or the chip).
-    res = evaluate(net, data, cfg, make_backend(cfg, seed=cfg.training.seed + 3))
+    res = evaluate(net, data, cfg, make_backend(cfg, seed=cfg.training.seed + 3),
+                   cfg.backend.eval_repeats)
     n_cls = int(data.labels.max()) + 1
     confusion = torch.zeros(n_cls, n_cls + 1, dtype=torch.long)  # last column: no spike
     pred = torch.where(res.predictions < 0, n_cls, res.predictions)

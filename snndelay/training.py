@@ -67,18 +67,17 @@ def _loss_np(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray
 @dataclass
 class EvalResult:
     loss: float
-    accuracy: float
-    predictions: torch.Tensor
-    silent: list[float]  # fraction of silent (sample, neuron) pairs per layer
-    outputs: torch.Tensor
+    accuracy: float  # mean over the draws
+    predictions: torch.Tensor  # first draw
+    silent: list[float]  # fraction of silent (sample, neuron) pairs per layer, first draw
+    outputs: torch.Tensor  # first draw
+    accuracy_draws: list[float] = field(default_factory=list)  # one per run of the split
 
 
-def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = None
-             ) -> EvalResult:
-    """Loss, accuracy, predictions and silent fractions on a split; spike times from the
-    backend (e.g. the emulated chip), or the ideal engine when None."""
+def _evaluate_once(net: Network, split: Split, cfg: Config, backend: Backend
+                   ) -> tuple[float, np.ndarray, list[float], np.ndarray]:
+    """(mean loss, predictions, silent fraction per layer, output times) of one pass."""
     loss_fn = _loss_np(cfg)
-    backend = backend or SimulatorBackend()
     bs = cfg.training.eval_batch_size
     labels = split.labels.numpy()
     losses, preds, outs = [], [], []
@@ -89,11 +88,24 @@ def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = 
         preds.append(predict_np(times[-1]))
         outs.append(times[-1])
         silent += [np.isinf(t).sum() / t.shape[1] for t in times]
-    n = len(labels)
-    pred = np.concatenate(preds)
-    return EvalResult(float(np.concatenate(losses).mean()), float((pred == labels).mean()),
-                      torch.from_numpy(pred), (silent / n).tolist(),
-                      torch.from_numpy(np.concatenate(outs)))
+    return (float(np.concatenate(losses).mean()), np.concatenate(preds),
+            (silent / len(labels)).tolist(), np.concatenate(outs))
+
+
+def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = None,
+             repeats: int = 1) -> EvalResult:
+    """Loss, accuracy, predictions and silent fractions on a split; spike times from the
+    backend (e.g. the emulated chip), or the ideal engine when None. A stochastic backend
+    (trial-to-trial noise) runs the split `repeats` times: accuracy and loss are the means,
+    accuracy_draws the single runs."""
+    backend = backend or SimulatorBackend()
+    n_runs = repeats if backend.stochastic else 1
+    labels = split.labels.numpy()
+    runs = [_evaluate_once(net, split, cfg, backend) for _ in range(max(n_runs, 1))]
+    accs = [float((pred == labels).mean()) for _, pred, _, _ in runs]
+    loss, pred, silent, outs = runs[0]
+    return EvalResult(float(np.mean([r[0] for r in runs])), float(np.mean(accs)),
+                      torch.from_numpy(pred), silent, torch.from_numpy(outs), accs)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from snndelay.config import ConfigError, compose
 from snndelay.backends.bss2_mapping import bundle_params
 from snndelay.deploy import load_bundle, make_bundle, run_deploy, validate_bundle
 from snndelay.engine import _impl, first_spike_times, fused
-from snndelay.losses import LOSSES_NP
+from snndelay.losses import LOSSES_NP, predict_np
 from snndelay.network import DelaySpec, Network
 from snndelay.training import Trainer, build_network
 
@@ -303,6 +303,33 @@ def test_emulator_training_records_the_chip_and_resumes_exactly(tmp_path):
     again = train_run(cfg, tmp_path / "run", ov, resume=True).summary
     assert again["test_accuracy"] == ref["test_accuracy"]
     assert again["val_loss"] == ref["val_loss"]
+    # trial noise: the test accuracy is the mean of backend.eval_repeats runs of the test set
+    assert len(ref["test_accuracy_draws"]) == cfg.backend.eval_repeats == 10
+    assert ref["test_accuracy"] == pytest.approx(np.mean(ref["test_accuracy_draws"]))
+
+
+@needs_numba
+def test_evaluation_averages_runs_only_where_trial_noise_makes_them_differ():
+    from snndelay.training import evaluate, load_split
+
+    cfg = compose(["experiment=yinyang_bss2_wa", *TINY, "training.eval_batch_size=20"])[1]
+    net, split = build_network(cfg), load_split(cfg, "test")
+    with torch.no_grad():  # an untrained output layer stays silent; give it spikes to compare
+        net.layers[1].weight.normal_(1.0, 0.5, generator=torch.Generator().manual_seed(0))
+    labels = split.labels.numpy()
+    noisy = BSS2Emulator.from_config(cfg, seed=5)
+    res = evaluate(net, split, cfg, noisy, repeats=6)
+    assert len(res.accuracy_draws) == 6 and len(set(res.accuracy_draws)) > 1
+    # each draw is one fresh run of the split on the same chip, in eval batches of 20
+    again = BSS2Emulator.from_config(cfg, seed=5)
+    for acc in res.accuracy_draws:
+        pred = np.concatenate([predict_np(again.run(net, split.t_in[b:b + 20].numpy())[-1])
+                               for b in range(0, len(labels), 20)])
+        assert acc == pytest.approx(float((pred == labels).mean()))
+    quiet = BSS2Emulator.from_config(compose(["experiment=yinyang_bss2_wa", *TINY,
+                                              "backend.noise=false"])[1])
+    assert not quiet.stochastic and len(evaluate(net, split, cfg, quiet, 6).accuracy_draws) == 1
+    assert len(evaluate(net, split, cfg, SimulatorBackend(), 6).accuracy_draws) == 1
 
 
 @needs_numba

@@ -115,6 +115,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch
     (["network.hidden=[10,5]", "training.lr=abc"], "training.lr"),
     (["training.lr=[0.1,0.2,0.3]"], "training.lr"),
     (["training.input_noise=-0.1"], "training.input_noise"),
+    (["backend=bss2_emulator", "backend.eval_repeats=0"], "backend.eval_repeats"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, key):
     res = runner.invoke(app, ["train", *args, "--run-dir", str(tmp_path / "x")])

@@ -13,6 +13,9 @@ class Backend:
     """Produces spike times for a network; holds whatever the hardware needs between batches."""
 
     name = "backend"
+    # True where two runs of the same batch can differ (trial-to-trial noise): evaluation then
+    # averages several runs of a split.
+    stochastic = False
 
     def run(self, net, t_in: np.ndarray, *, training: bool = False,
             params: list | None = None) -> list[np.ndarray]:

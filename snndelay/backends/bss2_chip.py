@@ -31,6 +31,7 @@ class BSS2Chip(Backend):
     of every neuron; the emulator's mapping, without its noise model (the chip has its own)."""
 
     name = "bss2"
+    stochastic = True  # analog neurons: every run of a batch differs a little
 
     def __init__(self, bundle: tuple[dict[str, np.ndarray], dict] | None = None):
         self.pynn = _import_pynn()

@@ -60,6 +60,10 @@ class BSS2Emulator(Backend):
         return cls(b.chip_seed, noise, quantize=b.quantize, seed=seed,
                    chip_variation=b.chip_variation)
 
+    @property
+    def stochastic(self) -> bool:
+        return self.noise.trial_std > 0 or self.noise.jitter_std > 0
+
     def fixed_offsets(self, layer: int, n: int) -> np.ndarray:
         """The emulated chip's fixed-pattern threshold offsets of layer `layer` ([n]): a pure
         function of (chip_seed, layer, n), so the same chip is reproducible."""
