@@ -125,6 +125,9 @@ def train(
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `snndelay train`."),
     split: str = typer.Option("test", "--split", help="test, val or train"),
+    repeats: Optional[int] = typer.Option(
+        None, "--repeats", help="Runs of the split averaged on a noisy backend (emulator, "
+        "chip); default: the run's backend.eval_repeats."),
 ) -> None:
     """Reload a run and report accuracy, loss, confusion matrix and silent neurons."""
     from snndelay.backends import BackendUnavailable
@@ -133,8 +136,10 @@ def evaluate(
 
     if split not in ("test", "val", "train"):
         _user_error(f"--split must be test, val or train, got {split!r}")
+    if repeats is not None and repeats < 1:
+        _user_error(f"--repeats must be >= 1, got {repeats}")
     try:
-        cfg, res, confusion = evaluate_run(run_dir, split)
+        cfg, res, confusion = evaluate_run(run_dir, split, repeats)
     except (ConfigError, BackendUnavailable) as exc:
         _user_error(str(exc))
     console.print(f"[bold]{cfg.name}[/] {run_dir} on the {split} split: accuracy "
@@ -143,7 +148,7 @@ def evaluate(
         import statistics
 
         draws = [100 * a for a in res.accuracy_draws]
-        console.print(f"mean of {len(draws)} runs on {cfg.backend.name} (backend.eval_repeats): "
+        console.print(f"mean of {len(draws)} runs on {cfg.backend.name} (--repeats): "
                       f"std {statistics.pstdev(draws):.2f}, range {min(draws):.1f}-"
                       f"{max(draws):.1f} %; confusion matrix and silent pairs from the first run",
                       highlight=False)

@@ -141,8 +141,10 @@ def write_plots(trainer: Trainer, split: Split, test: EvalResult, run_dir: Path)
                                   run_dir / "yinyang_predictions.png")
 
 
-def evaluate_run(run_dir: Path, split: str) -> tuple[Config, EvalResult, torch.Tensor]:
-    """Reload a run's network and evaluate it; (config, result, confusion [true, predicted])."""
+def evaluate_run(run_dir: Path, split: str, repeats: int | None = None
+                 ) -> tuple[Config, EvalResult, torch.Tensor]:
+    """Reload a run's network and evaluate it; (config, result, confusion [true, predicted]).
+    repeats: runs of the split averaged on a noisy backend (default backend.eval_repeats)."""
     cfg = load_run_config(run_dir)
     ckpt = load_checkpoint(run_dir)
     net = build_network(cfg)
@@ -150,7 +152,7 @@ def evaluate_run(run_dir: Path, split: str) -> tuple[Config, EvalResult, torch.T
     data = load_split(cfg, split)
     # On the backend the run was trained with (the emulated chip of its chip_seed, or the chip).
     res = evaluate(net, data, cfg, make_backend(cfg, seed=cfg.training.seed + 3),
-                   cfg.backend.eval_repeats)
+                   cfg.backend.eval_repeats if repeats is None else repeats)
     n_cls = int(data.labels.max()) + 1
     confusion = torch.zeros(n_cls, n_cls + 1, dtype=torch.long)  # last column: no spike
     pred = torch.where(res.predictions < 0, n_cls, res.predictions)

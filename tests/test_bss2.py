@@ -306,6 +306,9 @@ def test_emulator_training_records_the_chip_and_resumes_exactly(tmp_path):
     # trial noise: the test accuracy is the mean of backend.eval_repeats runs of the test set
     assert len(ref["test_accuracy_draws"]) == cfg.backend.eval_repeats == 10
     assert ref["test_accuracy"] == pytest.approx(np.mean(ref["test_accuracy_draws"]))
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "ref"), "--repeats", "3"])
+    assert res.exit_code == 0 and "mean of 3 runs on bss2_emulator" in " ".join(res.output.split())
+    assert runner.invoke(app, ["evaluate", str(tmp_path / "ref"), "--repeats", "0"]).exit_code == 2
 
 
 @needs_numba
