@@ -99,12 +99,12 @@ def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = 
     (trial-to-trial noise) runs the split `repeats` times: accuracy and loss are the means,
     accuracy_draws the single runs."""
     backend = backend or SimulatorBackend()
-    n_runs = repeats if backend.stochastic else 1
+    n_runs = max(repeats, 1) if backend.stochastic else 1
     labels = split.labels.numpy()
-    runs = [_evaluate_once(net, split, cfg, backend) for _ in range(max(n_runs, 1))]
+    runs = [_evaluate_once(net, split, cfg, backend) for _ in range(n_runs)]
     accs = [float((pred == labels).mean()) for _, pred, _, _ in runs]
-    loss, pred, silent, outs = runs[0]
-    return EvalResult(float(np.mean([r[0] for r in runs])), float(np.mean(accs)),
+    _, pred, silent, outs = runs[0]
+    return EvalResult(float(np.mean([loss for loss, _, _, _ in runs])), float(np.mean(accs)),
                       torch.from_numpy(pred), silent, torch.from_numpy(outs), accs)
 
 
