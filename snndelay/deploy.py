@@ -181,8 +181,12 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
 
     test = load_split(cfg, "test")
     labels = test.labels.numpy()
+
+    def accuracy(times: list[np.ndarray]) -> float:
+        return float((predict_np(times[-1]) == labels).mean())
+
     sim_times = SimulatorBackend().run(net, test.t_in.numpy())
-    sim_acc = float((predict_np(sim_times[-1]) == labels).mean())
+    sim_acc = accuracy(sim_times)
     chip = None
     if backend_name == "bss2":  # the chip runs the bundle file just written
         from snndelay.backends.bss2_chip import BSS2Chip
@@ -196,7 +200,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
                 for rep in range(repeats)]
 
     runs = test_runs(deployed)
-    accs = [float((predict_np(times[-1]) == labels).mean()) for times in runs]
+    accs = [accuracy(times) for times in runs]
     report.update({
         "backend": backend_name, "chip_seed": seed if backend_name == "bss2_emulator" else None,
         "trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
@@ -206,8 +210,8 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
         "spike_time_deviation": spike_deviation(runs[0], sim_times),
     })
     if calibrate:  # what the same chip gives without the compensation
-        report["uncalibrated_accuracy_mean"] = float(np.mean(
-            [(predict_np(times[-1]) == labels).mean() for times in test_runs(net)]))
+        report["uncalibrated_accuracy_mean"] = float(np.mean([accuracy(times)
+                                                               for times in test_runs(net)]))
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     _plot(runs[0][-1], sim_times[-1], out_dir / "hw_vs_sim.png", backend_name)
     return report
