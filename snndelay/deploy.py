@@ -158,17 +158,17 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
                                                     else 1)
     hw_cfg = replace(cfg, backend=replace(cfg.backend, name=backend_name, chip_seed=seed))
     calibrate = execute and (backend_name == "bss2_emulator" if calibrate is None else calibrate)
+    if calibrate and backend_name != "bss2_emulator":
+        raise ConfigError("--calibrate: threshold calibration runs on the emulator only; the "
+                          "chip adapter does not implement the probe yet (use --no-calibrate)")
     deployed, calibration = net, None
-    if calibrate:
-        if backend_name != "bss2_emulator":
-            raise ConfigError("--calibrate: threshold calibration runs on the emulator only; the "
-                              "chip adapter does not implement the probe yet (use --no-calibrate)")
-        deployed, scales = calibrated(net, make_backend(cfg, seed=20_000),
-                                      make_backend(hw_cfg, seed=20_001))
-        calibration = {"trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
-                       "target_chip_seed": seed, "probe_repeats": CALIBRATION_REPEATS,
-                       "weight_scales": [sc.tolist() for sc in scales]}
-    try:
+    try:  # the probe (a neuron that never spikes) and the bundle fail with one line each
+        if calibrate:
+            deployed, scales = calibrated(net, make_backend(cfg, seed=20_000),
+                                          make_backend(hw_cfg, seed=20_001))
+            calibration = {"trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
+                           "target_chip_seed": seed, "probe_repeats": CALIBRATION_REPEATS,
+                           "weight_scales": [sc.tolist() for sc in scales]}
         arrays, meta = make_bundle(cfg, deployed, calibration)
         validate_bundle(arrays, meta)
     except hw.MappingError as exc:

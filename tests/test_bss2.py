@@ -391,6 +391,21 @@ def test_deploy_refuses_a_network_the_chip_cannot_realise(tmp_path):
         make_bundle(cfg, build_network(cfg))
 
 
+@needs_numba
+def test_deploy_calibration_failure_is_one_line_and_exit_2(tmp_path):
+    # thresholds 2.6 + 1.5 lie above the probe's peak (3.86): no neuron spikes under it
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", "experiment=yinyang_bss2_wa", *TINY, "training.epochs=1",
+                              "backend.fixed_mean=1.5", "backend.fixed_std=0.0",
+                              "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["deploy", str(run), "--hw", "--repeats", "1"])
+    assert res.exit_code == 2, res.output
+    assert "did not spike under the probe" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["deploy", str(run), "--hw", "--repeats", "1", "--no-calibrate"])
+    assert res.exit_code == 0, res.output
+
+
 def test_chip_backend_without_the_stack_fails_at_once_naming_the_emulator(tmp_path):
     from snndelay.backends.bss2_chip import BSS2Chip
 
