@@ -53,6 +53,15 @@ def test_delays_round_trip_and_range():
     assert hw.delay_to_refractory(np.array([0.5, 9.0]), clip=True).tolist() == [50, 250]
 
 
+def test_layer_arrivals_append_the_bias_and_shift_by_axonal_delays_only():
+    t = np.array([[0.5, np.inf], [1.0, 2.0]])
+    d = np.array([2.0, 3.0, 2.5])
+    got = hw.layer_arrivals(t, 0.9, "axonal", d)
+    np.testing.assert_array_equal(got, [[2.5, np.inf, 3.4], [3.0, 5.0, 3.4]])
+    np.testing.assert_array_equal(hw.layer_arrivals(t, None, "none", None), t)
+    np.testing.assert_array_equal(hw.layer_arrivals(t, 0.9, "none", None)[:, 2], [0.9, 0.9])
+
+
 def test_spike_train_serialisation_round_trip():
     rng = np.random.default_rng(2)
     t = rng.uniform(0, 29.9, (7, 5))

@@ -66,10 +66,7 @@ class BSS2Chip(Backend):
         outs = []
         params = self.realised_params(net) if params is None else params
         for layer, (w, kind, d) in zip(net.layers, params):
-            if layer.bias_time is not None:
-                t = np.concatenate([t, np.full((batch, 1), layer.bias_time)], axis=1)
-            if kind == "axonal":
-                t = t + d[None, :]
+            t = hw.layer_arrivals(t, layer.bias_time, kind, d)
             times_us, ids = hw.serialize(np.where(t < hw.SAMPLE_WINDOW, t, np.inf))
             pynn.setup()
             sources = pynn.Population(t.shape[1], pynn.cells.SpikeSourceArray(spike_times=[

@@ -87,6 +87,17 @@ def quantize_params(params: list) -> list:
     return out
 
 
+def layer_arrivals(t: np.ndarray, bias_time: float | None, kind: str,
+                   d: np.ndarray | None) -> np.ndarray:
+    """A layer's input arrival times [B, N_in (+1)] in tau_s on the chip: the previous layer's
+    spike times t [B, N_in], a bias spike at bias_time appended when the network has one, all
+    shifted by the layer's realised axonal delays d (one per input) when kind is "axonal".
+    No spike (+inf) stays no spike."""
+    if bias_time is not None:
+        t = np.concatenate([t, np.full((t.shape[0], 1), bias_time)], axis=1)
+    return t + d[None, :] if kind == "axonal" else t
+
+
 def bundle_params(arrays: dict[str, np.ndarray], meta: dict) -> list:
     """The model-unit (weights, delay kind, per-input delays in tau_s) that a deploy bundle
     (bundle.npz arrays, bundle.json metadata) realises: what the chip runs."""

@@ -102,12 +102,9 @@ class BSS2Emulator(Backend):
         params = self.realised_params(net) if params is None else params
         outs = []
         for k, (layer, (w, kind, d)) in enumerate(zip(net.layers, params)):
-            if layer.bias_time is not None:
-                t = np.concatenate([t, np.full((t.shape[0], 1), layer.bias_time)], axis=1)
-            if kind == "axonal":
-                t = t + d[None, :]
-                if self.noise.jitter_std > 0:  # inf + jitter stays inf
-                    t = t + self.rng.normal(0.0, self.noise.jitter_std, t.shape)
+            t = hw.layer_arrivals(t, layer.bias_time, kind, d)
+            if kind == "axonal" and self.noise.jitter_std > 0:  # inf + jitter stays inf
+                t = t + self.rng.normal(0.0, self.noise.jitter_std, t.shape)
             theta = self.thresholds(k, w.shape[1], float(net.threshold),
                                     self.chip_variation if training else 0.0)
             out, _ = fused.layer_forward(t, w, "none", None, theta[None, :], lambert=True)
