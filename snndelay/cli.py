@@ -128,6 +128,8 @@ def evaluate(
     repeats: Optional[int] = typer.Option(
         None, "--repeats", help="Runs of the split averaged on a noisy backend (emulator, "
         "chip); default: the run's backend.eval_repeats."),
+    model: str = typer.Option("last", "--model", help="last: the network after the last epoch; "
+                              "best: that of the best-validation epoch."),
 ) -> None:
     """Reload a run and report accuracy, loss, confusion matrix and silent neurons."""
     from snndelay.backends import BackendUnavailable
@@ -139,10 +141,11 @@ def evaluate(
     if repeats is not None and repeats < 1:
         _user_error(f"--repeats must be >= 1, got {repeats}")
     try:
-        cfg, res, confusion = evaluate_run(run_dir, split, repeats)
+        cfg, res, confusion, epoch = evaluate_run(run_dir, split, repeats, model)
     except (ConfigError, BackendUnavailable) as exc:
         _user_error(str(exc))
-    console.print(f"[bold]{cfg.name}[/] {run_dir} on the {split} split: accuracy "
+    console.print(f"[bold]{cfg.name}[/] {run_dir} (network of epoch {epoch}, {model}) on the "
+                  f"{split} split: accuracy "
                   f"{100 * res.accuracy:.2f} %, loss {res.loss:.5f}", highlight=False)
     if len(res.accuracy_draws) > 1:  # a noisy backend: every run of the split differs
         import statistics
@@ -325,6 +328,8 @@ def deploy(
         None, "--calibrate/--no-calibrate",
         help="Measure the thresholds of the training and target chips and scale each neuron's "
              "weights to match (default: on for the emulator; not yet on the chip)."),
+    model: str = typer.Option("last", "--model", help="last: the network after the last epoch; "
+                              "best: that of the best-validation epoch."),
 ) -> None:
     """Convert a trained run into a BrainScaleS-2 bundle (deploy/bundle.npz, bundle.json) and,
     with --hw, run it on the backend next to the simulator (deploy/report.json, hw_vs_sim.png)."""
@@ -339,11 +344,13 @@ def deploy(
     try:
         if hw:
             ensure_available(backend)
-        report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw, calibrate=calibrate)
+        report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw, calibrate=calibrate,
+                            model=model)
     except (ConfigError, BackendUnavailable) as exc:
         _user_error(str(exc))
-    console.print(f"bundle: {report['bundle']} ({report['circuits_used']} of 512 neuron circuits)",
-                  highlight=False)
+    net = report["network"]
+    console.print(f"bundle: {report['bundle']} (network of epoch {net['epoch']}, {net['model']}; "
+                  f"{report['circuits_used']} of 512 neuron circuits)", highlight=False)
     if not hw:
         return
     chip = f" chip {report['chip_seed']}" if report["chip_seed"] is not None else ""

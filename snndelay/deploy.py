@@ -138,20 +138,20 @@ def spike_deviation(hw_times: list[np.ndarray], sim_times: list[np.ndarray]) -> 
 
 
 def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | None,
-               execute: bool, calibrate: bool | None = None) -> dict:
-    """Write and validate the bundle; with execute, run the test set `repeats` times on the
-    backend and write deploy/report.json and deploy/hw_vs_sim.png. calibrate (default: on for
-    the emulator) compensates the target chip's thresholds first. Returns the report."""
+               execute: bool, calibrate: bool | None = None, model: str = "last") -> dict:
+    """Write and validate the bundle of the run's network (model: last or best, see
+    runs.load_network); with execute, run the test set `repeats` times on the backend and write
+    deploy/report.json and deploy/hw_vs_sim.png. calibrate (default: on for the emulator)
+    compensates the target chip's thresholds first. Returns the report."""
     from dataclasses import replace
 
     from snndelay.backends import SimulatorBackend, make_backend
     from snndelay.losses import predict_np
-    from snndelay.runs import atomic_write_text, load_checkpoint, load_run_config
-    from snndelay.training import build_network, load_split
+    from snndelay.runs import atomic_write_text, load_network, load_run_config
+    from snndelay.training import load_split
 
     cfg = load_run_config(run_dir)
-    net = build_network(cfg)
-    net.load_state_dict(load_checkpoint(run_dir)["model"])
+    net, epoch = load_network(run_dir, cfg, model)
     out_dir = run_dir / "deploy"
     trained_chip = cfg.backend.chip_seed if cfg.backend.name == "bss2_emulator" else None
     seed = chip_seed if chip_seed is not None else (trained_chip + 1 if trained_chip is not None
@@ -170,11 +170,13 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
                            "target_chip_seed": seed, "probe_repeats": CALIBRATION_REPEATS,
                            "weight_scales": [sc.tolist() for sc in scales]}
         arrays, meta = make_bundle(cfg, deployed, calibration)
+        meta["network"] = {"model": model, "epoch": epoch}
         validate_bundle(arrays, meta)
     except hw.MappingError as exc:
         raise ConfigError(f"{run_dir} cannot be deployed: {exc}") from None
     write_bundle(out_dir, arrays, meta)
-    report: dict = {"run_dir": str(run_dir), "bundle": str(out_dir / "bundle.npz"),
+    report: dict = {"run_dir": str(run_dir), "network": meta["network"],
+                    "bundle": str(out_dir / "bundle.npz"),
                     "circuits_used": meta["placement"]["used"]}
     if not execute:
         return report

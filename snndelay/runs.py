@@ -25,6 +25,7 @@ import snndelay
 from snndelay import plots
 from snndelay.backends import make_backend
 from snndelay.config import Config, ConfigError, from_dictconfig, to_yaml
+from snndelay.network import Network
 from snndelay.training import EvalResult, Split, Trainer, build_network, evaluate, load_split
 
 
@@ -75,6 +76,25 @@ def load_checkpoint(run_dir: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no checkpoint.pt to load")
     return torch.load(path, weights_only=True)
+
+
+MODELS = ("last", "best")
+
+
+def load_network(run_dir: Path, cfg: Config, model: str = "last") -> tuple[Network, int]:
+    """(network, epoch) of a run: its parameters after the last epoch ("last"), or those of the
+    epoch with the highest validation accuracy ("best", model selection on the validation set;
+    its test accuracy is summary.json's test_accuracy_at_best_val)."""
+    if model not in MODELS:
+        raise ConfigError(f"--model must be last or best, got {model!r}")
+    ckpt = load_checkpoint(run_dir)
+    state, epoch = ((ckpt["model"], ckpt["epoch"]) if model == "last"
+                    else (ckpt.get("best_model"), ckpt.get("best_epoch")))
+    if not state:  # written before the checkpoint kept it
+        raise ConfigError(f"{run_dir}: the checkpoint holds no best-validation network")
+    net = build_network(cfg)
+    net.load_state_dict(state)
+    return net, int(epoch)
 
 
 @dataclass
@@ -141,14 +161,13 @@ def write_plots(trainer: Trainer, split: Split, test: EvalResult, run_dir: Path)
                                   run_dir / "yinyang_predictions.png")
 
 
-def evaluate_run(run_dir: Path, split: str, repeats: int | None = None
-                 ) -> tuple[Config, EvalResult, torch.Tensor]:
-    """Reload a run's network and evaluate it; (config, result, confusion [true, predicted]).
-    repeats: runs of the split averaged on a noisy backend (default backend.eval_repeats)."""
+def evaluate_run(run_dir: Path, split: str, repeats: int | None = None, model: str = "last"
+                 ) -> tuple[Config, EvalResult, torch.Tensor, int]:
+    """Reload a run's network (model: last or best, see load_network) and evaluate it;
+    (config, result, confusion [true, predicted], epoch of the network). repeats: runs of the
+    split averaged on a noisy backend (default backend.eval_repeats)."""
     cfg = load_run_config(run_dir)
-    ckpt = load_checkpoint(run_dir)
-    net = build_network(cfg)
-    net.load_state_dict(ckpt["model"])
+    net, epoch = load_network(run_dir, cfg, model)
     data = load_split(cfg, split)
     # On the backend the run was trained with (the emulated chip of its chip_seed, or the chip).
     res = evaluate(net, data, cfg, make_backend(cfg, seed=cfg.training.seed + 3),
@@ -157,4 +176,4 @@ def evaluate_run(run_dir: Path, split: str, repeats: int | None = None
     confusion = torch.zeros(n_cls, n_cls + 1, dtype=torch.long)  # last column: no spike
     pred = torch.where(res.predictions < 0, n_cls, res.predictions)
     confusion.index_put_((data.labels, pred), torch.ones_like(pred), accumulate=True)
-    return cfg, res, confusion
+    return cfg, res, confusion, epoch

@@ -394,6 +394,29 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
         run_deploy(run, "bss2", 1, None, execute=True, calibrate=True)
 
 
+@needs_numba
+def test_deploy_best_bundles_the_network_of_the_best_validation_epoch(tmp_path):
+    run = tmp_path / "run"  # lr 0.02: validation accuracy peaks at epoch 3 of 4
+    res = runner.invoke(app, ["train", "experiment=yinyang_bss2_wa", *TINY, "training.epochs=4",
+                              "training.lr=0.02", "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ckpt["best_epoch"] == 3
+    for model, state, epoch in (("best", ckpt["best_model"], 3), ("last", ckpt["model"], 4)):
+        res = runner.invoke(app, ["deploy", str(run), "--model", model])
+        assert res.exit_code == 0, res.output
+        assert f"network of epoch {epoch}, {model}" in res.output
+        arrays, meta = load_bundle(run / "deploy")
+        assert meta["network"] == {"model": model, "epoch": epoch}
+        for k in range(2):
+            exc, inh = hw.weights_to_hw(state[f"layers.{k}.weight"].numpy())
+            np.testing.assert_array_equal(arrays[f"layer{k}_exc"], exc)
+            np.testing.assert_array_equal(arrays[f"layer{k}_inh"], inh)
+    # the two bundles differ: the last deploy did not just rewrite the best one
+    best_exc = hw.weights_to_hw(ckpt["best_model"]["layers.0.weight"].numpy())[0]
+    assert (best_exc != arrays["layer0_exc"]).any()
+
+
 def test_deploy_refuses_a_network_the_chip_cannot_realise(tmp_path):
     cfg = compose([])[1]  # synaptic delays, tau_m = 2 tau_s
     with pytest.raises(hw.MappingError, match="synaptic"):

@@ -164,3 +164,28 @@ def test_default_is_h30_ws_and_overrides_beat_the_preset():
     assert cfg.name == "yinyang_h30_ws"
     _, cfg = compose(["experiment=yinyang_h30_wa", "delay=dendritic", "training.lr=0.001"])
     assert cfg.delay.type == "dendritic" and cfg.training.lr == 0.001
+
+
+def test_evaluate_best_reloads_the_network_of_the_best_validation_epoch(tmp_path):
+    # a large learning rate: validation accuracy peaks before the last epoch
+    run = _train(tmp_path, "run", "experiment=yinyang_h30_wa", "training.epochs=5",
+                 "training.lr=0.2")
+    summary = json.loads((run / "summary.json").read_text())
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert summary["best_val_epoch"] < 5
+    assert summary["best_val_accuracy"] != summary["val_accuracy"]
+    assert any(not torch.equal(ckpt["model"][k], ckpt["best_model"][k]) for k in ckpt["model"])
+    res = runner.invoke(app, ["evaluate", str(run), "--model", "best"])
+    assert res.exit_code == 0, res.output
+    # the network train_run evaluated for test_accuracy_at_best_val, reloaded from the file
+    assert f"epoch {summary['best_val_epoch']}, best" in res.output
+    assert f"accuracy {100 * summary['test_accuracy_at_best_val']:.2f} %" in res.output
+    res = runner.invoke(app, ["evaluate", str(run), "--split", "val", "--model", "best"])
+    assert f"accuracy {100 * summary['best_val_accuracy']:.2f} %" in res.output
+    res = runner.invoke(app, ["evaluate", str(run), "--model", "first"])
+    assert res.exit_code == 2 and "--model must be last or best" in res.output
+    assert "Traceback" not in res.output
+    del ckpt["best_model"]  # a checkpoint written before it was kept
+    atomic_torch_save(ckpt, run / "checkpoint.pt")
+    res = runner.invoke(app, ["evaluate", str(run), "--model", "best"])
+    assert res.exit_code == 2 and "no best-validation network" in res.output
