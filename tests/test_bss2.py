@@ -405,7 +405,7 @@ def test_deploy_best_bundles_the_network_of_the_best_validation_epoch(tmp_path):
     for model, state, epoch in (("best", ckpt["best_model"], 3), ("last", ckpt["model"], 4)):
         res = runner.invoke(app, ["deploy", str(run), "--model", model])
         assert res.exit_code == 0, res.output
-        assert f"network of epoch {epoch}, {model}" in res.output
+        assert f"network of epoch {epoch}, {model}" in " ".join(res.output.split())
         arrays, meta = load_bundle(run / "deploy")
         assert meta["network"] == {"model": model, "epoch": epoch}
         for k in range(2):

@@ -27,6 +27,11 @@ def _train(tmp_path, name, *extra):
     return run
 
 
+def _flat(output: str) -> str:
+    """CLI output with rich's line wrapping (80 columns off a terminal) undone."""
+    return " ".join(output.split())
+
+
 def _metrics(run):
     with open(run / "metrics.csv") as f:
         return list(csv.DictReader(f))
@@ -54,7 +59,7 @@ def test_train_writes_every_output_and_evaluate_reloads_it(tmp_path):
     assert ckpt["epoch"] == 3 and "optimizer" in ckpt and "shuffle_rng" in ckpt
     res = runner.invoke(app, ["evaluate", str(run), "--split", "test"])
     assert res.exit_code == 0, res.output
-    assert f"{100 * summary['test_accuracy']:.2f} %" in res.output
+    assert f"{100 * summary['test_accuracy']:.2f} %" in _flat(res.output)
     assert "confusion matrix" in res.output and "silent" in res.output
 
 
@@ -178,14 +183,15 @@ def test_evaluate_best_reloads_the_network_of_the_best_validation_epoch(tmp_path
     res = runner.invoke(app, ["evaluate", str(run), "--model", "best"])
     assert res.exit_code == 0, res.output
     # the network train_run evaluated for test_accuracy_at_best_val, reloaded from the file
-    assert f"epoch {summary['best_val_epoch']}, best" in res.output
-    assert f"accuracy {100 * summary['test_accuracy_at_best_val']:.2f} %" in res.output
+    out = _flat(res.output)
+    assert f"epoch {summary['best_val_epoch']}, best" in out
+    assert f"accuracy {100 * summary['test_accuracy_at_best_val']:.2f} %" in out
     res = runner.invoke(app, ["evaluate", str(run), "--split", "val", "--model", "best"])
-    assert f"accuracy {100 * summary['best_val_accuracy']:.2f} %" in res.output
+    assert f"accuracy {100 * summary['best_val_accuracy']:.2f} %" in _flat(res.output)
     res = runner.invoke(app, ["evaluate", str(run), "--model", "first"])
-    assert res.exit_code == 2 and "--model must be last or best" in res.output
+    assert res.exit_code == 2 and "--model must be last or best" in _flat(res.output)
     assert "Traceback" not in res.output
     del ckpt["best_model"]  # a checkpoint written before it was kept
     atomic_torch_save(ckpt, run / "checkpoint.pt")
     res = runner.invoke(app, ["evaluate", str(run), "--model", "best"])
-    assert res.exit_code == 2 and "no best-validation network" in res.output
+    assert res.exit_code == 2 and "no best-validation network" in _flat(res.output)
