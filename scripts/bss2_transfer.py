@@ -24,8 +24,8 @@ from snndelay.backends import make_backend
 from snndelay.config import BackendConfig
 from snndelay.deploy import calibrated
 from snndelay.losses import predict_np
-from snndelay.runs import load_checkpoint, load_run_config
-from snndelay.training import build_network, load_split
+from snndelay.runs import load_network, load_run_config
+from snndelay.training import load_split
 
 
 def chip(cfg, chip_seed: int, seed: int):
@@ -62,8 +62,7 @@ def main() -> None:
         cfg = load_run_config(run)
         if cfg.backend.name != "bss2_emulator":
             continue
-        net = build_network(cfg)
-        net.load_state_dict(load_checkpoint(run)["model"])
+        net, _ = load_network(run, cfg)
         own = cfg.backend.chip_seed
         fresh = own + 1 if args.fresh_chip is None else args.fresh_chip
         a, b = (chip_accuracy(cfg, net, c, args.repeats) for c in (own, fresh))
