@@ -49,10 +49,11 @@ def calibrated(net: Network, trained: Backend, target: Backend,
     return out, scales
 
 
-def make_bundle(cfg: Config, net, calibration: dict | None = None
+def make_bundle(cfg: Config, net, calibration: dict | None = None, network: dict | None = None
                 ) -> tuple[dict[str, np.ndarray], dict]:
     """(arrays for bundle.npz, metadata for bundle.json) of a network; MappingError if the chip
-    cannot realise it. calibration: what the weights were compensated for (recorded as is)."""
+    cannot realise it. calibration: what the weights were compensated for; network: which of
+    the run's networks this is ({model, epoch}); both recorded as is."""
     kinds = [kind for _, kind, _ in net.fused_params()]
     hw.check_realisable(kinds, net.tau_mem, net.tau_syn)
     arrays: dict[str, np.ndarray] = {}
@@ -82,6 +83,7 @@ def make_bundle(cfg: Config, net, calibration: dict | None = None
         "refractory_range": [hw.R_MIN, hw.R_MAX], "delay_us": "r / 8 + 2",
         "placement": placement.to_dict(),
         "calibration": calibration,
+        "network": network,
         "config_yaml": to_yaml(cfg),
     }
     return arrays, meta
@@ -169,8 +171,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
             calibration = {"trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
                            "target_chip_seed": seed, "probe_repeats": CALIBRATION_REPEATS,
                            "weight_scales": [sc.tolist() for sc in scales]}
-        arrays, meta = make_bundle(cfg, deployed, calibration)
-        meta["network"] = {"model": model, "epoch": epoch}
+        arrays, meta = make_bundle(cfg, deployed, calibration, {"model": model, "epoch": epoch})
         validate_bundle(arrays, meta)
     except hw.MappingError as exc:
         raise ConfigError(f"{run_dir} cannot be deployed: {exc}") from None
