@@ -1,16 +1,43 @@
-"""The `snndelay` command line."""
+"""The `snndelay` command line.
+
+Every user error (snndelay.errors.UserError: config, command-line values, data files, run
+directories, backends, the chip mapping) raised anywhere below a command becomes one plain-text
+line on stderr and exit code 2 here, in `_Commands.invoke`; commands do not catch them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
+
+from snndelay.errors import ConfigError, UserError
+
+
+def report_user_error(exc: UserError) -> NoReturn:
+    """Print a user error as one line (text, never markup) and exit with code 2."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    typer.echo(f"{typer.style('error:', fg='red')} {message}", err=True)
+    raise typer.Exit(2)
+
+
+class _Commands(TyperGroup):
+    """The one place where user errors become a line and exit 2, for every command."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            report_user_error(exc)
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="Train spiking networks with learnable delays using exact, event-based gradients.",
     no_args_is_help=True,
     add_completion=False,
@@ -18,11 +45,6 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-
-
-def _user_error(msg: str) -> None:
-    err_console.print(f"[red]error:[/] {msg}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 @app.callback()
@@ -60,35 +82,28 @@ def train(
         None, "--resume", help="Continue an interrupted run from its last checkpoint."),
 ) -> None:
     """Train a network (default experiment: yinyang_h30_ws)."""
-    from snndelay.config import ConfigError, compose, to_yaml
+    from snndelay.config import compose, to_yaml
     from snndelay.runs import default_run_dir, load_run_config, train_run
 
     overrides = list(overrides or [])
-    try:
-        if resume is not None:
-            if overrides:
-                _user_error("--resume continues a run with its saved config; drop the overrides")
-            cfg = load_run_config(resume)
-            target = resume
-        else:
-            _, cfg = compose(overrides)
-            target = run_dir or default_run_dir(cfg)
-    except ConfigError as exc:
-        _user_error(str(exc))
+    if resume is not None:
+        if overrides:
+            raise ConfigError("--resume continues a run with its saved config; drop the overrides")
+        cfg = load_run_config(resume)
+        target = resume
+    else:
+        _, cfg = compose(overrides)
+        target = run_dir or default_run_dir(cfg)
     if show_cfg:
         console.print(to_yaml(cfg), highlight=False, end="")
         return
-    from snndelay.backends import BackendUnavailable, ensure_available
-    from snndelay.data import DatasetMissing
+    from snndelay.backends import ensure_available
     from snndelay.training import load_split
 
-    try:
-        ensure_available(cfg.backend.name)
-        load_split(cfg, "train")  # missing files fail here, before any output (cached)
-    except (BackendUnavailable, DatasetMissing) as exc:
-        _user_error(str(exc))
+    ensure_available(cfg.backend.name)
+    load_split(cfg, "train")  # missing files fail here, before any output (cached)
     if resume is None and (target / "checkpoint.pt").exists():
-        _user_error(f"{target} already holds a run; use --resume {target} or another --run-dir")
+        raise ConfigError(f"{target} already holds a run; use --resume {target} or another --run-dir")
     console.print(f"[bold]{cfg.name}[/]: {cfg.training.epochs} epochs, seed {cfg.training.seed}, "
                   f"run directory {target}", highlight=False)
     progress = Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),
@@ -105,8 +120,6 @@ def train(
         try:
             result = train_run(cfg, target, overrides, resume=resume is not None,
                                on_epoch=on_epoch)
-        except ConfigError as exc:
-            _user_error(str(exc))
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(f"interrupted; continue with: snndelay train --resume {target}",
@@ -132,18 +145,13 @@ def evaluate(
                               "best: that of the best-validation epoch."),
 ) -> None:
     """Reload a run and report accuracy, loss, confusion matrix and silent neurons."""
-    from snndelay.backends import BackendUnavailable
-    from snndelay.config import ConfigError
     from snndelay.runs import evaluate_run
 
     if split not in ("test", "val", "train"):
-        _user_error(f"--split must be test, val or train, got {split!r}")
+        raise ConfigError(f"--split must be test, val or train, got {split!r}")
     if repeats is not None and repeats < 1:
-        _user_error(f"--repeats must be >= 1, got {repeats}")
-    try:
-        cfg, res, confusion, epoch = evaluate_run(run_dir, split, repeats, model)
-    except (ConfigError, BackendUnavailable) as exc:
-        _user_error(str(exc))
+        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    cfg, res, confusion, epoch = evaluate_run(run_dir, split, repeats, model)
     console.print(f"[bold]{cfg.name}[/] {run_dir} (network of epoch {epoch}, {model}) on the "
                   f"{split} split: accuracy "
                   f"{100 * res.accuracy:.2f} %, loss {res.loss:.5f}", highlight=False)
@@ -211,25 +219,28 @@ def _group_table(title: str, rows: list[dict]) -> Table:
 
 def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) -> list[dict]:
     """Expand, run and aggregate a sweep (shared by sweep and compare-delays)."""
-    from snndelay.config import ConfigError
-    from snndelay.sweep import (load_launcher, make_jobs, run_jobs, split_launcher_overrides,
-                                threads_per_job, with_configs, write_summary,
-                                write_sweep_record)
+    from snndelay.sweep import (
+        load_launcher,
+        make_jobs,
+        run_jobs,
+        split_launcher_overrides,
+        threads_per_job,
+        with_configs,
+        write_summary,
+        write_sweep_record,
+    )
 
     if jobs < 1:
-        _user_error(f"--jobs must be >= 1, got {jobs}")
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     train_ov, launch_ov = split_launcher_overrides(overrides)
-    try:
-        launch = load_launcher(launcher, launch_ov)
-        job_list = make_jobs(train_ov, sweep_dir, threads_per_job(jobs))
-    except ConfigError as exc:
-        _user_error(str(exc))
+    launch = load_launcher(launcher, launch_ov)
+    job_list = make_jobs(train_ov, sweep_dir, threads_per_job(jobs))
     # Compose every job's config before starting (once; the jobs carry it): a sweep whose
     # configs are all invalid is a user error; a single invalid combination is run (and
     # reported) like any failing job.
     job_list, errors = with_configs(job_list)
     if errors and len(errors) == len(job_list):
-        _user_error(errors[0])
+        raise ConfigError(errors[0])
     write_sweep_record(sweep_dir, overrides, launch, jobs, job_list)
     console.print(f"[bold]sweep[/]: {len(job_list)} jobs, launcher {launch.name}"
                   f"{'' if launch.name == 'local' else f' ({launch.cluster})'}, "
@@ -284,17 +295,13 @@ def compare_delays(
     """Train every delay type (none, axonal, dendritic, synaptic) at each hidden size and seed;
     comparison.csv, comparison.md and comparison.png of the test error."""
     from snndelay import compare
-    from snndelay.config import ConfigError
     from snndelay.runs import atomic_write_text
 
     try:
         sizes = [int(h) for h in hidden.split(",") if h.strip()]
     except ValueError:
-        _user_error(f"--hidden: needs comma-separated integers, got {hidden!r}")
-    try:
-        sweep_ov = compare.sweep_overrides(list(overrides or []), sizes, seeds)
-    except ConfigError as exc:
-        _user_error(str(exc))
+        raise ConfigError(f"--hidden: needs comma-separated integers, got {hidden!r}")
+    sweep_ov = compare.sweep_overrides(list(overrides or []), sizes, seeds)
     target = out or compare.default_out()
     rows = _run_sweep(sweep_ov, jobs, launcher, target / "runs")
     cells = compare.aggregate(rows)
@@ -306,8 +313,8 @@ def compare_delays(
     table = Table(title=f"test error (%), median [IQR] (parameters): {target}")
     for col in header:
         table.add_column(col, justify="right")
-    for r in table_rows:
-        table.add_row(*r)
+    for cells_row in table_rows:
+        table.add_row(*cells_row)
     console.print(table)
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:
@@ -333,21 +340,17 @@ def deploy(
 ) -> None:
     """Convert a trained run into a BrainScaleS-2 bundle (deploy/bundle.npz, bundle.json) and,
     with --hw, run it on the backend next to the simulator (deploy/report.json, hw_vs_sim.png)."""
-    from snndelay.backends import BackendUnavailable, ensure_available
-    from snndelay.config import ConfigError
+    from snndelay.backends import ensure_available
     from snndelay.deploy import run_deploy
 
     if backend not in ("bss2_emulator", "bss2"):
-        _user_error(f"--backend must be bss2_emulator or bss2, got {backend!r}")
+        raise ConfigError(f"--backend must be bss2_emulator or bss2, got {backend!r}")
     if repeats < 1:
-        _user_error(f"--repeats must be >= 1, got {repeats}")
-    try:
-        if hw:
-            ensure_available(backend)
-        report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw, calibrate=calibrate,
-                            model=model)
-    except (ConfigError, BackendUnavailable) as exc:
-        _user_error(str(exc))
+        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    if hw:
+        ensure_available(backend)
+    report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw, calibrate=calibrate,
+                        model=model)
     net = report["network"]
     console.print(f"bundle: {report['bundle']} (network of epoch {net['epoch']}, {net['model']}; "
                   f"{report['circuits_used']} of 512 neuron circuits)", highlight=False)

@@ -9,7 +9,7 @@ import io
 import math
 from pathlib import Path
 
-from snndelay.config import ConfigError
+from snndelay.errors import ConfigError
 from snndelay.sweep import default_sweep_dir, stats
 
 DELAYS = ("none", "axonal", "dendritic", "synaptic")

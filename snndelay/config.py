@@ -17,14 +17,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from snndelay.backends import BACKENDS
 from snndelay.data import DATASETS, n_classes, n_inputs
+from snndelay.errors import ConfigError
 from snndelay.network import DELAY_TYPES
 
 LOSS_NAMES = ("shift_mse", "ttfs_ce")
 POSITIVITY = ("sigmoid", "clamp")
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem (one line)."""
 
 
 @dataclass
@@ -174,9 +171,15 @@ class Config:
 
 
 def config_dir() -> Path:
-    """configs/ of this checkout, or SNNDELAY_CONFIG_DIR."""
+    """Where the Hydra config groups are: SNNDELAY_CONFIG_DIR when set; else the configs
+    installed inside the package (a wheel install: snndelay/configs); else the top-level
+    configs/ of the source checkout (an editable install, where users edit them)."""
     env = os.environ.get("SNNDELAY_CONFIG_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if (installed / "config.yaml").is_file() else here.parent / "configs"
 
 
 def _need(ok: bool, key: str, what: str, value: Any) -> None:
@@ -298,6 +301,7 @@ def from_dictconfig(raw: DictConfig | dict) -> Config:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
         cfg = OmegaConf.to_object(merged)
+        assert isinstance(cfg, Config)
     except OmegaConfBaseException as exc:
         raise ConfigError(_one_line(exc)) from None
     return validate(cfg)

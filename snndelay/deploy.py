@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from snndelay.backends import bss2_mapping as hw
-from snndelay.config import Config, ConfigError, to_yaml
+from snndelay.config import Config, to_yaml
+from snndelay.errors import ConfigError
 
 if TYPE_CHECKING:
     from snndelay.backends import Backend
@@ -114,7 +115,7 @@ def write_bundle(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> No
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".bundle.tmp.npz"
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     tmp.replace(out_dir / "bundle.npz")
     atomic_write_text(out_dir / "bundle.json", json.dumps(meta, indent=2) + "\n")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -42,7 +44,7 @@ def predict(t: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(t.min(dim=1).values), first, torch.full_like(first, -1))
 
 
-LOSSES = {"shift_mse": shift_mse, "ttfs_ce": ttfs_cross_entropy}
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {"shift_mse": shift_mse, "ttfs_ce": ttfs_cross_entropy}
 
 
 # -- numpy forms with their closed-form gradients, for the fused training step --------------
@@ -91,4 +93,4 @@ def predict_np(t: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(t.min(axis=1)), first, -1)
 
 
-LOSSES_NP = {"shift_mse": shift_mse_np, "ttfs_ce": ttfs_cross_entropy_np}
+LOSSES_NP: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {"shift_mse": shift_mse_np, "ttfs_ce": ttfs_cross_entropy_np}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator, cast
 
 import numpy as np
 import torch
@@ -48,10 +49,9 @@ class Delays(nn.Module):
 
     def _distinct(self) -> torch.Tensor:
         """The delays in the parameter's shape (one per shared group)."""
-        d = self.raw
         if self.spec.positivity == "sigmoid":
-            d = self.spec.shift + self.spec.scale * torch.sigmoid(d)
-        return d
+            return self.spec.shift + self.spec.scale * torch.sigmoid(self.raw)
+        return self.raw
 
     def forward(self) -> torch.Tensor:
         d = self._distinct()
@@ -97,6 +97,10 @@ class Delays(nn.Module):
 class SpikingLayer(nn.Module):
     """One layer of LIF neurons: t_out = first_spike_times(t_in [+ bias spike], W, d)."""
 
+    weight: nn.Parameter
+    delays: Delays | None
+    bias_time: float | None
+
     def __init__(self, n_in: int, n_out: int, *, w_mean: float, w_std: float, delay: DelaySpec,
                  bias_time: float | None, gen: torch.Generator):
         super().__init__()
@@ -120,6 +124,16 @@ class SpikingLayer(nn.Module):
                                  check_values=False)
 
 
+class _Layers(nn.ModuleList):
+    """A ModuleList of SpikingLayer, typed as such for its users."""
+
+    def __iter__(self) -> Iterator[SpikingLayer]:
+        return cast(Iterator[SpikingLayer], super().__iter__())
+
+    def __getitem__(self, idx: int) -> SpikingLayer:  # type: ignore[override]
+        return cast(SpikingLayer, super().__getitem__(idx))
+
+
 class Network(nn.Module):
     """A feed-forward stack of spiking layers; forward returns every layer's spike times."""
 
@@ -130,7 +144,7 @@ class Network(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         self.sizes = list(sizes)
         self.tau_mem, self.tau_syn, self.threshold = tau_mem, tau_syn, threshold
-        self.layers = nn.ModuleList(
+        self.layers = _Layers(
             SpikingLayer(sizes[k], sizes[k + 1], w_mean=w_mean[k], w_std=w_std[k],
                          delay=delays[k], bias_time=bias_time, gen=gen)
             for k in range(len(sizes) - 1))
@@ -171,20 +185,20 @@ class Network(nn.Module):
         t = t_in / tau if tau != 1.0 else t_in
         outs, caches = [], []
         for k, (layer, (w, kind, d)) in enumerate(zip(self.layers, params or self.fused_params())):
-            bias = layer.bias_time is not None
+            bias = layer.bias_time
             spikes = 1
             if t.ndim == 3:  # [B, N, S]: every spike of a channel is one more arrival with its
                 spikes = t.shape[2]  # channel's weight and delay (as in engine/layer.py)
-                if bias:
+                if bias is not None:
                     col = np.full((t.shape[0], 1, spikes), np.inf)
-                    col[:, 0, 0] = layer.bias_time / tau
+                    col[:, 0, 0] = bias / tau
                     t = np.concatenate([t, col], axis=1)
                 t = t.reshape(t.shape[0], -1)
                 w = np.repeat(w, spikes, axis=0)
-                if kind in ("axonal", "synaptic"):
+                if kind in ("axonal", "synaptic") and d is not None:
                     d = np.repeat(d, spikes, axis=0)
-            elif bias:
-                t = np.concatenate([t, np.full((t.shape[0], 1), layer.bias_time / tau)], axis=1)
+            elif bias is not None:
+                t = np.concatenate([t, np.full((t.shape[0], 1), bias / tau)], axis=1)
             if d is not None and tau != 1.0:
                 d = d / tau
             t_given = None
@@ -206,13 +220,13 @@ class Network(nn.Module):
             g_t, g_w, g_d = fused.layer_backward(g, kind, cache, lambert, max_dw_norm=max_dw_norm)
             if spikes > 1:  # sum over the arrivals that share a channel's weight and delay
                 g_w = g_w.reshape(-1, spikes, g_w.shape[1]).sum(axis=1)
-                if kind == "axonal":
+                if kind == "axonal" and g_d is not None:
                     g_d = g_d.reshape(-1, spikes).sum(axis=1)
-                elif kind == "synaptic":
+                elif kind == "synaptic" and g_d is not None:
                     g_d = g_d.reshape(-1, spikes, g_d.shape[1]).sum(axis=1)
                 g_t = g_t.reshape(g_t.shape[0], -1, spikes)
             layer.weight.grad = torch.from_numpy(np.ascontiguousarray(g_w))
-            if layer.delays is not None:
+            if layer.delays is not None and g_d is not None:
                 layer.delays.raw.grad = layer.delays.grad_raw(g_d / tau if tau != 1.0 else g_d)
             g = g_t[:, : g_t.shape[1] - (layer.bias_time is not None)]
 

@@ -35,8 +35,8 @@ class Adam:
         b1, b2 = self.betas
         self.steps += 1
         live = [k for k, p in enumerate(self.params) if p.grad is not None]
-        params = [self.params[k] for k in live]
-        grads = [p.grad for p in params]
+        params: list[torch.Tensor] = [self.params[k] for k in live]
+        grads = [p.grad for p in params if p.grad is not None]
         m = [self.exp_avg[k] for k in live]
         v = [self.exp_avg_sq[k] for k in live]
         torch._foreach_lerp_(m, grads, 1 - b1)

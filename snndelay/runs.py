@@ -24,7 +24,8 @@ import yaml
 import snndelay
 from snndelay import plots
 from snndelay.backends import make_backend
-from snndelay.config import Config, ConfigError, from_dictconfig, to_yaml
+from snndelay.config import Config, from_dictconfig, to_yaml
+from snndelay.errors import ConfigError, RunDirError
 from snndelay.network import Network
 from snndelay.training import EvalResult, Split, Trainer, build_network, evaluate, load_split
 
@@ -67,15 +68,31 @@ def _metrics_csv(rows: list[dict]) -> str:
 def load_run_config(run_dir: Path) -> Config:
     path = run_dir / "config.yaml"
     if not path.is_file():
-        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
-    return from_dictconfig(yaml.safe_load(path.read_text()))
+        raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RunDirError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{path}: holds no config mapping")
+    try:
+        return from_dictconfig(raw)
+    except ConfigError as exc:
+        raise RunDirError(f"{path}: {exc}") from None
 
 
 def load_checkpoint(run_dir: Path) -> dict:
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
-        raise ConfigError(f"{run_dir}: no checkpoint.pt to load")
-    return torch.load(path, weights_only=True)
+        raise RunDirError(f"{run_dir}: no checkpoint.pt to load")
+    try:
+        ckpt = torch.load(path, weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files; never its advice
+        raise RunDirError(f"{path}: not a readable snndelay checkpoint "
+                          f"({type(exc).__name__}); it is damaged or from another program") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise RunDirError(f"{path}: not an snndelay checkpoint (no model state)")
+    return ckpt
 
 
 MODELS = ("last", "best")
@@ -91,10 +108,14 @@ def load_network(run_dir: Path, cfg: Config, model: str = "last") -> tuple[Netwo
     state, epoch = ((ckpt["model"], ckpt["epoch"]) if model == "last"
                     else (ckpt.get("best_model"), ckpt.get("best_epoch")))
     if not state:  # written before the checkpoint kept it
-        raise ConfigError(f"{run_dir}: the checkpoint holds no best-validation network")
+        raise RunDirError(f"{run_dir}: the checkpoint holds no best-validation network")
     net = build_network(cfg)
-    net.load_state_dict(state)
-    return net, int(epoch)
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{run_dir}: checkpoint.pt does not fit the network of its config.yaml "
+                          f"({str(exc).splitlines()[0][:120]})") from None
+    return net, int(epoch or 0)
 
 
 @dataclass

@@ -49,7 +49,9 @@ def finite_difference_check(ratio: float, delay: str, *, seed: int = 0, h: float
             plus[i].view(-1)[j] += h
             minus[i].view(-1)[j] -= h
             fd = (loss(*plus) - loss(*minus)).item() / (2 * h)
-            g = leaves[i].grad.reshape(-1)[j].item()
+            grad = leaves[i].grad
+            assert grad is not None
+            g = grad.reshape(-1)[j].item()
             err, gmax = max(err, abs(fd - g)), max(gmax, abs(g))
     spiking = float(torch.isfinite(first_spike_times(t_in, w, d, tau_mem=ratio)).double().mean())
     return CheckRow(ratio, delay, spiking, err, gmax)

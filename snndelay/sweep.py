@@ -27,7 +27,8 @@ from typing import Callable, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from snndelay.config import Config, ConfigError, _one_line, compose, config_dir
+from snndelay.config import Config, _one_line, compose, config_dir
+from snndelay.errors import ConfigError, UserError
 
 SEED_KEY = "training.seed"
 LAUNCHERS = ("local", "slurm")
@@ -55,7 +56,7 @@ def expand(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
     for o in parsed:
         key = o.get_key_element()
         if not o.is_sweep_override():
-            axes.append([(o.input_line, False)])
+            axes.append([(o.input_line or "", False)])
             continue
         if not o.is_discrete_sweep():
             raise ConfigError(f"{key}: only discrete sweeps can be expanded (a,b,c or "
@@ -89,7 +90,8 @@ class Job:
 
 
 def make_jobs(overrides: list[str], sweep_dir: Path, threads: int = 1) -> list[Job]:
-    jobs, seen = [], set()
+    jobs: list[Job] = []
+    seen: set[str] = set()
     for full, swept in expand(overrides):
         name = job_name(swept)
         if name in seen:  # two values that differ only in characters a path cannot hold
@@ -140,7 +142,8 @@ def load_launcher(name: str, overrides: list[str]) -> LauncherConfig:
                                   f"{', '.join(known)}")
         merged = OmegaConf.merge(OmegaConf.structured(LauncherConfig), base,
                                  OmegaConf.from_dotlist(dots))
-        cfg: LauncherConfig = OmegaConf.to_object(merged)
+        cfg = OmegaConf.to_object(merged)
+        assert isinstance(cfg, LauncherConfig)
     except OmegaConfBaseException as exc:
         msg = _one_line(exc)
         raise ConfigError(msg if msg.startswith("launcher.") else f"launcher.{msg}") from None
@@ -169,7 +172,7 @@ def _limit_threads(n: int) -> None:
     try:
         import numba
 
-        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - numba is a dependency, but optional at run time
         pass
 
@@ -206,7 +209,7 @@ def run_job(job: Job) -> dict:
             if (run_dir / "checkpoint.pt").is_file():
                 try:
                     resume = load_run_config(run_dir) == cfg
-                except ConfigError:
+                except UserError:
                     resume = False
             if not resume and run_dir.exists():  # a failed or foreign partial run: start over
                 shutil.rmtree(run_dir)
@@ -218,7 +221,7 @@ def run_job(job: Job) -> dict:
             row[key] = summary.get(key, "")
     except Exception as exc:  # noqa: BLE001 - a failing job must not stop the sweep
         row["status"] = "failed"
-        row["error"] = _one_line(exc) if isinstance(exc, ConfigError) else \
+        row["error"] = _one_line(exc) if isinstance(exc, UserError) else \
             f"{type(exc).__name__}: {_one_line(exc)}"
         try:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from snndelay import data
 from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.config import Config
-from snndelay import data
 from snndelay.losses import LOSSES, LOSSES_NP, predict_np
 from snndelay.network import DelaySpec, Network
 from snndelay.optim import Adam

@@ -10,15 +10,15 @@ from typer.testing import CliRunner
 
 from snndelay.backends import BackendUnavailable, SimulatorBackend
 from snndelay.backends import bss2_mapping as hw
+from snndelay.backends.bss2_mapping import bundle_params
 from snndelay.backends.emulator import BSS2Emulator, NoiseModel
 from snndelay.cli import app
 from snndelay.config import ConfigError, compose
-from snndelay.backends.bss2_mapping import bundle_params
 from snndelay.deploy import load_bundle, make_bundle, run_deploy, validate_bundle
 from snndelay.engine import _impl, first_spike_times, fused
 from snndelay.losses import LOSSES_NP, predict_np
 from snndelay.network import DelaySpec, Network
-from snndelay.training import Trainer, build_network
+from snndelay.training import build_network
 
 runner = CliRunner()
 needs_numba = pytest.mark.skipif(not _impl.HAVE_NUMBA, reason="hardware backends need numba")

@@ -8,7 +8,8 @@ simulator, the BrainScaleS-2 emulator and the chip share one training loop.
 
 from __future__ import annotations
 
-from snndelay.backends.base import Backend, BackendUnavailable, SimulatorBackend
+from snndelay.backends.base import Backend, SimulatorBackend
+from snndelay.errors import BackendUnavailable
 
 BACKENDS = ("simulator", "bss2_emulator", "bss2")
 

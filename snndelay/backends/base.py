@@ -5,17 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-class BackendUnavailable(RuntimeError):
-    """The backend's software or hardware is not reachable here (one line saying what to do)."""
-
-
 class Backend:
     """Produces spike times for a network; holds whatever the hardware needs between batches."""
 
     name = "backend"
     # True where two runs of the same batch can differ (trial-to-trial noise): evaluation then
     # averages several runs of a split.
-    stochastic = False
+    @property
+    def stochastic(self) -> bool:
+        return False
 
     def run(self, net, t_in: np.ndarray, *, training: bool = False,
             params: list | None = None) -> list[np.ndarray]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from snndelay.backends import bss2_mapping as hw
-from snndelay.backends.base import Backend, BackendUnavailable
+from snndelay.backends.base import Backend
+from snndelay.errors import BackendUnavailable
 
 HOW_TO_GET_ACCESS = (
     "backend=bss2 needs the BrainScaleS-2 software stack (pynn_brainscales) and a chip, "
@@ -20,7 +21,7 @@ HOW_TO_GET_ACCESS = (
 
 def _import_pynn():
     try:
-        import pynn_brainscales.brainscales2 as pynn  # type: ignore[import-not-found]
+        import pynn_brainscales.brainscales2 as pynn
     except ImportError:
         raise BackendUnavailable(HOW_TO_GET_ACCESS) from None
     return pynn
@@ -31,7 +32,9 @@ class BSS2Chip(Backend):
     of every neuron; the emulator's mapping, without its noise model (the chip has its own)."""
 
     name = "bss2"
-    stochastic = True  # analog neurons: every run of a batch differs a little
+    @property
+    def stochastic(self) -> bool:
+        return True  # analog neurons: every run of a batch differs a little
 
     def __init__(self, bundle: tuple[dict[str, np.ndarray], dict] | None = None):
         self.pynn = _import_pynn()
@@ -81,8 +84,8 @@ class BSS2Chip(Backend):
                                 receptor_type=receptor)
             pynn.run(hw.to_hw_time(batch * hw.SAMPLE_WINDOW) / 1000.0)
             trains = neurons.get_data("spikes").segments[-1].spiketrains
-            rec_t = np.concatenate([np.asarray(s.magnitude) * 1000.0 for s in trains] or [[]])
-            rec_id = np.concatenate([np.full(len(s), k) for k, s in enumerate(trains)] or [[]])
+            rec_t = np.concatenate([np.asarray(s.magnitude) * 1000.0 for s in trains] or [np.zeros(0)])
+            rec_id = np.concatenate([np.full(len(s), k) for k, s in enumerate(trains)] or [np.zeros(0, dtype=np.int64)])
             pynn.end()
             t = hw.deserialize(rec_t, rec_id.astype(np.int64), batch, w.shape[1])
             outs.append(t)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from snndelay.errors import MappingError
+
 WEIGHT_SCALE = 30.0  # hardware units per model unit
 WEIGHT_MAX = 63  # 6-bit magnitude
 TAU_S_US = 6.0  # 1 tau_s on chip, in microseconds
@@ -26,10 +28,6 @@ INPUT_REPLICAS = 5
 R_MIN, R_MAX = 50, 250  # refractory settings that realise a delay
 N_CIRCUITS = 512
 CIRCUITS_PER_DELAY = 2
-
-
-class MappingError(ValueError):
-    """A network that the chip cannot realise (one line saying why)."""
 
 
 # -- weights ----------------------------------------------------------------------------------
@@ -95,7 +93,7 @@ def layer_arrivals(t: np.ndarray, bias_time: float | None, kind: str,
     No spike (+inf) stays no spike."""
     if bias_time is not None:
         t = np.concatenate([t, np.full((t.shape[0], 1), bias_time)], axis=1)
-    return t + d[None, :] if kind == "axonal" else t
+    return t + d[None, :] if kind == "axonal" and d is not None else t
 
 
 def bundle_params(arrays: dict[str, np.ndarray], meta: dict) -> list:

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from snndelay.errors import DataError, DatasetMissing
+
 MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
-class DatasetMissing(FileNotFoundError):
-    """Files of a dataset are not where the configuration says (one line saying which)."""
 
 
 def pixel_spikes(p: np.ndarray, t_early: float = 0.15, t_late: float = 2.0,
@@ -81,12 +79,12 @@ def read_idx(path: Path) -> np.ndarray:
     with _open(path) as f:
         header = f.read(4)
         if len(header) != 4 or header[0] != 0 or header[1] != 0 or header[2] != 0x08:
-            raise ValueError(f"{path}: not an unsigned-byte IDX file")
+            raise DataError(f"{path}: not an unsigned-byte IDX file")
         ndim = header[3]
         shape = tuple(int.from_bytes(f.read(4), "big") for _ in range(ndim))
         data = np.frombuffer(f.read(), dtype=np.uint8)
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: expected {int(np.prod(shape))} values, found {data.size}")
+        raise DataError(f"{path}: expected {int(np.prod(shape))} values, found {data.size}")
     return data.reshape(shape)
 
 
@@ -106,7 +104,7 @@ def mnist_files(root: str | None, part: str) -> tuple[Path, Path]:
                              "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])")
     base = Path(root).expanduser()
     found = [_find(base, n) for n in MNIST_FILES[part]]
-    if None in found:
+    if found[0] is None or found[1] is None:
         missing = [n for n, f in zip(MNIST_FILES[part], found) if f is None]
         raise DatasetMissing(f"dataset.root={base}: missing {', '.join(missing)} (plain or .gz); "
                              "expected the four MNIST IDX files there "
@@ -132,7 +130,7 @@ def mnist(split: str, root: str | None, sizes: dict[str, int], seed: int,
     img_path, lab_path = mnist_files(root, part)
     images, labels = read_idx(img_path), read_idx(lab_path).astype(np.int64)
     if images.ndim != 3 or len(images) != len(labels):
-        raise ValueError(f"{img_path}: expected [n, rows, cols] images matching {lab_path}")
+        raise DataError(f"{img_path}: expected [n, rows, cols] images matching {lab_path}")
     idx = file_split_indices(split, len(labels), sizes, seed)
     x = images[idx].astype(np.float64) / 255.0
     if resize:

@@ -29,6 +29,7 @@ def shd_expected_files(root: str | None, part: str) -> list[Path]:
 
 def _tonic_shd(root: str | None, part: str):
     h5, zipped = shd_expected_files(root, part)
+    base = h5.parent.parent  # root, expanded
     try:
         import tonic
     except ImportError:
@@ -36,11 +37,11 @@ def _tonic_shd(root: str | None, part: str):
     missing = [p for p in (h5, zipped) if not p.is_file()]
     if missing:
         raise DatasetMissing(
-            f"dataset.root={Path(root).expanduser()}: missing {', '.join(str(m) for m in missing)}; "
+            f"dataset.root={base}: missing {', '.join(str(m) for m in missing)}; "
             f"tonic needs {h5.name} (the extracted file) and {zipped.name} (the archive it came "
             "from, from https://zenkelab.org/datasets/) in that folder and would otherwise "
             "download; snndelay never downloads")
-    return tonic.datasets.SHD(save_to=str(Path(root).expanduser()), train=part == "train")
+    return tonic.datasets.SHD(save_to=str(base), train=part == "train")
 
 
 def encode_events(times_s: np.ndarray, units: np.ndarray, *, channel_factor: int = 1,

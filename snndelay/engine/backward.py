@@ -76,16 +76,17 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
 _NO_DELAYS = np.zeros((1, 1))
 
 
-def _grads_numba(grad_out, t_out, t_in, weights, d_syn, lambert: bool, min_slope: float,
-                 max_dw_norm: float):
+def _grads_numba(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
+                 lambert: bool, min_slope: float, max_dw_norm: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The compiled CPU loops of _numba_kernels (same arguments and results)."""
     from snndelay.engine import _numba_kernels as nk
 
-    def arr(x: torch.Tensor):
+    def arr(x: torch.Tensor) -> np.ndarray:
         return x.detach().contiguous().numpy()
 
     has_d = d_syn is not None
-    d_t = arr(d_syn.t()) if has_d else _NO_DELAYS
+    d_t = arr(d_syn.t()) if d_syn is not None else _NO_DELAYS
     g_t, g_w_t, g_d_t = nk.backward(arr(t_in), arr(weights.t()), d_t, has_d, arr(t_out),
                                     arr(grad_out), lambert, float(min_slope),
                                     float(max_dw_norm), _impl.backward_chunks(t_in.shape[0]))

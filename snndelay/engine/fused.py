@@ -19,6 +19,7 @@ from snndelay.engine import _impl
 from snndelay.engine.backward import _NO_DELAYS, MIN_SLOPE
 
 _TINY = np.finfo(np.float64).tiny
+_NO_DELAY = np.zeros(0)
 
 
 def available(ratio: float) -> bool:
@@ -48,11 +49,13 @@ def layer_forward(t_in: np.ndarray, w: np.ndarray, kind: str, d: np.ndarray | No
     at them (straight-through, model.md section 8)."""
     from snndelay.engine import _numba_kernels as nk
 
-    t = t_in + d[None, :] if kind == "axonal" else t_in
-    t = np.ascontiguousarray(t)
-    d_syn_t = np.ascontiguousarray(d.T) if kind == "synaptic" else None
+    if kind != "none" and d is None:
+        raise ValueError(f"{kind} delays need their values, got None")
+    dk = d if d is not None else _NO_DELAY  # the none kind never reads it
+    t = np.ascontiguousarray(t_in + dk[None, :] if kind == "axonal" else t_in)
+    d_syn_t = np.ascontiguousarray(dk.T) if kind == "synaptic" else None
     if t_given is not None:
-        core = t_given - d[None, :] if kind == "dendritic" else np.array(t_given, dtype=np.float64)
+        core = t_given - dk[None, :] if kind == "dendritic" else np.array(t_given, dtype=np.float64)
     else:
         # The crossing is invariant to scaling w and theta together (as in solver.py).
         scale = np.maximum(np.abs(w).max(axis=0), _TINY)
@@ -64,7 +67,7 @@ def layer_forward(t_in: np.ndarray, w: np.ndarray, kind: str, d: np.ndarray | No
             core = nk.forward_synaptic(t, d_syn_t, w_t, th, lambert, chunks)
         else:
             core = nk.forward_shared(t, w_t, th, lambert, chunks)
-    out = core + d[None, :] if kind == "dendritic" else core  # inf + d stays inf
+    out = core + dk[None, :] if kind == "dendritic" else core  # inf + d stays inf
     return out, LayerCache(t, core, w, d_syn_t)
 
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 
 from snndelay.engine.lambertw import lambertw0
 
 _TWO_LN2 = 2.0 * math.log(2.0)
+# The prefix sums of a window, one per term: stacked [terms, ...] or as a tuple.
+Sums = Union[torch.Tensor, tuple[torch.Tensor, ...]]
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,7 @@ class Kernel:
         arrival so that the windows [T_n, T_n+1] share it."""
         return t
 
-    def reaches(self, sums: tuple[torch.Tensor, ...], lo: torch.Tensor, hi: torch.Tensor,
-                theta: torch.Tensor) -> torch.Tensor:
+    def reaches(self, sums: Sums, lo: torch.Tensor, hi: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """True where u reaches theta on the window [lo, hi] (given as bound(lo), bound(hi)).
 
         u is evaluated at one point of the window, its maximum whenever u peaks inside; that
@@ -55,7 +57,7 @@ class Kernel:
         """
         raise NotImplementedError
 
-    def crossing(self, sums: tuple[torch.Tensor, ...], theta: torch.Tensor) -> torch.Tensor:
+    def crossing(self, sums: Sums, theta: torch.Tensor) -> torch.Tensor:
         """Earliest upward crossing u(t) = theta of the window's potential (finite where reached)."""
         raise NotImplementedError
 
@@ -67,13 +69,13 @@ class LambertKernel(Kernel):
     ratio: float = 1.0
     terms: tuple[tuple[float, bool], ...] = ((1.0, False), (1.0, True))
 
-    def psp_scaled(self, x):
+    def psp_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # c = 1: k = s e^{-s} = -x e^x, k' = (1 - s) e^{-s} = e^x + x e^x.
         e = torch.exp(x)
         xe = x.mul_(e)
         return xe.neg(), e.add_(xe)
 
-    def reaches(self, sums, lo, hi, theta):
+    def reaches(self, sums: Sums, lo: torch.Tensor, hi: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         a, b = sums
         # u peaks at t = 1 + B/A; the window maximum is at that peak clamped into [lo, hi].
         # For A <= 0 the clamped point is still a point of the window, and u there is below
@@ -82,7 +84,7 @@ class LambertKernel(Kernel):
         t_e = torch.clamp(1.0 + b / a, lo, hi)
         return (t_e * a - b) * torch.exp(-t_e) >= theta
 
-    def crossing(self, sums, theta):
+    def crossing(self, sums: Sums, theta: torch.Tensor) -> torch.Tensor:
         a, b = sums
         a_safe = a.clamp(min=torch.finfo(a.dtype).tiny)  # A > 0 at any upward crossing
         b_over_a = b / a_safe
@@ -101,17 +103,17 @@ class QuadraticKernel(Kernel):
     terms: tuple[tuple[float, bool], ...] = ((1.0, False), (0.5, False))
     bound_inf: float = 0.0
 
-    def bound(self, t):
+    def bound(self, t: torch.Tensor) -> torch.Tensor:
         return torch.exp(-0.5 * t).mul_(2.0)  # y = 2 e^{-t/2}, decreasing in t
 
-    def psp_scaled(self, x):
+    def psp_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # c = 1/2: k/2 = e^{-s/2} - e^{-s}, k'/2 = e^{-s} - e^{-s/2} / 2.
         eh = x.mul_(0.5).exp_()  # e^{-s/2}; squaring it is cheaper than a second exp or sqrt
         e = eh * eh
         dk = torch.sub(e, eh, alpha=0.5)
         return eh.sub_(e), dk
 
-    def reaches(self, sums, lo, hi, theta):
+    def reaches(self, sums: Sums, lo: torch.Tensor, hi: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         a, a_m = sums
         # With y = 2x = bound(t), u = y (A_m - A y / 2); its peak y* = A_m / A is clamped into
         # the window [bound(hi), bound(lo)]. As for the Lambert kernel, the clamped point is a
@@ -119,7 +121,7 @@ class QuadraticKernel(Kernel):
         y = torch.clamp(a_m / a, hi, lo)
         return torch.addcmul(a_m, a, y, value=-0.5).mul_(y) >= theta
 
-    def crossing(self, sums, theta):
+    def crossing(self, sums: Sums, theta: torch.Tensor) -> torch.Tensor:
         a, a_m = sums
         a_safe = a.clamp(min=torch.finfo(a.dtype).tiny)  # A > 0 at any upward crossing
         # Larger root of A x^2 - A_m x + theta/2 = 0 is the earlier crossing (model.md sec. 2);

@@ -14,11 +14,12 @@ delay. Times are scaled to units of tau_syn inside (the kernel is k(s / tau_syn)
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from snndelay.engine.backward import MIN_SLOPE, spike_time_grads
-from snndelay.engine.kernels import kernel_for
+from snndelay.engine.kernels import Kernel, kernel_for
 from snndelay.engine.solver import solve_first_spikes
 
 _F64 = torch.float64
@@ -28,7 +29,8 @@ class _SpikeTimes(torch.autograd.Function):
     """Spike times of one layer (tau_s units); backward from spike times only (section 4)."""
 
     @staticmethod
-    def forward(ctx, t_in, weights, d_syn, theta, kernel, t_given, opts):  # type: ignore[override]
+    def forward(ctx: Any, t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
+                theta: torch.Tensor, kernel: Kernel, t_given: torch.Tensor | None, opts: dict[str, float]) -> torch.Tensor:
         if t_given is None:
             t_out = solve_first_spikes(t_in, weights, d_syn, theta, kernel)
         else:
@@ -38,7 +40,7 @@ class _SpikeTimes(torch.autograd.Function):
         return t_out
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         t_in, weights, d_syn, t_out = ctx.saved_tensors
         g_t, g_w, g_d = spike_time_grads(grad_out, t_out, t_in, weights, d_syn, ctx.kernel,
                                          **ctx.opts)
@@ -66,7 +68,7 @@ def _delay_kind(delays: torch.Tensor, n_in: int, n_out: int) -> tuple[str, torch
 
 def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None,
              threshold: float | torch.Tensor, tau_mem: float, tau_syn: float,
-             check_values: bool = True):
+             check_values: bool = True) -> tuple[Kernel, torch.Tensor]:
     """Check the arguments; return the kernel and the threshold as a [B, N_out] tensor.
     check_values=False skips the NaN/inf scans of the tensors (trusted callers)."""
     if not torch.is_floating_point(t_in) or not torch.is_floating_point(weights):
@@ -102,7 +104,8 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
     return kernel, theta
 
 
-def _layer_inputs(t_in, weights, delays, tau_syn):
+def _layer_inputs(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None, tau_syn: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Arrival-ready inputs in tau_s units: (t [B, N], w [N, M], d_syn or None, d_out or None)."""
     n_in, n_out = weights.shape
     t = t_in.to(_F64)
@@ -128,7 +131,9 @@ def _layer_inputs(t_in, weights, delays, tau_syn):
     return t, w, d_syn, d_out
 
 
-def _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, t_given, opts, check_values=True):
+def _apply(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None, tau_mem: float, tau_syn: float,
+           threshold: float | torch.Tensor, t_given: torch.Tensor | None, opts: dict[str, float],
+           check_values: bool = True) -> torch.Tensor:
     kernel, theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn, check_values)
     t, w, d_syn, d_out = _layer_inputs(t_in, weights, delays, tau_syn)
     core_given = None

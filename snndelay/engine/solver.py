@@ -131,6 +131,7 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
     if shared:
         ts, order = torch.sort(t_in, dim=1)
     else:
+        assert d_syn is not None
         w_n = w_n.t().contiguous()  # [M, N]
         d_t = d_syn.t().contiguous()
     rows = _rows_per_chunk(batch, n_in * n_out, chunk_elems)
@@ -147,7 +148,7 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
             idx = order[b0:b1, :n_max].reshape(-1)
             w = torch.index_select(w_n, 0, idx).view(b1 - b0, n_max, n_out)
             th = theta[b0:b1, None, :]
-            pad = (0, 0, 0, 1)
+            pad: tuple[int, ...] = (0, 0, 0, 1)
         else:
             t, idx = torch.sort(t_in[b0:b1, None, :] + d_t, dim=2)  # [C, M, N]
             t, idx = t[..., :n_max], idx[..., :n_max]
