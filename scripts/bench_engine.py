@@ -1,4 +1,4 @@
-"""Benchmark one layer's forward+backward: time per call and peak memory (issue 2 targets).
+"""Benchmark one layer's forward+backward: time per call and peak memory (tables in docs/results.md).
 
 Usage: python scripts/bench_engine.py [--repeats N] [--ratio 2] [--case NAME] [--impl torch]
 Each case runs in a fresh subprocess so that the peak resident memory (ru_maxrss) is its own.

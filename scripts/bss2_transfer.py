@@ -4,7 +4,7 @@ Usage: python scripts/bss2_transfer.py SWEEP_OR_RUN_DIR... [--repeats 5] [--fres
 
 For every run directory (a run, or every run below a sweep directory) trained on the
 bss2_emulator: test accuracy on the training chip and on a fresh emulated chip, each the mean
-over `repeats` draws of the trial noise, always under the standard noise model of model.md
+over `repeats` draws of the trial noise, always under the standard noise model of docs/model.md
 section 8 (whatever noise the run was trained with). A run that trained with extra noise is
 thus judged on the chip it would meet. The fresh chip is evaluated twice: as trained, and
 calibrated (each neuron's weights scaled by its threshold ratio between the two chips, measured

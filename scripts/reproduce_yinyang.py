@@ -1,4 +1,4 @@
-"""Reproduce the Yin-Yang rows of model.md section 6: train each preset for several seeds and
+"""Reproduce the Yin-Yang rows of docs/model.md section 6: train each preset for several seeds and
 write a table of test accuracy (median and interquartile range) and wall time.
 
 Usage: python scripts/reproduce_yinyang.py [--seeds 5] [--epochs 300] [--jobs 1]

@@ -53,7 +53,8 @@ def main() -> None:
 
 
 @app.command()
-def selfcheck(tolerance: float = typer.Option(1e-5, help="Largest accepted |exact - FD| gradient error.")) -> None:
+def selfcheck(tolerance: float = typer.Option(
+        1e-5, help="Largest accepted |exact - FD| gradient error.")) -> None:
     """Check the engine's exact gradients against finite differences (both tau ratios, all delay types)."""
     from snndelay.selfcheck import run_selfcheck
 

@@ -14,7 +14,7 @@ from snndelay.sweep import default_sweep_dir, stats
 
 DELAYS = ("none", "axonal", "dendritic", "synaptic")
 # Without an experiment= override each delay type runs with its own published Yin-Yang recipe
-# (model.md section 6: learning rates and weight initialisation differ between the rows).
+# (docs/model.md section 6: learning rates and weight initialisation differ between the rows).
 YINYANG_PRESETS = {"none": "yinyang_h30_w", "axonal": "yinyang_h30_wa",
                    "dendritic": "yinyang_h30_wd", "synaptic": "yinyang_h30_ws"}
 FIELDS = ("delay", "hidden", "n_params", "runs", "failed", "median_error", "q1_error",

@@ -76,7 +76,7 @@ class DelayConfig:
 @dataclass
 class BackendConfig:
     name: str = "simulator"
-    # BrainScaleS-2 backends (model.md section 8); the simulator ignores these.
+    # BrainScaleS-2 backends (docs/model.md section 8); the simulator ignores these.
     chip_seed: int = 0  # the emulated chip: its fixed-pattern threshold offsets
     noise: bool = True  # false: no threshold offsets, no trial noise, no jitter
     quantize: bool = True  # 6-bit weights, integer refractory settings

@@ -1,5 +1,5 @@
 """`snndelay deploy`: a trained run as a BrainScaleS-2 bundle, executed on a backend and
-compared with the simulator (model.md section 8).
+compared with the simulator (docs/model.md section 8).
 
 The bundle (deploy/bundle.npz + deploy/bundle.json) holds integer weight matrices (excitatory
 and inhibitory, 0..63), one refractory setting per axonal delay, the placement of neurons and

@@ -1,4 +1,4 @@
-"""Losses and decoding on output spike times (model.md section 5)."""
+"""Losses and decoding on output spike times (docs/model.md section 5)."""
 
 from __future__ import annotations
 
@@ -93,4 +93,5 @@ def predict_np(t: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(t.min(axis=1)), first, -1)
 
 
-LOSSES_NP: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {"shift_mse": shift_mse_np, "ttfs_ce": ttfs_cross_entropy_np}
+LOSSES_NP: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
+    "shift_mse": shift_mse_np, "ttfs_ce": ttfs_cross_entropy_np}

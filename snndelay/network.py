@@ -1,5 +1,5 @@
 """Feed-forward spiking networks over the engine: layers with weights and learnable delays
-(model.md section 3)."""
+(docs/model.md section 3)."""
 
 from __future__ import annotations
 
@@ -212,7 +212,7 @@ class Network(nn.Module):
     def backward_fused(self, caches: list, g_out: np.ndarray,
                        max_dw_norm: float = math.inf) -> None:
         """Set .grad of every parameter from dL/dt of the last layer (numpy [B, N_out]):
-        the engine's spike-time backward (model.md section 4) chained through the layers."""
+        the engine's spike-time backward (docs/model.md section 4) chained through the layers."""
         tau = self.tau_syn
         lambert = self.tau_mem == tau
         g = g_out * tau if tau != 1.0 else g_out  # per tau_s unit of the scaled times

@@ -1,4 +1,4 @@
-"""Training and evaluation of a configured network (model.md sections 5 and 6)."""
+"""Training and evaluation of a configured network (docs/model.md sections 5 and 6)."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ class TrainState:
 
 class Trainer:
     """Adam per layer (weights, delays), step schedule (StepLR), weight bumping, max_dw_norm
-    (model.md section 6)."""
+    (docs/model.md section 6)."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg

@@ -1,5 +1,5 @@
 """Independent references for the engine's tests: a fine-step ODE integration of the LIF neuron
-written from model.md section 1 only (no closed forms), and random layer builders."""
+written from docs/model.md section 1 only (no closed forms), and random layer builders."""
 
 from __future__ import annotations
 

@@ -223,7 +223,7 @@ def test_threshold_probe_inverts_the_engine():
 
 @needs_numba
 def test_scaled_weights_compensate_other_thresholds_exactly():
-    # the crossing depends on w / theta only (model.md section 2): weights scaled by
+    # the crossing depends on w / theta only (docs/model.md section 2): weights scaled by
     # theta_b / theta_a on thresholds theta_b reproduce the spike times of theta_a
     rng = np.random.default_rng(0)
     t_in = rng.uniform(0, 2, (64, 20))

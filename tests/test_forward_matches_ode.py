@@ -1,4 +1,4 @@
-"""Spike times from the closed forms agree with a fine-step ODE integration (model.md 1-2)."""
+"""Spike times from the closed forms agree with a fine-step ODE integration (docs/model.md 1-2)."""
 
 import numpy as np
 import pytest

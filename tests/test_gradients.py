@@ -1,4 +1,4 @@
-"""Exact spike-time gradients (model.md section 4) against numerical differentiation, and the
+"""Exact spike-time gradients (docs/model.md section 4) against numerical differentiation, and the
 identities the section states."""
 
 import pytest
@@ -129,7 +129,7 @@ def test_gradients_at_given_times_equal_engine_gradients(ratio, kind):
 
 @pytest.mark.parametrize("ratio", RATIOS)
 def test_max_dw_norm_drops_whole_weight_columns_per_sample(ratio):
-    """model.md section 4: a (sample, neuron) whose largest |delta_j dt_j/dw_ij| exceeds the
+    """docs/model.md section 4: a (sample, neuron) whose largest |delta_j dt_j/dw_ij| exceeds the
     limit contributes no weight gradient; other gradients are untouched."""
     t_in, w, d = well_conditioned_layer(ratio, "synaptic", batch=5, n_in=6, n_out=4, seed=70)
     coef = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))

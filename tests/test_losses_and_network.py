@@ -1,4 +1,4 @@
-"""Losses against hand-computed values, decoding, parameter counts (model.md sections 3, 5)."""
+"""Losses against hand-computed values, decoding, parameter counts (docs/model.md sections 3, 5)."""
 
 import math
 

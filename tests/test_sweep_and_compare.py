@@ -183,7 +183,7 @@ def test_compare_delays_writes_csv_markdown_and_figure(tmp_path):
     assert {c["delay"] for c in cells} == {"none", "axonal", "dendritic", "synaptic"}
     assert {c["hidden"] for c in cells} == {"3", "4"}
     params = {(c["delay"], c["hidden"]): int(c["n_params"]) for c in cells}
-    assert params[("none", "3")] == 21 and params[("synaptic", "4")] == 56  # model.md 3
+    assert params[("none", "3")] == 21 and params[("synaptic", "4")] == 56  # docs/model.md 3
     assert params[("axonal", "4")] == 36 and params[("dendritic", "3")] == 27
     md = (out / "comparison.md").read_text()
     assert "| hidden | none | axonal | dendritic | synaptic |" in md

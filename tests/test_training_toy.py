@@ -22,7 +22,7 @@ def test_two_layer_network_with_delays_learns():
     def loss_and_acc():
         hidden = first_spike_times(t_in, w1, d1)
         out = first_spike_times(hidden, w2, d2)
-        # TTFS cross-entropy (model.md section 5); a silent output counts as very late.
+        # TTFS cross-entropy (docs/model.md section 5); a silent output counts as very late.
         t = torch.where(torch.isfinite(out), out, torch.full_like(out, 10.0))
         loss = torch.nn.functional.cross_entropy(-t / 0.2, label)
         acc = (t.argmin(dim=1) == label).double().mean()

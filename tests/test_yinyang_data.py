@@ -1,4 +1,4 @@
-"""The Yin-Yang generator reproduces the golden values of model.md section 7."""
+"""The Yin-Yang generator reproduces the golden values of docs/model.md section 7."""
 
 import numpy as np
 import pytest

@@ -2,7 +2,7 @@
 
 A backend's run(net, t_in) returns the first spike time of every neuron of every layer
 (measured, for hardware). Training evaluates the engine's spike-time backward at those times
-with the parameters the backend realised (straight-through, model.md sections 4 and 8), so the
+with the parameters the backend realised (straight-through, docs/model.md sections 4 and 8), so the
 simulator, the BrainScaleS-2 emulator and the chip share one training loop.
 """
 

@@ -85,7 +85,8 @@ class BSS2Chip(Backend):
             pynn.run(hw.to_hw_time(batch * hw.SAMPLE_WINDOW) / 1000.0)
             trains = neurons.get_data("spikes").segments[-1].spiketrains
             rec_t = np.concatenate([np.asarray(s.magnitude) * 1000.0 for s in trains] or [np.zeros(0)])
-            rec_id = np.concatenate([np.full(len(s), k) for k, s in enumerate(trains)] or [np.zeros(0, dtype=np.int64)])
+            rec_id = np.concatenate([np.full(len(s), k) for k, s in enumerate(trains)]
+                                    or [np.zeros(0, dtype=np.int64)])
             pynn.end()
             t = hw.deserialize(rec_t, rec_id.astype(np.int64), batch, w.shape[1])
             outs.append(t)

@@ -1,4 +1,4 @@
-"""Model <-> BrainScaleS-2 mapping (model.md section 8), shared by the emulator and the chip.
+"""Model <-> BrainScaleS-2 mapping (docs/model.md section 8), shared by the emulator and the chip.
 
 Pure numpy functions, no hardware access:
 - weights: signed 6-bit on separate excitatory and inhibitory synapses, 30 hardware units per
@@ -189,7 +189,7 @@ def check_realisable(delay_types: list[str], tau_mem: float = 1.0, tau_syn: floa
 # -- threshold calibration ----------------------------------------------------------------------
 # A chip reports spike times, not thresholds; but a neuron driven by PROBE_SOURCES inputs at t = 0,
 # each at the largest weight, has u(t) = W t e^{-t} (tau_mem = tau_s, kernel k(s) = s e^{-s},
-# model.md section 1; W = PROBE_SOURCES * PROBE_WEIGHT), so its first spike t* gives its
+# docs/model.md section 1; W = PROBE_SOURCES * PROBE_WEIGHT), so its first spike t* gives its
 # threshold theta = W t* e^{-t*}. u peaks at W / e = 3.86 (t = 1), above every threshold the
 # noise model gives around 2.6.
 PROBE_SOURCES = 5
@@ -214,7 +214,7 @@ def threshold_from_probe(t_spike: np.ndarray) -> np.ndarray:
 
 def compensation_scales(theta_trained: np.ndarray, theta_target: np.ndarray) -> np.ndarray:
     """Per-neuron factors for the incoming weights on the target chip. The first crossing of
-    sum_i w_i k(t - T_i) = theta depends only on w / theta (model.md section 2), so weights
+    sum_i w_i k(t - T_i) = theta depends only on w / theta (docs/model.md section 2), so weights
     scaled by theta_target / theta_trained give the trained chip's spike times, up to weight
     rounding and clipping."""
     return np.asarray(theta_target, dtype=np.float64) / np.asarray(theta_trained, dtype=np.float64)

@@ -1,5 +1,5 @@
 """BrainScaleS-2 emulator: the mapped network with the chip's quantisation and noise model
-(model.md section 8), for everyone without a chip.
+(docs/model.md section 8), for everyone without a chip.
 
 - weights rounded to 1/30 and clipped at +-63/30 (bss2_mapping), float shadow weights train;
 - axonal delays realised by integer refractory settings (resolution 1/48 tau_s);

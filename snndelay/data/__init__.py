@@ -1,7 +1,7 @@
-"""Datasets and their spike-time encodings (model.md section 7). A dataset is a config group
+"""Datasets and their spike-time encodings (docs/model.md section 7). A dataset is a config group
 (configs/dataset/); load(cfg.dataset, split) returns encoded tensors, computed once per process.
 
-yinyang  generated (golden values of model.md), 4 values -> one spike each
+yinyang  generated (golden values of docs/model.md), 4 values -> one spike each
 digits   scikit-learn's bundled 8x8 digits, pixel latency code
 mnist    IDX files under dataset.root, optional resizing, pixel latency code
 shd      Spiking Heidelberg Digits through tonic, events -> [n, channels, max_spikes]

@@ -1,4 +1,4 @@
-"""Image datasets: scikit-learn's bundled 8x8 digits and MNIST from IDX files (model.md
+"""Image datasets: scikit-learn's bundled 8x8 digits and MNIST from IDX files (docs/model.md
 section 7: pixel latency encoding, bright pixels early)."""
 
 from __future__ import annotations

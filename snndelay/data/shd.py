@@ -1,5 +1,5 @@
 """Spiking Heidelberg Digits through tonic (optional extra: pip install snndelay[shd]):
-events become multi-spike inputs [n, channels, max_spikes] (model.md section 7).
+events become multi-spike inputs [n, channels, max_spikes] (docs/model.md section 7).
 
 tonic downloads a dataset whose files it does not find, so the files are checked here first:
 tonic's SHD expects ROOT/SHD/shd_train.h5 and shd_test.h5, each next to the zip it came from

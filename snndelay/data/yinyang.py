@@ -1,4 +1,4 @@
-"""The Yin-Yang dataset (model.md section 7), generated deterministically, and its encoding."""
+"""The Yin-Yang dataset (docs/model.md section 7), generated deterministically, and its encoding."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ R_BIG = 0.5
 
 
 def _which_class(x: float, y: float) -> int:
-    """2 inside either dot, else 1 on the side the criterion of model.md section 7 picks, 0
+    """2 inside either dot, else 1 on the side the criterion of docs/model.md section 7 picks, 0
     otherwise."""
     d_right = np.hypot(x - 1.5 * R_BIG, y - R_BIG)
     d_left = np.hypot(x - 0.5 * R_BIG, y - R_BIG)

@@ -2,7 +2,7 @@
 one scalar loop per (sample, neuron) so that small layers pay no per-operation overhead and
 every neuron stops at its first crossing.
 
-Forward (model.md section 2): arrivals are scanned in sorted order with the prefix sums kept in
+Forward (docs/model.md section 2): arrivals are scanned in sorted order with the prefix sums kept in
 the frame of the current window's start T_n (a frame shift by dt multiplies A by e^{-dt}; for
 tau_m = tau_s, B becomes (B - dt A) e^{-dt}), so no exponential ever exceeds the weights and no
 span of inputs is too long. Backward (section 4): u'(t*) = sum w k', then dt/dw = -k/u',

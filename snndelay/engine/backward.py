@@ -1,4 +1,4 @@
-"""Backward pass from spike times only (model.md section 4).
+"""Backward pass from spike times only (docs/model.md section 4).
 
 At the crossing u(t*) = theta the implicit function theorem gives, over the causal inputs
 (T_i < t*):
@@ -37,7 +37,7 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
 
     grad_out, t_out [B, M]; t_in [B, N]; weights [N, M]; d_syn None or [N, M].
     Returns (dL/dt_in [B, N], dL/dW [N, M], dL/dd_syn [N, M] or None). Silent neurons
-    (t_out = +inf) contribute nothing. max_dw_norm (model.md section 4): a (sample, neuron)
+    (t_out = +inf) contribute nothing. max_dw_norm (docs/model.md section 4): a (sample, neuron)
     whose largest |dL/dt_j * dt_j/dw_ij| exceeds it adds nothing to dL/dW (near-grazing
     crossings); inf keeps every term. Work tensors are [C, N, M] per chunk of C samples.
     """
@@ -76,7 +76,8 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
 _NO_DELAYS = np.zeros((1, 1))
 
 
-def _grads_numba(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
+def _grads_numba(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor,
+                 d_syn: torch.Tensor | None,
                  lambert: bool, min_slope: float, max_dw_norm: float
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The compiled CPU loops of _numba_kernels (same arguments and results)."""

@@ -1,6 +1,6 @@
 """One layer's forward and backward on float64 numpy arrays, without autograd.
 
-The same formulas as first_spike_times / spike_time_grads (model.md sections 2-4), for callers
+The same formulas as first_spike_times / spike_time_grads (docs/model.md sections 2-4), for callers
 that chain the backward by hand: a small network's training step spends most of its time in
 per-operation overhead of torch and autograd, not in the compiled loops. Delays are passed by
 kind (section 3): axonal [N] is folded into the input times, dendritic [M] shifts the output
@@ -46,7 +46,7 @@ def layer_forward(t_in: np.ndarray, w: np.ndarray, kind: str, d: np.ndarray | No
     with delays d of the given kind ("none", "axonal" [N], "dendritic" [M], "synaptic" [N, M]);
     theta: a number, [M] or [B, M]. With t_given (e.g. measured on hardware) the solver is
     skipped and the cache holds those times, so that layer_backward gives the model's gradient
-    at them (straight-through, model.md section 8)."""
+    at them (straight-through, docs/model.md section 8)."""
     from snndelay.engine import _numba_kernels as nk
 
     if kind != "none" and d is None:
@@ -76,7 +76,7 @@ def layer_backward(g_out: np.ndarray, kind: str, cache: LayerCache, lambert: boo
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(dL/dt_in [B, N], dL/dw [N, M], dL/dd in the delay's shape or None) given dL/dt_out.
     max_dw_norm drops the weight gradient of a (sample, neuron) whose largest
-    |dL/dt * dt/dw| exceeds it (model.md section 4)."""
+    |dL/dt * dt/dw| exceeds it (docs/model.md section 4)."""
     from snndelay.engine import _numba_kernels as nk
 
     has_d = cache.d_syn_t is not None

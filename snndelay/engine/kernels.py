@@ -1,4 +1,4 @@
-"""PSP kernels: one small unit per tau_m / tau_s ratio (model.md sections 1, 2 and 4).
+"""PSP kernels: one small unit per tau_m / tau_s ratio (docs/model.md sections 1, 2 and 4).
 
 A kernel knows
 - its PSP shape k(s) and slope k'(s) (section 1), used by the spike-time backward (section 4);
@@ -36,7 +36,7 @@ class Kernel:
     terms: tuple[tuple[float, bool], ...]
 
     def psp_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(c k(s), c k'(s)) at s = -x for x = T_i - t* <= 0 (model.md section 1), with one
+        """(c k(s), c k'(s)) at s = -x for x = T_i - t* <= 0 (docs/model.md section 1), with one
         positive factor c shared by both: it cancels in dt/dw = -k/u' and dt/dT = w k'/u'.
         May overwrite x. x = -1e4 (a non-causal input) gives exactly 0. Backward hot path."""
         raise NotImplementedError
@@ -88,7 +88,7 @@ class LambertKernel(Kernel):
         a, b = sums
         a_safe = a.clamp(min=torch.finfo(a.dtype).tiny)  # A > 0 at any upward crossing
         b_over_a = b / a_safe
-        # t* = B/A - W0(z), z = -(theta/A) e^{B/A} (model.md section 2), formed in the log
+        # t* = B/A - W0(z), z = -(theta/A) e^{B/A} (docs/model.md section 2), formed in the log
         # domain; clamped to the branch point where rounding pushes a grazing z below -1/e.
         z = -torch.exp(torch.log(theta) - torch.log(a_safe) + b_over_a)
         return b_over_a - lambertw0(z.clamp(min=-1.0 / math.e))
@@ -124,7 +124,7 @@ class QuadraticKernel(Kernel):
     def crossing(self, sums: Sums, theta: torch.Tensor) -> torch.Tensor:
         a, a_m = sums
         a_safe = a.clamp(min=torch.finfo(a.dtype).tiny)  # A > 0 at any upward crossing
-        # Larger root of A x^2 - A_m x + theta/2 = 0 is the earlier crossing (model.md sec. 2);
+        # Larger root of A x^2 - A_m x + theta/2 = 0 is the earlier crossing (docs/model.md sec. 2);
         # D is clamped at 0 for grazing windows where rounding makes it slightly negative.
         disc = torch.addcmul(a_m * a_m, theta, a_safe, value=-2.0).clamp_(min=0.0)
         # t = -2 ln x = 2 ln 2 - 2 ln((A_m + sqrt(D)) / A)

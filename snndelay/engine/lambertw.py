@@ -1,7 +1,7 @@
 """Principal branch W0 of the Lambert W function in pure torch (float64, any device).
 
 W0(z) solves w * exp(w) = z with w >= -1, real for z >= -1/e. The first-spike time of a
-neuron with tau_m = tau_s is t* = B/A - W0(z) (model.md section 2), so the engine needs W0 on
+neuron with tau_m = tau_s is t* = B/A - W0(z) (docs/model.md section 2), so the engine needs W0 on
 [-1/e, 0) accurate to the last few ulps, without a round trip through SciPy/NumPy.
 
 Method (Corless, Gonnet, Hare, Jeffrey & Knuth, "On the Lambert W function", 1996):

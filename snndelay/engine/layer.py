@@ -1,6 +1,6 @@
 """Public entry points: a layer's first spike times, differentiable by the spike-time rule.
 
-Delays enter as arrival times T_ij = t_i + d (model.md section 3). They are reduced to the two
+Delays enter as arrival times T_ij = t_i + d (docs/model.md section 3). They are reduced to the two
 cases the solver knows, so that an arrival order shared by all receiving neurons is sorted once
 per sample:
 - axonal d_i [N_in, 1]: folded into the input times, t_i + d_i (shared order);
@@ -30,7 +30,8 @@ class _SpikeTimes(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
-                theta: torch.Tensor, kernel: Kernel, t_given: torch.Tensor | None, opts: dict[str, float]) -> torch.Tensor:
+                theta: torch.Tensor,
+                kernel: Kernel, t_given: torch.Tensor | None, opts: dict[str, float]) -> torch.Tensor:
         if t_given is None:
             t_out = solve_first_spikes(t_in, weights, d_syn, theta, kernel)
         else:
@@ -131,7 +132,8 @@ def _layer_inputs(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tenso
     return t, w, d_syn, d_out
 
 
-def _apply(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None, tau_mem: float, tau_syn: float,
+def _apply(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None, tau_mem: float,
+           tau_syn: float,
            threshold: float | torch.Tensor, t_given: torch.Tensor | None, opts: dict[str, float],
            check_values: bool = True) -> torch.Tensor:
     kernel, theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn, check_values)
@@ -166,8 +168,8 @@ def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.T
     delays: None, axonal [N_in, 1], dendritic [1, N_out] or synaptic [N_in, N_out];
     threshold: number, [N_out] or [B, N_out]. Arrival T_ij = t_i + d_ij; the membrane obeys
     du/dt = -(tau_syn/tau_mem) u + sum_i w_i H(t - T_i) e^{-(t - T_i)/tau_syn} in units of tau_syn
-    (model.md section 1), tau_mem/tau_syn in {1, 2}. Differentiable in t_in, weights and delays
-    with the exact spike-time gradients of model.md section 4; min_slope floors u'(t*) at
+    (docs/model.md section 1), tau_mem/tau_syn in {1, 2}. Differentiable in t_in, weights and delays
+    with the exact spike-time gradients of docs/model.md section 4; min_slope floors u'(t*) at
     grazing crossings, max_dw_norm drops the weight gradient of a (sample, neuron) whose largest
     |dL/dt * dt/dw| exceeds it (the reference training uses 0.2). check_values=False skips
     the scans for NaN/-inf inputs and non-finite weights (for callers that guarantee them, such
@@ -184,7 +186,7 @@ def spike_times_with_grad(t_out: torch.Tensor, t_in: torch.Tensor, weights: torc
                           ) -> torch.Tensor:
     """Straight-through spike times: the value is the given t_out [B, N_out] (e.g. measured on
     hardware), the gradient is that of first_spike_times evaluated at t_out with the nominal
-    model (model.md sections 4 and 8). Same arguments as first_spike_times.
+    model (docs/model.md sections 4 and 8). Same arguments as first_spike_times.
     """
     if t_out.dim() != 2 or t_out.shape != (t_in.shape[0], weights.shape[1]):
         raise ValueError(f"t_out must be [B, N_out] = [{t_in.shape[0]}, {weights.shape[1]}], "

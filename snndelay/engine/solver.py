@@ -1,4 +1,4 @@
-"""Forward pass: exact first-spike times from sorted prefix sums (model.md section 2).
+"""Forward pass: exact first-spike times from sorted prefix sums (docs/model.md section 2).
 
 For each (sample, neuron) the arrivals are sorted; on the window [T_(n), T_(n+1)) the potential
 is fixed by prefix sums over the first n arrivals (the kernel says which). The first window
