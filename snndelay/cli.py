@@ -12,6 +12,7 @@ from typing import Any, Callable, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
@@ -84,29 +85,45 @@ def train(
 ) -> None:
     """Train a network (default experiment: yinyang_h30_ws)."""
     from snndelay.config import compose, to_yaml
-    from snndelay.runs import default_run_dir, load_run_config, train_run
+    from snndelay.runs import (
+        check_writable_dir,
+        default_run_dir,
+        load_run_config,
+        load_run_overrides,
+        train_run,
+    )
 
     overrides = list(overrides or [])
+    continuing = resume is not None
     if resume is not None:
         if overrides:
             raise ConfigError("--resume continues a run with its saved config; drop the overrides")
+        if run_dir is not None:
+            raise ConfigError("--resume continues the run in its own directory; drop --run-dir")
         cfg = load_run_config(resume)
         target = resume
+        if not (resume / "checkpoint.pt").exists():
+            # Killed before its first checkpoint: nothing to continue, so start it over.
+            overrides, continuing = load_run_overrides(resume), False
+            err_console.print(f"{resume} has no checkpoint yet (stopped before the first "
+                              "epoch ended): starting it over from its saved config",
+                              markup=False, highlight=False)
     else:
         _, cfg = compose(overrides)
         target = run_dir or default_run_dir(cfg)
     if show_cfg:
-        console.print(to_yaml(cfg), highlight=False, end="")
+        console.print(to_yaml(cfg), markup=False, highlight=False, end="")
         return
     from snndelay.backends import ensure_available
-    from snndelay.training import load_split
+    from snndelay.training import check_data
 
-    ensure_available(cfg.backend.name)
-    load_split(cfg, "train")  # missing files fail here, before any output (cached)
-    if resume is None and (target / "checkpoint.pt").exists():
+    check_writable_dir(target)
+    if not continuing and (target / "checkpoint.pt").exists():
         raise ConfigError(f"{target} already holds a run; use --resume {target} or another --run-dir")
-    console.print(f"[bold]{cfg.name}[/]: {cfg.training.epochs} epochs, seed {cfg.training.seed}, "
-                  f"run directory {target}", highlight=False)
+    ensure_available(cfg.backend.name)
+    check_data(cfg)  # every split's files are read and checked here, before any output
+    console.print(f"[bold]{escape(cfg.name)}[/]: {cfg.training.epochs} epochs, seed "
+                  f"{cfg.training.seed}, run directory {escape(str(target))}", highlight=False)
     progress = Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
                         transient=False)
@@ -119,19 +136,19 @@ def train(
                 f"val {100 * row['val_acc']:.1f} %"))
 
         try:
-            result = train_run(cfg, target, overrides, resume=resume is not None,
-                               on_epoch=on_epoch)
+            result = train_run(cfg, target, overrides, resume=continuing, on_epoch=on_epoch)
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(f"interrupted; continue with: snndelay train --resume {target}",
-                              highlight=False)
+                              markup=False, highlight=False)
             raise typer.Exit(130) from None
     s = result.summary
-    table = Table(title=f"{cfg.name} (seed {s['seed']})")
+    table = Table(title=escape(f"{cfg.name} (seed {s['seed']})"))
     for col in ("test acc", "val acc", "parameters", "epochs", "wall time", "run directory"):
         table.add_column(col, justify="right")
     table.add_row(f"{100 * s['test_accuracy']:.2f} %", f"{100 * s['val_accuracy']:.2f} %",
-                  str(s["n_params"]), str(s["epochs"]), f"{s['wall_time_s']:.1f} s", str(target))
+                  str(s["n_params"]), str(s["epochs"]), f"{s['wall_time_s']:.1f} s",
+                  escape(str(target)))
     console.print(table)
 
 
@@ -153,7 +170,7 @@ def evaluate(
     if repeats is not None and repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
     cfg, res, confusion, epoch = evaluate_run(run_dir, split, repeats, model)
-    console.print(f"[bold]{cfg.name}[/] {run_dir} (network of epoch {epoch}, {model}) on the "
+    console.print(f"[bold]{escape(cfg.name)}[/] {escape(str(run_dir))} (network of epoch {epoch}, {model}) on the "
                   f"{split} split: accuracy "
                   f"{100 * res.accuracy:.2f} %, loss {res.loss:.5f}", highlight=False)
     if len(res.accuracy_draws) > 1:  # a noisy backend: every run of the split differs
@@ -190,10 +207,10 @@ def _sweep_progress(total: int) -> tuple[Progress, Callable[[dict], None]]:
     def on_done(row: dict) -> None:
         counts["failed"] += row["status"] == "failed"
         if row["status"] == "failed":
-            progress.console.print(f"[red]failed[/] {row['job']}: {row['error']}",
+            progress.console.print(f"[red]failed[/] {escape(row['job'])}: {escape(row['error'])}",
                                    highlight=False, soft_wrap=True)
         else:
-            progress.console.print(f"{row['status']:>6} {row['job']}: test "
+            progress.console.print(f"{row['status']:>6} {escape(row['job'])}: test "
                                    f"{100 * float(row['test_accuracy']):.2f} %", highlight=False,
                                    soft_wrap=True)
         progress.update(task, advance=1, info=f"{counts['failed']} failed")
@@ -212,7 +229,7 @@ def _group_table(title: str, rows: list[dict]) -> Table:
             table.add_column(col, justify="right", no_wrap=True)
     for g in sorted(groups(rows), key=lambda g: g["group"]):
         pct = (lambda v: "-" if v != v else f"{100 * v:.2f} %")  # NaN: no finished run
-        table.add_row(g["group"], str(g["n"]), str(g["failed"]) if g["failed"] else "",
+        table.add_row(escape(g["group"]), str(g["n"]), str(g["failed"]) if g["failed"] else "",
                       pct(g["median"]), "-" if g["n"] == 0 else
                       f"{100 * g['q1']:.2f}-{100 * g['q3']:.2f}", pct(g["mean"]), pct(g["std"]))
     return table
@@ -220,6 +237,7 @@ def _group_table(title: str, rows: list[dict]) -> Table:
 
 def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) -> list[dict]:
     """Expand, run and aggregate a sweep (shared by sweep and compare-delays)."""
+    from snndelay.runs import check_writable_dir, directory_lock
     from snndelay.sweep import (
         load_launcher,
         make_jobs,
@@ -230,9 +248,11 @@ def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) 
         write_summary,
         write_sweep_record,
     )
+    from snndelay.training import check_data
 
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if not 1 <= jobs <= 1024:
+        raise ConfigError(f"--jobs must be in [1, 1024], got {jobs}")
+    check_writable_dir(sweep_dir, "sweep directory")
     train_ov, launch_ov = split_launcher_overrides(overrides)
     launch = load_launcher(launcher, launch_ov)
     job_list = make_jobs(train_ov, sweep_dir, threads_per_job(jobs))
@@ -242,14 +262,28 @@ def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) 
     job_list, errors = with_configs(job_list)
     if errors and len(errors) == len(job_list):
         raise ConfigError(errors[0])
-    write_sweep_record(sweep_dir, overrides, launch, jobs, job_list)
-    console.print(f"[bold]sweep[/]: {len(job_list)} jobs, launcher {launch.name}"
-                  f"{'' if launch.name == 'local' else f' ({launch.cluster})'}, "
-                  f"{jobs} at once, directory {sweep_dir}", highlight=False)
-    progress, on_done = _sweep_progress(len(job_list))
-    with progress:
-        rows = run_jobs(job_list, launch, jobs, sweep_dir, on_done)
-    write_summary(rows, sweep_dir / "summary.csv")
+    checked: list = []
+    for job in job_list:  # every dataset the sweep uses is read and checked before any job
+        if job.cfg is not None and job.cfg.dataset not in checked:
+            check_data(job.cfg)
+            checked.append(job.cfg.dataset)
+    with directory_lock(sweep_dir, "sweep directory"):
+        write_sweep_record(sweep_dir, overrides, launch, jobs, job_list)
+        console.print(f"[bold]sweep[/]: {len(job_list)} jobs, launcher {launch.name}"
+                      f"{'' if launch.name == 'local' else f' ({launch.cluster})'}, "
+                      f"{jobs} at once, directory {escape(str(sweep_dir))}", highlight=False)
+        progress, on_done = _sweep_progress(len(job_list))
+        try:
+            with progress:
+                rows = run_jobs(job_list, launch, jobs, sweep_dir, on_done)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or sweep.Stopped on SIGTERM
+            signum = getattr(exc, "signum", 2)
+            err_console.print(f"stopped (signal {signum}); its workers were stopped. Rerun the "
+                              "same command to continue: finished jobs are reused, interrupted "
+                              "ones continue from their checkpoint", markup=False,
+                              highlight=False)
+            raise typer.Exit(128 + signum) from None
+        write_summary(rows, sweep_dir / "summary.csv")
     return rows
 
 
@@ -270,10 +304,11 @@ def sweep(
 
     target = sweep_dir or default_sweep_dir()
     rows = _run_sweep(list(overrides or []), jobs, launcher, target)
-    console.print(_group_table(f"test accuracy over seeds ({target / 'summary.csv'})", rows))
+    console.print(_group_table(escape(f"test accuracy over seeds ({target / 'summary.csv'})"), rows))
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:
-        err_console.print(f"[red]failed[/] {r['job']}: {r['error']} (see {r['run_dir']}/error.txt)",
+        err_console.print(f"[red]failed[/] {escape(r['job'])}: {escape(r['error'])} "
+                          f"(see {escape(r['run_dir'])}/error.txt)",
                           highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
@@ -311,7 +346,7 @@ def compare_delays(
     atomic_write_text(target / "comparison.md", compare.to_markdown(cells, title))
     compare.plot(cells, target / "comparison.png", title)
     header, table_rows = compare.table_rows(cells)
-    table = Table(title=f"test error (%), median [IQR] (parameters): {target}")
+    table = Table(title=escape(f"test error (%), median [IQR] (parameters): {target}"))
     for col in header:
         table.add_column(col, justify="right")
     for cells_row in table_rows:
@@ -319,8 +354,10 @@ def compare_delays(
     console.print(table)
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:
-        err_console.print(f"[red]failed[/] {r['job']}: {r['error']}", highlight=False,
+        err_console.print(f"[red]failed[/] {escape(r['job'])}: {escape(r['error'])}", highlight=False,
                           soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -346,19 +383,28 @@ def deploy(
 
     if backend not in ("bss2_emulator", "bss2"):
         raise ConfigError(f"--backend must be bss2_emulator or bss2, got {backend!r}")
-    if repeats < 1:
-        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    from snndelay.config import MAX_REPEATS, MAX_SEED
+    from snndelay.runs import directory_lock
+
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise ConfigError(f"--repeats must be in [1, {MAX_REPEATS}], got {repeats}")
+    if chip_seed is not None and not 0 <= chip_seed <= MAX_SEED:
+        raise ConfigError(f"--chip-seed must be an integer in [0, {MAX_SEED}], got {chip_seed}")
     if hw:
         ensure_available(backend)
-    report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw, calibrate=calibrate,
-                        model=model)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    with directory_lock(run_dir):
+        report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw,
+                            calibrate=calibrate, model=model)
     net = report["network"]
-    console.print(f"bundle: {report['bundle']} (network of epoch {net['epoch']}, {net['model']}; "
-                  f"{report['circuits_used']} of 512 neuron circuits)", highlight=False)
+    console.print(f"bundle: {escape(str(report['bundle']))} (network of epoch {net['epoch']}, "
+                  f"{net['model']}; {report['circuits_used']} of 512 neuron circuits)",
+                  highlight=False)
     if not hw:
         return
     chip = f" chip {report['chip_seed']}" if report["chip_seed"] is not None else ""
-    table = Table(title=f"{run_dir}: test accuracy on {backend}{chip}, {repeats} repeats")
+    table = Table(title=escape(f"{run_dir}: test accuracy on {backend}{chip}, {repeats} repeats"))
     calibrated = report["calibration"] is not None
     cols = ["backend mean", "backend std"] + (["uncalibrated mean"] if calibrated else []) \
         + ["simulator", "trained on"]
@@ -380,4 +426,4 @@ def deploy(
                     f"{r['max_abs_dt']:.4f}", f"{100 * r['spike_mismatch_fraction']:.2f} %")
     console.print(dev)
     console.print(f"report: {run_dir / 'deploy' / 'report.json'}, plot: "
-                  f"{run_dir / 'deploy' / 'hw_vs_sim.png'}", highlight=False)
+                  f"{run_dir / 'deploy' / 'hw_vs_sim.png'}", markup=False, highlight=False)

@@ -139,7 +139,8 @@ def plot(cells: list[dict], path: Path, title: str) -> None:
     axes[1].xaxis.set_minor_formatter(NullFormatter())
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(title="delays")
+        if ax.get_legend_handles_labels()[0]:  # nothing to label when every job failed
+            ax.legend(title="delays")
     fig.suptitle(title)
     save_figure(fig, path, dpi=120)
 

@@ -6,6 +6,7 @@ the CLI prints it and exits with code 2.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ class DatasetConfig:
     train_seed: int = 42  # Yin-Yang generator seeds
     val_seed: int = 41
     test_seed: int = 40
-    t_early: float = 0.15  # spike time of value 1 (images: the brightest pixel)
-    t_late: float = 2.0  # spike time of value 0
+    t_early: float = 0.15  # spike time of value 0 (Yin-Yang) or of the brightest pixel (images)
+    t_late: float = 2.0  # spike time of value 1 (Yin-Yang) or of a dark pixel (images)
     replicate: int = 1  # copies of every input channel (BrainScaleS-2: 5, for drive)
     root: Optional[str] = None  # directory of the files (mnist, shd); never downloaded
     split_seed: int = 0  # digits: stratified split; mnist, shd: validation part of train
@@ -146,8 +147,9 @@ class Config:
 
     def group_sizes(self) -> list[int]:
         vals = self.per_layer("delay.group_size", self.delay.group_size)
-        if any(v != int(v) or v < 1 for v in vals):
-            raise ConfigError(f"delay.group_size: must be integers >= 1, got {self.delay.group_size!r}")
+        if any(not math.isfinite(v) or v != int(v) or not 1 <= v <= MAX_NEURONS for v in vals):
+            raise ConfigError(f"delay.group_size: must be integers in [1, {MAX_NEURONS}], "
+                              f"got {self.delay.group_size!r}")
         return [int(v) for v in vals]
 
     def n_inputs(self) -> int:
@@ -191,8 +193,51 @@ def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     _need(value in allowed, key, f"must be one of {', '.join(allowed)}", value)
 
 
+# Upper bounds on values that would exhaust the machine before anything useful happens. They
+# sit far above every preset (MNIST 784-350-10: 0.3 M synapses; SHD 140-128-20) but stop
+# typos such as network.hidden=100000000 (8.5 GB of weights) with one line.
+MAX_NEURONS = 100_000  # per layer
+MAX_SYNAPSES = 20_000_000  # all layers; float64 weights + delays + Adam's two moments: ~1.3 GB
+MAX_SAMPLES = 10_000_000  # per split
+MAX_BATCH = 100_000
+MAX_EPOCHS = 1_000_000
+MAX_REPEATS = 10_000  # backend.eval_repeats
+MAX_SEED = 2**31 - 1  # numpy's RandomState takes seeds below 2**32; seed + k must stay below
+MAX_REPLICATE = 100
+MAX_SPIKES_PER_CHANNEL = 10_000
+MAX_TIME = 1e6  # tau_s: input encoding times
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_finite(node: Any, prefix: str) -> None:
+    """Every number anywhere in the config must be finite: nan and inf slip through range
+    checks (nan compares False) and end as NaN parameters or an endless loop."""
+    from dataclasses import fields as dc_fields
+    from dataclasses import is_dataclass
+
+    for f in dc_fields(node):
+        value, key = getattr(node, f.name), f"{prefix}{f.name}"
+        if is_dataclass(value):
+            _check_finite(value, f"{key}.")
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+
+
+def _int_in(key: str, value: Any, lo: int, hi: int) -> None:
+    _need(isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi, key,
+          f"must be an integer in [{lo}, {hi}]", value)
+
+
 def validate(cfg: Config) -> Config:
-    """Range and consistency checks that types alone cannot express."""
+    """Range and consistency checks that types alone cannot express: every number finite,
+    ranges, upper bounds where a value would exhaust the machine, and values that cannot
+    apply to the chosen options."""
+    _check_finite(cfg, "")
     _one_of("dataset.name", cfg.dataset.name, DATASETS)
     _one_of("backend.name", cfg.backend.name, BACKENDS)
     _one_of("loss.name", cfg.loss.name, LOSS_NAMES)
@@ -200,17 +245,23 @@ def validate(cfg: Config) -> Config:
     _one_of("delay.positivity", cfg.delay.positivity, POSITIVITY)
     d = cfg.dataset
     for key in ("train_size", "val_size", "test_size"):
-        _need(getattr(d, key) > 0, f"dataset.{key}", "must be a positive integer", getattr(d, key))
-    _need(0 <= d.t_early < d.t_late, "dataset.t_early", "must satisfy 0 <= t_early < t_late",
-          (d.t_early, d.t_late))
+        _int_in(f"dataset.{key}", getattr(d, key), 1, MAX_SAMPLES)
+    for key in ("train_seed", "val_seed", "test_seed", "split_seed"):
+        _int_in(f"dataset.{key}", getattr(d, key), 0, MAX_SEED)
+    _need(0 <= d.t_early < d.t_late <= MAX_TIME, "dataset.t_early",
+          f"must satisfy 0 <= t_early < t_late <= {MAX_TIME:g} (tau_s)", (d.t_early, d.t_late))
     h = cfg.network.hidden
-    ok = isinstance(h, int) or (isinstance(h, (list, tuple)) and all(isinstance(x, int) for x in h))
+    ok = (isinstance(h, int) and not isinstance(h, bool)) or (isinstance(h, (list, tuple)) and all(
+        isinstance(x, int) and not isinstance(x, bool) for x in h))
     _need(ok, "network.hidden", "must be an integer or a list of integers", h)
-    _need(all(x > 0 for x in cfg.hidden_sizes()), "network.hidden", "sizes must be >= 1", h)
+    _need(all(1 <= x <= MAX_NEURONS for x in cfg.hidden_sizes()), "network.hidden",
+          f"sizes must lie in [1, {MAX_NEURONS}]", h)
     for key in ("weight_mean", "weight_std"):
         vals = cfg.per_layer(f"network.{key}", getattr(cfg.network, key))
         if key == "weight_std":
             _need(all(v >= 0 for v in vals), "network.weight_std", "must be >= 0", vals)
+    _need(cfg.network.bias_time is None or cfg.network.bias_time >= 0, "network.bias_time",
+          "must be >= 0 (tau_s) or null", cfg.network.bias_time)
     n = cfg.neuron
     _need(n.tau_mem > 0, "neuron.tau_mem", "must be > 0", n.tau_mem)
     _need(n.tau_syn > 0, "neuron.tau_syn", "must be > 0", n.tau_syn)
@@ -219,26 +270,35 @@ def validate(cfg: Config) -> Config:
           "tau_mem / tau_syn must be 1 or 2 (closed-form spike times)", n.tau_mem)
     _need(n.threshold > 0, "neuron.threshold", "must be > 0", n.threshold)
     dl = cfg.delay
-    _need(dl.scale > 0 and dl.shift >= 0, "delay.scale", "needs scale > 0 and shift >= 0",
-          (dl.scale, dl.shift))
+    _need(dl.scale > 0, "delay.scale", "must be > 0", dl.scale)
+    _need(dl.shift >= 0, "delay.shift", "must be >= 0 (delays stay positive)", dl.shift)
     _need(dl.init_std >= 0, "delay.init_std", "must be >= 0", dl.init_std)
-    cfg.group_sizes()
-    _need(d.replicate >= 1, "dataset.replicate", "must be >= 1", d.replicate)
-    _need(d.resize is None or d.resize >= 1, "dataset.resize", "must be >= 1 or null", d.resize)
-    for key in ("channel_factor", "max_spikes"):
-        _need(getattr(d, key) >= 1, f"dataset.{key}", "must be >= 1", getattr(d, key))
+    groups = cfg.group_sizes()
+    _int_in("dataset.replicate", d.replicate, 1, MAX_REPLICATE)
+    _need(d.resize is None or (isinstance(d.resize, int) and 1 <= d.resize <= 28),
+          "dataset.resize", "must be an integer in [1, 28] or null", d.resize)
+    _int_in("dataset.channel_factor", d.channel_factor, 1, 700)
+    _int_in("dataset.max_spikes", d.max_spikes, 1, MAX_SPIKES_PER_CHANNEL)
     _need(d.tau_s_ms > 0, "dataset.tau_s_ms", "must be > 0", d.tau_s_ms)
+    _need(d.t_max_ms is None or d.t_max_ms > 0, "dataset.t_max_ms", "must be > 0 or null",
+          d.t_max_ms)
     _need(dl.layers == "all" or (isinstance(dl.layers, (list, tuple)) and all(
-        isinstance(k, int) and 0 <= k < cfg.n_layers() for k in dl.layers)), "delay.layers",
+        isinstance(k, int) and not isinstance(k, bool) and 0 <= k < cfg.n_layers()
+        for k in dl.layers)), "delay.layers",
         f"must be 'all' or a list of layer indices in 0..{cfg.n_layers() - 1}", dl.layers)
+    sizes = cfg.layer_sizes()
+    n_syn = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    _need(n_syn <= MAX_SYNAPSES, "network.hidden",
+          f"the network would have {n_syn} synapses, more than {MAX_SYNAPSES} (memory)", h)
     t = cfg.training
-    _need(t.epochs >= 1, "training.epochs", "must be >= 1", t.epochs)
-    _need(t.batch_size >= 1, "training.batch_size", "must be >= 1", t.batch_size)
-    _need(t.eval_batch_size >= 1, "training.eval_batch_size", "must be >= 1", t.eval_batch_size)
+    _int_in("training.epochs", t.epochs, 1, MAX_EPOCHS)
+    _int_in("training.seed", t.seed, 0, MAX_SEED)
+    _int_in("training.batch_size", t.batch_size, 1, MAX_BATCH)
+    _int_in("training.eval_batch_size", t.eval_batch_size, 1, MAX_BATCH)
     _need(all(v > 0 for v in cfg.per_layer("training.lr", t.lr)), "training.lr", "must be > 0", t.lr)
     _need(all(v >= 0 for v in cfg.per_layer("training.lr_delay", t.lr_delay)),
           "training.lr_delay", "must be >= 0", t.lr_delay)
-    _need(t.step_size >= 1, "training.step_size", "must be >= 1", t.step_size)
+    _int_in("training.step_size", t.step_size, 1, MAX_EPOCHS)
     _need(0 < t.gamma <= 1, "training.gamma", "must be in (0, 1]", t.gamma)
     for key in ("max_missing_hidden", "max_missing_output"):
         _need(0 <= getattr(t, key) <= 1, f"training.{key}", "must be in [0, 1]", getattr(t, key))
@@ -246,20 +306,27 @@ def validate(cfg: Config) -> Config:
     _need(t.input_noise >= 0, "training.input_noise", "must be >= 0", t.input_noise)
     _need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
           "must be > 0 or null", t.max_dw_norm)
-    _need(t.checkpoint_every >= 1, "training.checkpoint_every", "must be >= 1", t.checkpoint_every)
+    _int_in("training.checkpoint_every", t.checkpoint_every, 1, MAX_EPOCHS)
     b = cfg.backend
+    _int_in("backend.chip_seed", b.chip_seed, 0, MAX_SEED)
     for key in ("fixed_std", "trial_std", "jitter_std"):
         _need(getattr(b, key) >= 0, f"backend.{key}", "must be >= 0", getattr(b, key))
-    _need(b.eval_repeats >= 1, "backend.eval_repeats", "must be >= 1", b.eval_repeats)
+    _int_in("backend.eval_repeats", b.eval_repeats, 1, MAX_REPEATS)
     _need(0.0 <= b.chip_variation <= 1.0, "backend.chip_variation", "must be in [0, 1]",
           b.chip_variation)
     _need(not b.chip_variation or b.name == "bss2_emulator", "backend.chip_variation",
           "only the emulator can change its chip (backend=bss2_emulator)", b.chip_variation)
     if b.name in ("bss2_emulator", "bss2"):
         _check_bss2(cfg)
+    if dl.type not in ("axonal", "dendritic"):
+        _need(all(g == 1 for g in groups), "delay.group_size",
+              f"shared delays need delay=axonal or delay=dendritic (delay={dl.type} has no "
+              "groups); set it to 1", dl.group_size)
     lo = cfg.loss
-    _need(lo.dt >= 0 and lo.xi > 0 and lo.beta > 0 and lo.alpha >= 0, "loss",
-          "needs dt >= 0, xi > 0, alpha >= 0, beta > 0", (lo.dt, lo.xi, lo.alpha, lo.beta))
+    _need(lo.dt >= 0, "loss.dt", "must be >= 0", lo.dt)
+    _need(lo.xi > 0, "loss.xi", "must be > 0", lo.xi)
+    _need(lo.alpha >= 0, "loss.alpha", "must be >= 0", lo.alpha)
+    _need(lo.beta > 0, "loss.beta", "must be > 0", lo.beta)
     return cfg
 
 
@@ -288,7 +355,12 @@ def _one_line(exc: Exception) -> str:
         return f"{group}: no option {option!r}; available: {', '.join(options)}"
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown:
-        return f"{unknown.group(1)}: unknown key (`snndelay train --cfg` lists the keys)"
+        key = unknown.group(1)
+        group = key.split(".", 1)[0]
+        if "." in key and (config_dir() / group).is_dir():
+            return (f"{key}: not a key of the chosen {group} option "
+                    f"(`snndelay train --cfg {group}=OPTION` lists its keys)")
+        return f"{key}: unknown key (`snndelay train --cfg` lists the keys)"
     if isinstance(exc, OmegaConfBaseException):
         key = getattr(exc, "full_key", None)
         msg = str(getattr(exc, "msg", None) or exc).splitlines()[0]
@@ -322,6 +394,10 @@ def compose(overrides: list[str]) -> tuple[DictConfig, Config]:
             raw = hydra_compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(_one_line(exc)) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # Hydra's internals reject some malformed overrides (e.g. "=3") with plain errors.
+        raise ConfigError(f"cannot apply the overrides {' '.join(overrides)}: "
+                          f"{_one_line(exc)}") from None
     return raw, from_dictconfig(raw)
 
 

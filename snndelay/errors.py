@@ -37,9 +37,14 @@ class BackendUnavailable(UserError, RuntimeError):
     """The backend's software or hardware is not reachable here (the line says what to do)."""
 
 
+class TrainingDiverged(UserError, ArithmeticError):
+    """Training made a parameter NaN or infinite (a learning rate or initialisation too large
+    for the problem); the run keeps its last finite checkpoint."""
+
+
 class MappingError(UserError, ValueError):
     """A network or value that the BrainScaleS-2 chip cannot realise (the line says why)."""
 
 
 __all__ = ["BackendUnavailable", "ConfigError", "DataError", "DatasetMissing", "MappingError",
-           "RunDirError", "UserError"]
+           "RunDirError", "TrainingDiverged", "UserError"]

@@ -8,15 +8,18 @@ killed run never leaves a half-written file.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import platform
 import subprocess
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import yaml
@@ -27,19 +30,56 @@ from snndelay.backends import make_backend
 from snndelay.config import Config, from_dictconfig, to_yaml
 from snndelay.errors import ConfigError, RunDirError
 from snndelay.network import Network
-from snndelay.training import EvalResult, Split, Trainer, build_network, evaluate, load_split
+from snndelay.training import EvalResult, Split, Trainer, build_network, check_data, evaluate, load_split
+
+
+def _tmp_name(path: Path) -> Path:
+    """A temporary name beside path, unique per process and call (two writers never share)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_torch_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def directory_lock(path: Path, what: str = "run directory") -> Iterator[None]:
+    """Hold an exclusive lock on path/.lock while the block runs; a second snndelay command
+    on the same directory is refused with one line. The OS releases the lock when the holder
+    exits or is killed, so a stale lock file never blocks anyone."""
+    check_writable_dir(path, what)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"{path}: another snndelay command is using this {what}; wait "
+                              "for it to finish or choose another directory") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_writable_dir(path: Path, what: str = "run directory") -> None:
+    """A directory we may create or use: neither it nor any parent is an existing file."""
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise RunDirError(f"{what} {path}: {p} is a file, not a directory")
 
 
 def default_run_dir(cfg: Config, root: Path = Path("outputs")) -> Path:
@@ -79,6 +119,15 @@ def load_run_config(run_dir: Path) -> Config:
         return from_dictconfig(raw)
     except ConfigError as exc:
         raise RunDirError(f"{path}: {exc}") from None
+
+
+def load_run_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides a run was started with (overrides.yaml; [] if unreadable)."""
+    try:
+        raw = yaml.safe_load((run_dir / "overrides.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    return [str(o) for o in raw] if isinstance(raw, list) else []
 
 
 def load_checkpoint(run_dir: Path) -> dict:
@@ -128,11 +177,26 @@ class RunResult:
 def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,
               on_epoch: Callable[[dict], None] | None = None) -> RunResult:
     """Train (or continue) the run in run_dir and write every output file."""
+    check_data(cfg)  # all splits, before any training time is spent
+    with directory_lock(run_dir):
+        return _train_locked(cfg, run_dir, overrides, resume, on_epoch)
+
+
+def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool,
+                  on_epoch: Callable[[dict], None] | None) -> RunResult:
     trainer = Trainer(cfg)
     if resume:
-        trainer.restore(load_checkpoint(run_dir))
+        ckpt = load_checkpoint(run_dir)
+        try:
+            trainer.restore(ckpt)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise RunDirError(f"{run_dir}: checkpoint.pt does not fit the network of its "
+                              f"config.yaml (was config.yaml edited?): "
+                              f"{str(exc).splitlines()[0][:120]}") from None
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / "checkpoint.pt").exists():  # checked under the lock: no race
+            raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or "
+                              "another --run-dir")
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(run_dir / "overrides.yaml", yaml.safe_dump(list(overrides)))
     every = cfg.training.checkpoint_every

@@ -2,9 +2,10 @@
 submitit (SLURM, or submitit's local/debug executors), aggregated into summary.csv.
 
 Every job is an ordinary run directory (as `snndelay train` writes) under the sweep directory,
-named after its swept values. Running the same sweep into the same directory again reuses
-finished jobs (summary.json present), continues interrupted ones from their checkpoint and
-reruns failed or missing ones; a failing job never stops the others.
+named after its swept values. A job's identity is its full resolved config: running a sweep
+into the same directory again reuses a finished job and continues an interrupted one only when
+the config it ran with equals the job's; otherwise (a changed non-swept override, a failed or
+foreign run) it trains the job anew. A failing job never stops the others.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import math
 import os
 import re
 import shutil
+import signal
 import statistics
+import threading
+import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -31,6 +36,7 @@ from snndelay.config import Config, _one_line, compose, config_dir
 from snndelay.errors import ConfigError, UserError
 
 SEED_KEY = "training.seed"
+MAX_JOBS = 100_000  # a sweep's jobs (each is a run directory)
 LAUNCHERS = ("local", "slurm")
 CLUSTERS = ("slurm", "local", "debug")  # submitit executors
 SUMMARY_FIELDS = ("job", "status", "swept", "overrides", "experiment", "delay", "hidden", "seed",
@@ -62,13 +68,17 @@ def expand(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
             raise ConfigError(f"{key}: only discrete sweeps can be expanded (a,b,c or "
                               f"range(start,stop[,step])), got {o.input_line!r}")
         try:
-            values = list(o.sweep_string_iterator())
+            values = list(itertools.islice(o.sweep_string_iterator(), MAX_JOBS + 1))
         except HydraException:
             raise ConfigError(f"{key}: glob() sweeps are not supported; list the options "
                               "(a,b,c)") from None
         if not values:
             raise ConfigError(f"{key}: the sweep {o.input_line!r} has no values")
         axes.append([(f"{key}={v}", True) for v in values])
+    n_jobs = math.prod(len(a) for a in axes)
+    if n_jobs > MAX_JOBS:
+        raise ConfigError(f"the sweep has more than {MAX_JOBS} jobs (each a run directory); "
+                          "sweep fewer values at once")
     return [([s for s, _ in combo], [s for s, swept in combo if swept])
             for combo in itertools.product(*axes)]
 
@@ -87,6 +97,7 @@ class Job:
     threads: int = 1
     swept: tuple[str, ...] = ()  # the overrides that vary across the sweep
     cfg: Optional[Config] = None  # composed already (see with_configs), else by the job
+    in_worker: bool = False  # runs in a worker process: exit when the sweep process is gone
 
 
 def make_jobs(overrides: list[str], sweep_dir: Path, threads: int = 1) -> list[Job]:
@@ -194,6 +205,8 @@ def run_job(job: Job) -> dict:
     status "failed" and the error (full traceback in the run's error.txt)."""
     from snndelay.runs import atomic_write_text, load_run_config, train_run
 
+    if job.in_worker:
+        _exit_with_parent()
     _limit_threads(job.threads)
     run_dir = Path(job.run_dir)
     row = _job_row(job)
@@ -201,20 +214,25 @@ def run_job(job: Job) -> dict:
         cfg = job.cfg if job.cfg is not None else compose(list(job.overrides))[1]
         row.update(experiment=cfg.name, delay=cfg.delay.type, hidden=_hidden(cfg),
                    seed=cfg.training.seed)
+        # A job is its full resolved config: a run directory is reused (finished) or continued
+        # (checkpoint) only when the config it was trained with equals this job's.
+        same = False
+        if run_dir.is_dir():
+            try:
+                same = load_run_config(run_dir) == cfg
+            except UserError:
+                same = False
         done = run_dir / "summary.json"
-        if done.is_file():
+        if same and done.is_file():
             summary, row["status"] = json.loads(done.read_text()), "reused"
         else:
-            resume = False
-            if (run_dir / "checkpoint.pt").is_file():
-                try:
-                    resume = load_run_config(run_dir) == cfg
-                except UserError:
-                    resume = False
-            if not resume and run_dir.exists():  # a failed or foreign partial run: start over
+            resume = same and (run_dir / "checkpoint.pt").is_file()
+            status = "done"
+            if not resume and run_dir.exists():  # failed, changed or foreign: start over
+                status = "rerun" if done.is_file() else "done"  # finished with another config
                 shutil.rmtree(run_dir)
-            summary, row["status"] = train_run(cfg, run_dir, list(job.overrides),
-                                               resume=resume).summary, "done"
+            summary = train_run(cfg, run_dir, list(job.overrides), resume=resume).summary
+            row["status"] = status
         (run_dir / "error.txt").unlink(missing_ok=True)
         for key in ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
                     "wall_time_s"):
@@ -236,18 +254,92 @@ def run_jobs(jobs: list[Job], launcher: LauncherConfig, n_jobs: int, sweep_dir: 
              on_done: Callable[[dict], None] = lambda row: None) -> list[dict]:
     """Run the jobs: joblib processes (local, n_jobs at once) or a submitit job array."""
     rows: list[dict] = []
-    if launcher.name == "local":
-        from joblib import Parallel, delayed
-
-        if n_jobs == 1:  # in this process: no worker start-up, same code path
-            results = (run_job(j) for j in jobs)
+    with _stop_on_signals():
+        if launcher.name == "local":
+            _run_local(jobs, n_jobs, rows, on_done)
         else:
-            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                delayed(run_job)(j) for j in jobs)
-        for row in results:
+            _run_submitit(jobs, launcher, sweep_dir, rows, on_done)
+    return rows
+
+
+class Stopped(KeyboardInterrupt):
+    """The sweep was stopped by a signal (SIGINT, SIGTERM); its workers were stopped too."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM (what `timeout` and schedulers send) and SIGINT raise Stopped in the main
+    thread, so that the runners below stop their workers instead of leaving them running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _run_local(jobs: list[Job], n_jobs: int, rows: list[dict],
+               on_done: Callable[[dict], None]) -> None:
+    from joblib import Parallel, delayed
+
+    if n_jobs == 1:  # in this process: no worker start-up, same code path
+        for job in jobs:
+            row = run_job(job)
             rows.append(row)
             on_done(row)
-        return rows
+        return
+    workers = [replace(j, in_worker=True) for j in jobs]
+    try:
+        for row in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                delayed(run_job)(j) for j in workers):
+            rows.append(row)
+            on_done(row)
+    except BaseException:
+        _kill_workers()
+        raise
+
+
+def _kill_workers() -> None:
+    """Terminate joblib's worker processes now (a job in flight is abandoned; its run keeps
+    its last checkpoint, so rerunning the sweep continues it)."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)
+
+
+_WATCHING_PARENT = False
+
+
+def _exit_with_parent() -> None:
+    """In a worker process: exit as soon as the sweep process that started it is gone (even
+    after SIGKILL, which it cannot pass on), instead of training on for nobody."""
+    global _WATCHING_PARENT
+    if _WATCHING_PARENT:
+        return
+    _WATCHING_PARENT = True
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="snndelay-parent-watch", daemon=True).start()
+
+
+def _run_submitit(jobs: list[Job], launcher: LauncherConfig, sweep_dir: Path, rows: list[dict],
+                  on_done: Callable[[dict], None]) -> None:
 
     import submitit
 
@@ -262,15 +354,20 @@ def run_jobs(jobs: list[Job], launcher: LauncherConfig, n_jobs: int, sweep_dir: 
     ex.update_parameters(**params)
     submitted = ex.map_array(run_job, jobs)
     by_id = {id(s): j for s, j in zip(submitted, jobs)}
-    for sj in submitit.helpers.as_completed(submitted):
-        try:
-            row = sj.result()
-        except Exception as exc:  # noqa: BLE001 - the job died (node failure, time limit)
-            row = _job_row(by_id[id(sj)])
-            row.update(status="failed", error=f"{type(exc).__name__}: {_one_line(exc)}")
-        rows.append(row)
-        on_done(row)
-    return rows
+    try:
+        for sj in submitit.helpers.as_completed(submitted):
+            try:
+                row = sj.result()
+            except Exception as exc:  # noqa: BLE001 - the job died (node failure, time limit)
+                row = _job_row(by_id[id(sj)])
+                row.update(status="failed", error=f"{type(exc).__name__}: {_one_line(exc)}")
+            rows.append(row)
+            on_done(row)
+    except BaseException:  # stopped: cancel what is still queued or running on the cluster
+        for sj in submitted:
+            if not sj.done():
+                sj.cancel(check=False)
+        raise
 
 
 # -- aggregation ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import torch
 from snndelay import data
 from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.config import Config
+from snndelay.errors import TrainingDiverged
 from snndelay.losses import LOSSES, LOSSES_NP, predict_np
 from snndelay.network import DelaySpec, Network
 from snndelay.optim import Adam
@@ -30,6 +31,14 @@ def load_split(cfg: Config, split: str) -> Split:
     """One split of the configured dataset, encoded once per process (off the hot path)."""
     enc = data.load(cfg.dataset, split)
     return Split(split, enc.t_in, enc.labels, enc.features)
+
+
+def check_data(cfg: Config) -> None:
+    """Open, check and encode every split (train, val, test) before any training time is
+    spent; a DataError or DatasetMissing names the file or key otherwise. Encodings are cached,
+    so training reuses them."""
+    for split in data.SPLITS:
+        load_split(cfg, split)
 
 
 def build_network(cfg: Config) -> Network:
@@ -192,6 +201,16 @@ class Trainer:
         s.bump_layer = -1
         return False
 
+    def _check_finite(self) -> None:
+        """Stop with one line when a step made a parameter NaN or infinite (before the
+        checkpoint of this epoch is written, so the run keeps its last finite state)."""
+        for name, p in self.net.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise TrainingDiverged(
+                    f"training diverged in epoch {self.state.epoch + 1}: {name} became NaN or "
+                    "infinite; lower training.lr / training.lr_delay or the weight "
+                    "initialisation (network.weight_mean, network.weight_std)")
+
     def _jitter(self, t_in: np.ndarray) -> np.ndarray:
         """Training inputs t + N(0, input_noise^2), clipped at 0; silent inputs stay silent."""
         std = self.cfg.training.input_noise
@@ -240,6 +259,7 @@ class Trainer:
             self.opt.step()
             self.net.project()
             self.backend.project(self.net)
+        self._check_finite()
         val = evaluate(self.net, self.val_split, self.cfg, self.backend)
         self.state.epoch += 1
         self.state.elapsed_s += time.perf_counter() - t0

@@ -21,7 +21,7 @@ CASES = {
     "evaluate": ("snndelay.runs.evaluate_run", ["evaluate", "some/run"]),
     "sweep": ("snndelay.sweep.make_jobs", ["sweep", "training.seed=0,1"]),
     "compare-delays": ("snndelay.compare.sweep_overrides", ["compare-delays", "--seeds", "1"]),
-    "deploy": ("snndelay.deploy.run_deploy", ["deploy", "some/run"]),
+    "deploy": ("snndelay.backends.ensure_available", ["deploy", "some/run", "--hw"]),
     "selfcheck": ("snndelay.selfcheck.run_selfcheck", ["selfcheck"]),
 }
 ERRORS = [errors.ConfigError, errors.DataError, errors.DatasetMissing, errors.RunDirError,

@@ -72,6 +72,7 @@ def test_groups_pool_seeds_only():
 
 
 # -- running ----------------------------------------------------------------------------------
+@pytest.mark.slow  # end to end, several seconds; CI runs it (pytest -m slow)
 def test_parallel_sweep_reports_a_failing_job_and_rerun_skips_finished(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["sweep", *TINY, "delay=none,axonal", "training.lr=0.01,-1", "--jobs", "2",
@@ -122,6 +123,7 @@ def test_interrupted_job_continues_from_its_checkpoint(tmp_path):
     assert json.loads((tmp_path / "j" / "summary.json").read_text())["epochs"] == 3
 
 
+@pytest.mark.slow  # end to end, several seconds; CI runs it (pytest -m slow)
 def test_slurm_path_runs_through_submitit_debug_executor(tmp_path):
     pytest.importorskip("submitit")
     sweep_dir = tmp_path / "slurm"
@@ -173,6 +175,7 @@ def test_aggregate_per_delay_and_hidden_in_percent_error():
     assert (cell["q1_error"], cell["q3_error"]) == (pytest.approx(15.0), pytest.approx(25.0))
 
 
+@pytest.mark.slow  # end to end, several seconds; CI runs it (pytest -m slow)
 def test_compare_delays_writes_csv_markdown_and_figure(tmp_path):
     out = tmp_path / "cmp"
     res = runner.invoke(app, ["compare-delays", *TINY, "--hidden", "3,4", "--seeds", "1",

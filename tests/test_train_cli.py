@@ -63,6 +63,7 @@ def test_train_writes_every_output_and_evaluate_reloads_it(tmp_path):
     assert "confusion matrix" in res.output and "silent" in res.output
 
 
+@pytest.mark.slow  # end to end, several seconds; CI runs it (pytest -m slow)
 def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
     a, b = _train(tmp_path, "a"), _train(tmp_path, "b")
     c = _train(tmp_path, "c", "training.seed=1")
@@ -70,7 +71,8 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
     assert _metrics(a) != _metrics(c)
 
 
-@pytest.mark.parametrize("extra", [[], ["training.input_noise=0.1"]])
+@pytest.mark.parametrize("extra", [[], pytest.param(["training.input_noise=0.1"],
+                                                   marks=pytest.mark.slow)])
 def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path, extra):
     full = _train(tmp_path, "full", "training.epochs=4", *extra)
     _, cfg = compose(SMALL + ["training.epochs=4"] + extra)
@@ -130,6 +132,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, key):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # end to end, several seconds; CI runs it (pytest -m slow)
 def test_input_noise_jitters_finite_training_inputs_only(tmp_path):
     _, cfg = compose(SMALL + ["training.input_noise=0.3"])
     trainer = Trainer(cfg)

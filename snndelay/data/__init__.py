@@ -17,6 +17,7 @@ import torch
 
 from snndelay.data.images import DatasetMissing, digits, mnist, pixel_spikes
 from snndelay.data.yinyang import yinyang, yinyang_spikes
+from snndelay.errors import DataError
 
 DATASETS = ("yinyang", "digits", "mnist", "shd")
 N_CLASSES = {"yinyang": 3, "digits": 10, "mnist": 10, "shd": 20}
@@ -43,12 +44,38 @@ def n_classes(d) -> int:
 _CACHE: dict[tuple, Encoded] = {}
 
 
+SPLITS = ("train", "val", "test")
+SIZE_KEYS = {"train": "dataset.train_size", "val": "dataset.val_size",
+             "test": "dataset.test_size"}
+
+
 def load(d, split: str) -> Encoded:
-    """Encode one split once per process (off the hot path); later calls reuse it."""
+    """Encode one split once per process (off the hot path); later calls reuse it. A split
+    that cannot be read, is empty or has labels outside the dataset's classes is a DataError
+    naming the file or the key to change."""
     key = (astuple(d), split)
     if key not in _CACHE:
-        _CACHE[key] = _encode(d, split)
+        _CACHE[key] = _check(d, split, _encode(d, split))
     return _CACHE[key]
+
+
+def _check(d, split: str, enc: Encoded) -> Encoded:
+    n = len(enc.labels)
+    where = f"dataset={d.name}" + (f" (dataset.root={d.root})" if d.root else "")
+    if n == 0:
+        hint = (f"dataset.val_size={d.val_size} leaves no training samples; lower it"
+                if split == "train" and d.name in ("mnist", "shd") else
+                f"check the files and {SIZE_KEYS[split]}")
+        raise DataError(f"{where}: the {split} split is empty ({hint})")
+    if enc.t_in.shape[0] != n:
+        raise DataError(f"{where}: the {split} split has {enc.t_in.shape[0]} inputs but {n} labels")
+    labels = enc.labels
+    if int(labels.min()) < 0 or int(labels.max()) >= n_classes(d):
+        raise DataError(f"{where}: the {split} split has labels {int(labels.min())}.."
+                        f"{int(labels.max())}; {d.name} has classes 0..{n_classes(d) - 1}")
+    if torch.isnan(enc.t_in).any():
+        raise DataError(f"{where}: the {split} split encodes to NaN spike times")
+    return enc
 
 
 def _encode(d, split: str) -> Encoded:
@@ -75,5 +102,5 @@ def _encode(d, split: str) -> Encoded:
                    torch.as_tensor(labels, dtype=torch.int64), torch.as_tensor(feats))
 
 
-__all__ = ["DATASETS", "DatasetMissing", "Encoded", "load", "n_classes", "n_inputs",
+__all__ = ["DATASETS", "SPLITS", "DatasetMissing", "Encoded", "load", "n_classes", "n_inputs",
            "pixel_spikes", "yinyang", "yinyang_spikes"]

@@ -4,6 +4,7 @@ section 7: pixel latency encoding, bright pixels early)."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -76,13 +77,20 @@ def _open(path: Path):
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (the MNIST format: magic 0x0000 08 NDIM, big-endian sizes, uint8 data)."""
-    with _open(path) as f:
-        header = f.read(4)
-        if len(header) != 4 or header[0] != 0 or header[1] != 0 or header[2] != 0x08:
-            raise DataError(f"{path}: not an unsigned-byte IDX file")
-        ndim = header[3]
-        shape = tuple(int.from_bytes(f.read(4), "big") for _ in range(ndim))
-        data = np.frombuffer(f.read(), dtype=np.uint8)
+    try:
+        with _open(path) as f:
+            header = f.read(4)
+            if len(header) != 4 or header[0] != 0 or header[1] != 0 or header[2] != 0x08:
+                raise DataError(f"{path}: not an unsigned-byte IDX file (wrong magic number)")
+            ndim = header[3]
+            dims = f.read(4 * ndim)
+            if len(dims) != 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = tuple(int.from_bytes(dims[4 * k:4 * k + 4], "big") for k in range(ndim))
+            data = np.frombuffer(f.read(), dtype=np.uint8)
+    except (OSError, EOFError, zlib.error) as exc:  # a corrupted or truncated gzip stream
+        raise DataError(f"{path}: cannot be read ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'damaged file'})") from None
     if data.size != int(np.prod(shape)):
         raise DataError(f"{path}: expected {int(np.prod(shape))} values, found {data.size}")
     return data.reshape(shape)
@@ -135,4 +143,4 @@ def mnist(split: str, root: str | None, sizes: dict[str, int], seed: int,
     x = images[idx].astype(np.float64) / 255.0
     if resize:
         x = resize_images(x, resize)
-    return x.reshape(len(idx), -1), labels[idx]
+    return x.reshape(len(idx), int(np.prod(x.shape[1:]))), labels[idx]

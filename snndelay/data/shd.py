@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from snndelay.data.images import DatasetMissing, file_split_indices
+from snndelay.errors import DataError
 
 N_CHANNELS = 700
 N_CLASSES = 20
@@ -41,7 +42,12 @@ def _tonic_shd(root: str | None, part: str):
             f"tonic needs {h5.name} (the extracted file) and {zipped.name} (the archive it came "
             "from, from https://zenkelab.org/datasets/) in that folder and would otherwise "
             "download; snndelay never downloads")
-    return tonic.datasets.SHD(save_to=str(base), train=part == "train")
+    try:
+        return tonic.datasets.SHD(save_to=str(base), train=part == "train")
+    except Exception as exc:  # noqa: BLE001 - tonic checks and opens the file here
+        raise DataError(f"{h5}: cannot be read as an SHD file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:160] if str(exc) else 'damaged file'})"
+                        ) from None
 
 
 def encode_events(times_s: np.ndarray, units: np.ndarray, *, channel_factor: int = 1,
@@ -74,12 +80,21 @@ def shd(split: str, root: str | None, sizes: dict[str, int], seed: int, *, chann
     training file, disjoint from train."""
     part = "test" if split == "test" else "train"
     ds = _tonic_shd(root, part)
-    idx = file_split_indices(split, len(ds), sizes, seed)
+    h5 = shd_expected_files(root, part)[0]
     samples, labels = [], []
-    for i in idx:
-        events, target = ds[int(i)]
-        samples.append(encode_events(events["t"] / 1e6, events["x"],
-                                     channel_factor=channel_factor, max_spikes=max_spikes,
-                                     tau_s_ms=tau_s_ms, t_max_ms=t_max_ms))
-        labels.append(int(target))
+    try:  # tonic/h5py raise OSError, KeyError, ValueError ... on a damaged or foreign file
+        idx = file_split_indices(split, len(ds), sizes, seed)
+        for i in idx:
+            events, target = ds[int(i)]
+            samples.append(encode_events(events["t"] / 1e6, events["x"],
+                                         channel_factor=channel_factor, max_spikes=max_spikes,
+                                         tau_s_ms=tau_s_ms, t_max_ms=t_max_ms))
+            labels.append(int(target))
+    except Exception as exc:  # noqa: BLE001 - any failure to read the file is a data error
+        raise DataError(f"{h5}: cannot be read as an SHD file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:160] if str(exc) else 'damaged file'})"
+                        ) from None
+    if not samples:
+        return np.full((0, -(-N_CHANNELS // channel_factor), max_spikes), np.inf), \
+            np.zeros(0, dtype=np.int64)
     return np.stack(samples), np.asarray(labels, dtype=np.int64)

@@ -82,12 +82,15 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
     if delays is not None and not torch.is_floating_point(delays):
         raise ValueError("delays must be a floating-point tensor")
     if check_values:
-        if not bool((t_in > -math.inf).all()):  # False for NaN and -inf alike
-            raise ValueError("t_in must not contain NaN or -inf (use +inf for 'no spike')")
+        if not bool((t_in >= 0).all()):  # False for NaN and negative times alike
+            raise ValueError("t_in must hold times >= 0, measured from the sample's start "
+                             "(+inf for 'no spike'; no NaN or negative values)")
         if not torch.isfinite(weights).all():
             raise ValueError("weights must be finite")
         if delays is not None and not torch.isfinite(delays).all():
             raise ValueError("delays must be finite")
+        if delays is not None and not bool((delays >= 0).all()):
+            raise ValueError("delays must be >= 0 (a spike cannot arrive before it is sent)")
     kernel = kernel_for(tau_mem, tau_syn)
     batch, n_out = t_in.shape[0], weights.shape[1]
     if isinstance(threshold, (int, float)):
