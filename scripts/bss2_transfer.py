@@ -24,7 +24,8 @@ from snndelay.backends import make_backend
 from snndelay.config import BackendConfig
 from snndelay.deploy import calibrated
 from snndelay.losses import predict_np
-from snndelay.runs import load_network, load_run_config
+from snndelay.rundir import load_run_config
+from snndelay.runs import load_network
 from snndelay.training import load_split
 
 

@@ -85,13 +85,7 @@ def train(
 ) -> None:
     """Train a network (default experiment: yinyang_h30_ws)."""
     from snndelay.config import compose, to_yaml
-    from snndelay.runs import (
-        check_writable_dir,
-        default_run_dir,
-        load_run_config,
-        load_run_overrides,
-        train_run,
-    )
+    from snndelay.rundir import check_writable_dir, default_run_dir, load_run_config, load_run_overrides
 
     overrides = list(overrides or [])
     continuing = resume is not None
@@ -115,6 +109,7 @@ def train(
         console.print(to_yaml(cfg), markup=False, highlight=False, end="")
         return
     from snndelay.backends import ensure_available
+    from snndelay.runs import train_run
     from snndelay.training import check_data
 
     check_writable_dir(target)
@@ -237,7 +232,7 @@ def _group_table(title: str, rows: list[dict]) -> Table:
 
 def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) -> list[dict]:
     """Expand, run and aggregate a sweep (shared by sweep and compare-delays)."""
-    from snndelay.runs import check_writable_dir, directory_lock
+    from snndelay.rundir import check_writable_dir, directory_lock
     from snndelay.sweep import (
         load_launcher,
         make_jobs,
@@ -331,7 +326,7 @@ def compare_delays(
     """Train every delay type (none, axonal, dendritic, synaptic) at each hidden size and seed;
     comparison.csv, comparison.md and comparison.png of the test error."""
     from snndelay import compare
-    from snndelay.runs import atomic_write_text
+    from snndelay.rundir import atomic_write_text
 
     try:
         sizes = [int(h) for h in hidden.split(",") if h.strip()]
@@ -384,7 +379,7 @@ def deploy(
     if backend not in ("bss2_emulator", "bss2"):
         raise ConfigError(f"--backend must be bss2_emulator or bss2, got {backend!r}")
     from snndelay.config import MAX_REPEATS, MAX_SEED
-    from snndelay.runs import directory_lock
+    from snndelay.rundir import directory_lock
 
     if not 1 <= repeats <= MAX_REPEATS:
         raise ConfigError(f"--repeats must be in [1, {MAX_REPEATS}], got {repeats}")

@@ -114,7 +114,7 @@ def plot(cells: list[dict], path: Path, title: str) -> None:
     """Two panels: test error vs hidden neurons and vs parameters; IQR bands."""
     from snndelay.plots import plt, save_figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for d in DELAYS:
         pts = sorted((c for c in cells if c["delay"] == d and c["runs"] > 0),
                      key=lambda c: _hidden_num(c["hidden"]))

@@ -18,8 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from snndelay.backends import BACKENDS
 from snndelay.data import DATASETS, n_classes, n_inputs
+from snndelay.delays import DELAY_TYPES
 from snndelay.errors import ConfigError
-from snndelay.network import DELAY_TYPES
 
 LOSS_NAMES = ("shift_mse", "ttfs_ce")
 POSITIVITY = ("sigmoid", "clamp")
@@ -105,6 +105,7 @@ class TrainingConfig:
     max_dw_norm: Optional[float] = 0.2
     input_noise: float = 0.0  # std (tau_s) of Gaussian jitter on training input times
     checkpoint_every: int = 1
+    threads: int = 0  # 0: the CPUs this process may use (affinity, cgroup quota, *_NUM_THREADS)
 
 
 @dataclass
@@ -307,6 +308,7 @@ def validate(cfg: Config) -> Config:
     _need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
           "must be > 0 or null", t.max_dw_norm)
     _int_in("training.checkpoint_every", t.checkpoint_every, 1, MAX_EPOCHS)
+    _int_in("training.threads", t.threads, 0, 1024)
     b = cfg.backend
     _int_in("backend.chip_seed", b.chip_seed, 0, MAX_SEED)
     for key in ("fixed_std", "trial_std", "jitter_std"):

@@ -111,7 +111,7 @@ def validate_bundle(arrays: dict[str, np.ndarray], meta: dict) -> None:
 
 
 def write_bundle(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    from snndelay.runs import atomic_write_text
+    from snndelay.rundir import atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".bundle.tmp.npz"
@@ -150,7 +150,8 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
 
     from snndelay.backends import SimulatorBackend, make_backend
     from snndelay.losses import predict_np
-    from snndelay.runs import atomic_write_text, load_network, load_run_config
+    from snndelay.rundir import atomic_write_text, load_run_config
+    from snndelay.runs import load_network
     from snndelay.training import load_split
 
     cfg = load_run_config(run_dir)
@@ -224,7 +225,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
 def _plot(hw_out: np.ndarray, sim_out: np.ndarray, path: Path, backend: str) -> None:
     from snndelay.plots import plt, save_figure
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
     both = np.isfinite(hw_out) & np.isfinite(sim_out)
     for j in range(hw_out.shape[1]):
         m = both[:, j]

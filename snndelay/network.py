@@ -13,8 +13,6 @@ from torch import nn
 
 from snndelay.engine import first_spike_times, fused
 
-DELAY_TYPES = ("none", "axonal", "dendritic", "synaptic")
-
 
 @dataclass(frozen=True)
 class DelaySpec:

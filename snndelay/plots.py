@@ -14,14 +14,14 @@ import torch  # noqa: E402
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
     """Write a figure atomically (a killed run never leaves half a PNG) and close it."""
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi)  # the figures use constrained layout: one draw, not two
     plt.close(fig)
     tmp.replace(path)
 
 
 def learning_curves(rows: list[dict], path: Path) -> None:
     ep = [r["epoch"] for r in rows]
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     ax_l.plot(ep, [r["train_loss"] for r in rows], label="train")
     ax_l.plot(ep, [r["val_loss"] for r in rows], label="validation")
     positive = all(r["train_loss"] > 0 and r["val_loss"] > 0 for r in rows)
@@ -38,7 +38,7 @@ def learning_curves(rows: list[dict], path: Path) -> None:
 def delay_histograms(delays: dict[str, torch.Tensor], path: Path) -> None:
     """One histogram per layer of the effective delays (tau_s)."""
     n = max(1, len(delays))
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.5), squeeze=False, layout="constrained")
     if not delays:
         axes[0, 0].text(0.5, 0.5, "no delays in this network", ha="center", va="center")
         axes[0, 0].set_axis_off()
@@ -52,7 +52,7 @@ def yinyang_predictions(features: torch.Tensor, labels: torch.Tensor, pred: torc
                         path: Path) -> None:
     """Test points at (x, y) coloured by predicted class; errors circled in red."""
     colors = ["tab:blue", "tab:orange", "tab:green"]
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
     x, y = features[:, 0].numpy(), features[:, 1].numpy()
     for c in range(3):
         sel = (pred == c).numpy()

@@ -1,50 +1,36 @@
-"""Run directories: atomic files, the training command and the evaluation command.
-
-A run directory holds config.yaml (resolved), overrides.yaml, metrics.csv, summary.json,
-checkpoint.pt and the plots. Every file is written to a temporary name and renamed, so a
-killed run never leaves a half-written file.
-"""
+"""Runs: checkpoints, the training command and the evaluation command (run directories
+themselves: snndelay.rundir)."""
 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import os
 import platform
 import subprocess
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import yaml
 
 import snndelay
 from snndelay import plots
+from snndelay import threads as thread_policy
 from snndelay.backends import make_backend
-from snndelay.config import Config, from_dictconfig, to_yaml
+from snndelay.config import Config, to_yaml
+from snndelay.engine import fused
 from snndelay.errors import ConfigError, RunDirError
 from snndelay.network import Network
+from snndelay.rundir import (
+    _tmp_name,
+    atomic_write_text,
+    directory_lock,
+    load_run_config,
+)
 from snndelay.training import EvalResult, Split, Trainer, build_network, check_data, evaluate, load_split
-
-
-def _tmp_name(path: Path) -> Path:
-    """A temporary name beside path, unique per process and call (two writers never share)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = _tmp_name(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_torch_save(obj: dict, path: Path) -> None:
@@ -54,37 +40,6 @@ def atomic_torch_save(obj: dict, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def directory_lock(path: Path, what: str = "run directory") -> Iterator[None]:
-    """Hold an exclusive lock on path/.lock while the block runs; a second snndelay command
-    on the same directory is refused with one line. The OS releases the lock when the holder
-    exits or is killed, so a stale lock file never blocks anyone."""
-    check_writable_dir(path, what)
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunDirError(f"{path}: another snndelay command is using this {what}; wait "
-                              "for it to finish or choose another directory") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def check_writable_dir(path: Path, what: str = "run directory") -> None:
-    """A directory we may create or use: neither it nor any parent is an existing file."""
-    for p in (path, *path.parents):
-        if p.exists() and not p.is_dir():
-            raise RunDirError(f"{what} {path}: {p} is a file, not a directory")
-
-
-def default_run_dir(cfg: Config, root: Path = Path("outputs")) -> Path:
-    now = datetime.now()
-    return root / now.strftime("%Y-%m-%d") / f"{now.strftime('%H-%M-%S')}_{cfg.name}"
 
 
 def _git_commit() -> str | None:
@@ -103,31 +58,6 @@ def _metrics_csv(rows: list[dict]) -> str:
         writer.writeheader()
         writer.writerows(rows)
     return buf.getvalue()
-
-
-def load_run_config(run_dir: Path) -> Config:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RunDirError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
-    if not isinstance(raw, dict):
-        raise RunDirError(f"{path}: holds no config mapping")
-    try:
-        return from_dictconfig(raw)
-    except ConfigError as exc:
-        raise RunDirError(f"{path}: {exc}") from None
-
-
-def load_run_overrides(run_dir: Path) -> list[str]:
-    """The command-line overrides a run was started with (overrides.yaml; [] if unreadable)."""
-    try:
-        raw = yaml.safe_load((run_dir / "overrides.yaml").read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []
-    return [str(o) for o in raw] if isinstance(raw, list) else []
 
 
 def load_checkpoint(run_dir: Path) -> dict:
@@ -174,9 +104,20 @@ class RunResult:
     rows: list[dict]
 
 
+def use_threads(cfg: Config, default: int | None = None) -> int:
+    """Thread counts for this process (snndelay.threads): training.threads when set, else
+    `default` (a sweep's share of the cores), else the CPUs this process may use."""
+    ratio = cfg.neuron.tau_mem / cfg.neuron.tau_syn
+    return thread_policy.configure(cfg.training.threads or default,
+                                   compiled_engine=fused.available(ratio))
+
+
 def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,
-              on_epoch: Callable[[dict], None] | None = None) -> RunResult:
-    """Train (or continue) the run in run_dir and write every output file."""
+              on_epoch: Callable[[dict], None] | None = None, threads: int | None = None
+              ) -> RunResult:
+    """Train (or continue) the run in run_dir and write every output file. threads: the
+    thread count when training.threads is 0 (default: the CPUs this process may use)."""
+    use_threads(cfg, threads)
     check_data(cfg)  # all splits, before any training time is spent
     with directory_lock(run_dir):
         return _train_locked(cfg, run_dir, overrides, resume, on_epoch)
@@ -252,6 +193,7 @@ def evaluate_run(run_dir: Path, split: str, repeats: int | None = None, model: s
     (config, result, confusion [true, predicted], epoch of the network). repeats: runs of the
     split averaged on a noisy backend (default backend.eval_repeats)."""
     cfg = load_run_config(run_dir)
+    use_threads(cfg)
     net, epoch = load_network(run_dir, cfg, model)
     data = load_split(cfg, split)
     # On the backend the run was trained with (the emulated chip of its chip_seed, or the chip).

@@ -175,19 +175,6 @@ def split_launcher_overrides(overrides: list[str]) -> tuple[list[str], list[str]
 
 
 # -- one job (runs in a worker process) -------------------------------------------------------
-def _limit_threads(n: int) -> None:
-    """Parallel jobs share the cores: each uses n threads for torch and numba."""
-    import torch
-
-    torch.set_num_threads(n)
-    try:
-        import numba
-
-        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - numba is a dependency, but optional at run time
-        pass
-
-
 def _hidden(cfg) -> str:
     return ",".join(str(h) for h in cfg.hidden_sizes())
 
@@ -203,11 +190,11 @@ def _job_row(job: Job) -> dict:
 def run_job(job: Job) -> dict:
     """Train (or reuse, or continue) one job's run; never raises: failures become a row with
     status "failed" and the error (full traceback in the run's error.txt)."""
-    from snndelay.runs import atomic_write_text, load_run_config, train_run
+    from snndelay.rundir import atomic_write_text, load_run_config
+    from snndelay.runs import train_run
 
     if job.in_worker:
         _exit_with_parent()
-    _limit_threads(job.threads)
     run_dir = Path(job.run_dir)
     row = _job_row(job)
     try:
@@ -231,7 +218,9 @@ def run_job(job: Job) -> dict:
             if not resume and run_dir.exists():  # failed, changed or foreign: start over
                 status = "rerun" if done.is_file() else "done"  # finished with another config
                 shutil.rmtree(run_dir)
-            summary = train_run(cfg, run_dir, list(job.overrides), resume=resume).summary
+            # Parallel jobs share the cores: job.threads each, unless training.threads is set.
+            summary = train_run(cfg, run_dir, list(job.overrides), resume=resume,
+                                threads=job.threads).summary
             row["status"] = status
         (run_dir / "error.txt").unlink(missing_ok=True)
         for key in ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
@@ -372,7 +361,7 @@ def _run_submitit(jobs: list[Job], launcher: LauncherConfig, sweep_dir: Path, ro
 
 # -- aggregation ------------------------------------------------------------------------------
 def write_summary(rows: list[dict], path: Path) -> None:
-    from snndelay.runs import atomic_write_text
+    from snndelay.rundir import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_FIELDS))
@@ -425,7 +414,7 @@ def default_sweep_dir(root: Path = Path("outputs/sweeps")) -> Path:
 
 def write_sweep_record(sweep_dir: Path, overrides: list[str], launcher: LauncherConfig,
                        n_jobs: int, jobs: list[Job]) -> None:
-    from snndelay.runs import atomic_write_text
+    from snndelay.rundir import atomic_write_text
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     record = {"overrides": overrides, "launcher": asdict(launcher), "jobs": n_jobs,
@@ -435,4 +424,6 @@ def write_sweep_record(sweep_dir: Path, overrides: list[str], launcher: Launcher
 
 
 def threads_per_job(n_jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+    from snndelay.threads import available_cpus
+
+    return max(1, available_cpus() // max(1, n_jobs))

@@ -17,6 +17,7 @@ from snndelay.errors import TrainingDiverged
 from snndelay.losses import LOSSES, LOSSES_NP, predict_np
 from snndelay.network import DelaySpec, Network
 from snndelay.optim import Adam
+from snndelay.threads import CpuMonitor
 
 
 @dataclass
@@ -161,6 +162,7 @@ class Trainer:
         self.max_dw = math.inf if t.max_dw_norm is None else float(t.max_dw_norm)
         self.max_missing = [t.max_missing_hidden] * (len(self.net.layers) - 1) + [t.max_missing_output]
         self.state = TrainState()
+        self.cpu = CpuMonitor()
         self.train_split = load_split(cfg, "train")
         self.val_split = load_split(cfg, "val")
 
@@ -219,6 +221,7 @@ class Trainer:
         return np.maximum(t_in + self.noise_rng.normal(0.0, std, t_in.shape), 0.0)
 
     def train_epoch(self) -> dict:
+        self.cpu.adapt()  # small layers parallel only while no other process competes
         t0 = time.perf_counter()
         t = self.cfg.training
         if self.state.epoch > 0 and self.state.epoch % t.step_size == 0:

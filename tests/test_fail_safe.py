@@ -24,7 +24,7 @@ from snndelay import errors
 from snndelay.cli import app
 from snndelay.config import compose
 from snndelay.engine import first_spike_times
-from snndelay.runs import atomic_write_text, directory_lock
+from snndelay.rundir import atomic_write_text, directory_lock
 
 runner = CliRunner()
 SMALL = ["experiment=yinyang_h5_ws", "dataset.train_size=60", "dataset.val_size=30",

@@ -114,10 +114,15 @@ def test_fused_and_autograd_training_agree_over_an_epoch():
         torch.testing.assert_close(pa, pb, rtol=1e-9, atol=1e-11)
 
 
-def test_gradients_are_bit_identical_on_any_thread_count():
+def test_gradients_are_bit_identical_on_any_thread_count(monkeypatch):
     """Same seed + same config = same run, whether 1 or several threads share the work."""
     import numba
 
+    from snndelay.engine import _impl
+
+    # A Yin-Yang layer is below the work size at which the engine goes parallel: lower it, so
+    # that 2 threads really split the loops here.
+    monkeypatch.setattr(_impl, "_parallel_min_work", 0)
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs at least 2 numba threads")
     gen = torch.Generator().manual_seed(9)
@@ -155,3 +160,22 @@ def test_fused_multi_spike_inputs_equal_autograd(kind, bias):
     net.backward_fused(caches, LOSSES_NP["shift_mse"](outs[-1], y.numpy())[1], max_dw_norm=0.2)
     for name, p in net.named_parameters():
         torch.testing.assert_close(p.grad, ref[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_small_layers_run_on_one_thread_and_restore_the_count():
+    import numba
+
+    from snndelay.engine import _impl
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs at least 2 numba threads")
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        with _impl.threads_for(150 * 4 * 30) as n:
+            assert n == 1 and numba.get_num_threads() == 1
+        assert numba.get_num_threads() == 2
+        with _impl.threads_for(_impl.PARALLEL_MIN_WORK) as n:
+            assert n == 2 and numba.get_num_threads() == 2
+    finally:
+        numba.set_num_threads(before)

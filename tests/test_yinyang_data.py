@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from snndelay.data import yinyang, yinyang_spikes
+from snndelay.data.yinyang import yinyang, yinyang_spikes
 
 GOLDEN = {  # size, seed, class counts, first sample, first label
     "train": (5000, 42, [1681, 1702, 1617], [0.68030754, 0.45049925, 0.31969246, 0.54950075], 2),

@@ -1,106 +1,53 @@
-"""Datasets and their spike-time encodings (docs/model.md section 7). A dataset is a config group
-(configs/dataset/); load(cfg.dataset, split) returns encoded tensors, computed once per process.
+"""Datasets and their spike-time encodings (docs/model.md section 7). A dataset is a config
+group (configs/dataset/); load(cfg.dataset, split) returns encoded tensors, computed once per
+process.
 
 yinyang  generated (golden values of docs/model.md), 4 values -> one spike each
 digits   scikit-learn's bundled 8x8 digits, pixel latency code
 mnist    IDX files under dataset.root, optional resizing, pixel latency code
 shd      Spiking Heidelberg Digits through tonic, events -> [n, channels, max_spikes]
+
+This module itself is light (names, sizes): the config checks import it without loading torch
+or the readers; load() and the encoders are imported on first use.
 """
 
 from __future__ import annotations
 
-from dataclasses import astuple
-from typing import NamedTuple
-
-import numpy as np
-import torch
-
-from snndelay.data.images import DatasetMissing, digits, mnist, pixel_spikes
-from snndelay.data.yinyang import yinyang, yinyang_spikes
-from snndelay.errors import DataError
+from typing import Any
 
 DATASETS = ("yinyang", "digits", "mnist", "shd")
 N_CLASSES = {"yinyang": 3, "digits": 10, "mnist": 10, "shd": 20}
-
-
-class Encoded(NamedTuple):
-    t_in: torch.Tensor  # [n, N] or [n, N, S] spike times (tau_s), +inf = no spike
-    labels: torch.Tensor  # [n] int64
-    features: torch.Tensor  # [n, F] raw values (Yin-Yang: for the prediction plot)
-
-
-def n_inputs(d) -> int:
-    """Input channels the network sees (after replication)."""
-    base = {"yinyang": 4, "digits": 64, "shd": -(-700 // max(1, d.channel_factor))}.get(d.name)
-    if d.name == "mnist":
-        base = (d.resize or 28) ** 2
-    return base * d.replicate
-
-
-def n_classes(d) -> int:
-    return N_CLASSES[d.name]
-
-
-_CACHE: dict[tuple, Encoded] = {}
-
-
 SPLITS = ("train", "val", "test")
 SIZE_KEYS = {"train": "dataset.train_size", "val": "dataset.val_size",
              "test": "dataset.test_size"}
 
 
-def load(d, split: str) -> Encoded:
-    """Encode one split once per process (off the hot path); later calls reuse it. A split
-    that cannot be read, is empty or has labels outside the dataset's classes is a DataError
-    naming the file or the key to change."""
-    key = (astuple(d), split)
-    if key not in _CACHE:
-        _CACHE[key] = _check(d, split, _encode(d, split))
-    return _CACHE[key]
-
-
-def _check(d, split: str, enc: Encoded) -> Encoded:
-    n = len(enc.labels)
-    where = f"dataset={d.name}" + (f" (dataset.root={d.root})" if d.root else "")
-    if n == 0:
-        hint = (f"dataset.val_size={d.val_size} leaves no training samples; lower it"
-                if split == "train" and d.name in ("mnist", "shd") else
-                f"check the files and {SIZE_KEYS[split]}")
-        raise DataError(f"{where}: the {split} split is empty ({hint})")
-    if enc.t_in.shape[0] != n:
-        raise DataError(f"{where}: the {split} split has {enc.t_in.shape[0]} inputs but {n} labels")
-    labels = enc.labels
-    if int(labels.min()) < 0 or int(labels.max()) >= n_classes(d):
-        raise DataError(f"{where}: the {split} split has labels {int(labels.min())}.."
-                        f"{int(labels.max())}; {d.name} has classes 0..{n_classes(d) - 1}")
-    if torch.isnan(enc.t_in).any():
-        raise DataError(f"{where}: the {split} split encodes to NaN spike times")
-    return enc
-
-
-def _encode(d, split: str) -> Encoded:
-    sizes = {"train": d.train_size, "val": d.val_size, "test": d.test_size}
-    if d.name == "yinyang":
-        seed = {"train": d.train_seed, "val": d.val_seed, "test": d.test_seed}[split]
-        feats, labels = yinyang(sizes[split], seed)
-        t = yinyang_spikes(feats, d.t_early, d.t_late).numpy()
-    elif d.name in ("digits", "mnist"):
-        if d.name == "digits":
-            feats, labels = digits(split, sizes, d.split_seed)
-        else:
-            feats, labels = mnist(split, d.root, sizes, d.split_seed, d.resize)
-        t = pixel_spikes(feats, d.t_early, d.t_late, d.drop_dark)
+def n_inputs(d: Any) -> int:
+    """Input channels the network sees (after replication)."""
+    if d.name == "mnist":
+        base = (d.resize or 28) ** 2
     else:
-        from snndelay.data.shd import shd
-
-        t, labels = shd(split, d.root, sizes, d.split_seed, channel_factor=d.channel_factor,
-                        max_spikes=d.max_spikes, tau_s_ms=d.tau_s_ms, t_max_ms=d.t_max_ms)
-        feats = np.zeros((len(labels), 0))
-    if d.replicate > 1:  # copy k of input i is row replicate * i + k (shares i's axonal delay)
-        t = np.repeat(t, d.replicate, axis=1)
-    return Encoded(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float64)),
-                   torch.as_tensor(labels, dtype=torch.int64), torch.as_tensor(feats))
+        base = {"yinyang": 4, "digits": 64, "shd": -(-700 // max(1, d.channel_factor))}[d.name]
+    return base * d.replicate
 
 
-__all__ = ["DATASETS", "SPLITS", "DatasetMissing", "Encoded", "load", "n_classes", "n_inputs",
-           "pixel_spikes", "yinyang", "yinyang_spikes"]
+def n_classes(d: Any) -> int:
+    return N_CLASSES[d.name]
+
+
+# (The Yin-Yang generator is snndelay.data.yinyang.yinyang: its name is also its module's.)
+_LAZY = {"Encoded": "encoding", "load": "encoding", "DatasetMissing": "images",
+         "pixel_spikes": "images", "yinyang_spikes": "yinyang"}
+
+
+def __getattr__(name: str) -> Any:
+    """The heavy parts (torch, the file readers) on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"snndelay.data.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'snndelay.data' has no attribute {name!r}")
+
+
+__all__ = ["DATASETS", "N_CLASSES", "SIZE_KEYS", "SPLITS", "DatasetMissing", "Encoded", "load",
+           "n_classes", "n_inputs", "pixel_spikes", "yinyang_spikes"]

@@ -4,6 +4,9 @@ device. Both compute the same formulas; the tests run both."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 
 try:  # a numba that is missing or does not match the installed numpy means: torch only
@@ -36,10 +39,38 @@ def use_numba(t: torch.Tensor, ratio: float) -> bool:
             and ratio in (1.0, 2.0))
 
 
-def numba_threads(batch: int) -> int:
-    """Chunks for the forward loops: one per thread (no sum across samples, so the result
-    does not depend on the split)."""
-    return max(1, min(batch, numba.get_num_threads()))
+# Below this much work per call (samples x arrivals x receiving neurons; about 25 ms on one
+# core) the compiled loops run on one thread while other processes compete for the CPUs. On an
+# idle machine two threads save even on Yin-Yang's small layers (1.65x on a 150 x 4 -> 30
+# layer), but next to busy processes a parallel region waits for its slowest thread, and a
+# descheduled thread costs a whole scheduler slice: a Yin-Yang epoch (calls of about 1 ms) ran
+# 3x slower next to one busy process and 8x next to two. snndelay.threads.CpuMonitor tells
+# which case holds and sets the limit (measured: scripts/bench_contention.py, docs/results.md).
+PARALLEL_MIN_WORK = 1_000_000
+_parallel_min_work = PARALLEL_MIN_WORK
+
+
+def set_parallel_min_work(work: int) -> None:
+    """Work per call from which the compiled loops use every configured thread (0: always;
+    PARALLEL_MIN_WORK, the default: only large layers)."""
+    global _parallel_min_work
+    _parallel_min_work = max(0, int(work))
+
+
+@contextmanager
+def threads_for(work: int) -> Iterator[int]:
+    """Run the compiled loops of one call on as many threads as its work pays for: one below
+    the current limit (set_parallel_min_work), else numba's configured count. Yields that count (the chunks of the
+    forward loops; no sum runs across samples there, so results do not depend on it)."""
+    n = numba.get_num_threads()
+    if n == 1 or work >= _parallel_min_work:
+        yield n
+        return
+    numba.set_num_threads(1)
+    try:
+        yield 1
+    finally:
+        numba.set_num_threads(n)
 
 
 # The backward sums per-chunk gradient accumulators: a fixed number of chunks (independent of

@@ -88,8 +88,9 @@ def _grads_numba(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor
 
     has_d = d_syn is not None
     d_t = arr(d_syn.t()) if d_syn is not None else _NO_DELAYS
-    g_t, g_w_t, g_d_t = nk.backward(arr(t_in), arr(weights.t()), d_t, has_d, arr(t_out),
-                                    arr(grad_out), lambert, float(min_slope),
-                                    float(max_dw_norm), _impl.backward_chunks(t_in.shape[0]))
+    with _impl.threads_for(t_in.numel() * weights.shape[1]):
+        g_t, g_w_t, g_d_t = nk.backward(arr(t_in), arr(weights.t()), d_t, has_d, arr(t_out),
+                                        arr(grad_out), lambert, float(min_slope),
+                                        float(max_dw_norm), _impl.backward_chunks(t_in.shape[0]))
     grad_d = torch.from_numpy(g_d_t).t() if has_d else None
     return torch.from_numpy(g_t), torch.from_numpy(g_w_t).t(), grad_d

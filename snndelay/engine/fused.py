@@ -62,11 +62,12 @@ def layer_forward(t_in: np.ndarray, w: np.ndarray, kind: str, d: np.ndarray | No
         w_t = np.ascontiguousarray((w / scale).T)
         th = np.broadcast_to(np.asarray(theta, dtype=np.float64) / scale,
                              (t.shape[0], w.shape[1])).copy()
-        chunks = _impl.numba_threads(t.shape[0])
-        if kind == "synaptic":
-            core = nk.forward_synaptic(t, d_syn_t, w_t, th, lambert, chunks)
-        else:
-            core = nk.forward_shared(t, w_t, th, lambert, chunks)
+        with _impl.threads_for(t.size * w.shape[1]) as threads:
+            chunks = max(1, min(t.shape[0], threads))
+            if kind == "synaptic":
+                core = nk.forward_synaptic(t, d_syn_t, w_t, th, lambert, chunks)
+            else:
+                core = nk.forward_shared(t, w_t, th, lambert, chunks)
     out = core + dk[None, :] if kind == "dendritic" else core  # inf + d stays inf
     return out, LayerCache(t, core, w, d_syn_t)
 
@@ -80,10 +81,12 @@ def layer_backward(g_out: np.ndarray, kind: str, cache: LayerCache, lambert: boo
     from snndelay.engine import _numba_kernels as nk
 
     has_d = cache.d_syn_t is not None
-    g_t, g_w_t, g_d_t = nk.backward(cache.t, np.ascontiguousarray(cache.w.T),
-                                    cache.d_syn_t if has_d else _NO_DELAYS, has_d, cache.t_core,
-                                    np.ascontiguousarray(g_out), lambert, float(min_slope),
-                                    float(max_dw_norm), _impl.backward_chunks(g_out.shape[0]))
+    with _impl.threads_for(cache.t.size * cache.w.shape[1]):
+        g_t, g_w_t, g_d_t = nk.backward(cache.t, np.ascontiguousarray(cache.w.T),
+                                        cache.d_syn_t if has_d else _NO_DELAYS, has_d,
+                                        cache.t_core, np.ascontiguousarray(g_out), lambert,
+                                        float(min_slope), float(max_dw_norm),
+                                        _impl.backward_chunks(g_out.shape[0]))
     g_d = None
     if kind == "axonal":
         g_d = g_t.sum(axis=0)

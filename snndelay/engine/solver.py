@@ -195,10 +195,11 @@ def _solve_numba(t_in: torch.Tensor, w_n: torch.Tensor, d_syn: torch.Tensor | No
     t = t_in.detach().contiguous().numpy()
     w_t = w_n.detach().t().contiguous().numpy()
     th = theta.detach().contiguous().numpy()
-    chunks = _impl.numba_threads(t.shape[0])
-    if d_syn is None:
-        out = nk.forward_shared(t, w_t, th, lambert, chunks)
-    else:
-        out = nk.forward_synaptic(t, d_syn.detach().t().contiguous().numpy(), w_t, th, lambert,
-                                  chunks)
+    with _impl.threads_for(t.size * w_t.shape[0]) as threads:
+        chunks = max(1, min(t.shape[0], threads))
+        if d_syn is None:
+            out = nk.forward_shared(t, w_t, th, lambert, chunks)
+        else:
+            out = nk.forward_synaptic(t, d_syn.detach().t().contiguous().numpy(), w_t, th,
+                                      lambert, chunks)
     return torch.from_numpy(out)

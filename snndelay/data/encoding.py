@@ -1,0 +1,77 @@
+"""Encoded splits: load(cfg.dataset, split) reads, checks and encodes one split once per
+process (docs/model.md section 7)."""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from snndelay.data import SIZE_KEYS, n_classes
+from snndelay.data.images import digits, mnist, pixel_spikes
+from snndelay.data.yinyang import yinyang, yinyang_spikes
+from snndelay.errors import DataError
+
+
+class Encoded(NamedTuple):
+    t_in: torch.Tensor  # [n, N] or [n, N, S] spike times (tau_s), +inf = no spike
+    labels: torch.Tensor  # [n] int64
+    features: torch.Tensor  # [n, F] raw values (Yin-Yang: for the prediction plot)
+
+
+_CACHE: dict[tuple, Encoded] = {}
+
+
+def load(d, split: str) -> Encoded:
+    """Encode one split once per process (off the hot path); later calls reuse it. A split
+    that cannot be read, is empty or has labels outside the dataset's classes is a DataError
+    naming the file or the key to change."""
+    key = (astuple(d), split)
+    if key not in _CACHE:
+        _CACHE[key] = _check(d, split, _encode(d, split))
+    return _CACHE[key]
+
+
+def _check(d, split: str, enc: Encoded) -> Encoded:
+    n = len(enc.labels)
+    where = f"dataset={d.name}" + (f" (dataset.root={d.root})" if d.root else "")
+    if n == 0:
+        hint = (f"dataset.val_size={d.val_size} leaves no training samples; lower it"
+                if split == "train" and d.name in ("mnist", "shd") else
+                f"check the files and {SIZE_KEYS[split]}")
+        raise DataError(f"{where}: the {split} split is empty ({hint})")
+    if enc.t_in.shape[0] != n:
+        raise DataError(f"{where}: the {split} split has {enc.t_in.shape[0]} inputs but {n} labels")
+    labels = enc.labels
+    if int(labels.min()) < 0 or int(labels.max()) >= n_classes(d):
+        raise DataError(f"{where}: the {split} split has labels {int(labels.min())}.."
+                        f"{int(labels.max())}; {d.name} has classes 0..{n_classes(d) - 1}")
+    if torch.isnan(enc.t_in).any():
+        raise DataError(f"{where}: the {split} split encodes to NaN spike times")
+    return enc
+
+
+def _encode(d, split: str) -> Encoded:
+    sizes = {"train": d.train_size, "val": d.val_size, "test": d.test_size}
+    if d.name == "yinyang":
+        seed = {"train": d.train_seed, "val": d.val_seed, "test": d.test_seed}[split]
+        feats, labels = yinyang(sizes[split], seed)
+        t = yinyang_spikes(feats, d.t_early, d.t_late).numpy()
+    elif d.name in ("digits", "mnist"):
+        if d.name == "digits":
+            feats, labels = digits(split, sizes, d.split_seed)
+        else:
+            feats, labels = mnist(split, d.root, sizes, d.split_seed, d.resize)
+        t = pixel_spikes(feats, d.t_early, d.t_late, d.drop_dark)
+    else:
+        from snndelay.data.shd import shd
+
+        t, labels = shd(split, d.root, sizes, d.split_seed, channel_factor=d.channel_factor,
+                        max_spikes=d.max_spikes, tau_s_ms=d.tau_s_ms, t_max_ms=d.t_max_ms)
+        feats = np.zeros((len(labels), 0))
+    if d.replicate > 1:  # copy k of input i is row replicate * i + k (shares i's axonal delay)
+        t = np.repeat(t, d.replicate, axis=1)
+    return Encoded(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float64)),
+                   torch.as_tensor(labels, dtype=torch.int64), torch.as_tensor(feats))

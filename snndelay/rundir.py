@@ -1,0 +1,91 @@
+"""Run directories without the heavy machinery: paths, locks, atomic text files and the saved
+config. A run directory holds config.yaml (resolved), overrides.yaml, metrics.csv,
+summary.json, checkpoint.pt and the plots. Every file is written to a temporary name and
+renamed, so a killed run never leaves a half-written file. (Imported by the CLI before it
+knows whether it will train, so it loads neither torch nor plotting.)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from snndelay.config import Config, from_dictconfig
+from snndelay.errors import ConfigError, RunDirError
+
+
+def _tmp_name(path: Path) -> Path:
+    """A temporary name beside path, unique per process and call (two writers never share)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = _tmp_name(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def directory_lock(path: Path, what: str = "run directory") -> Iterator[None]:
+    """Hold an exclusive lock on path/.lock while the block runs; a second snndelay command
+    on the same directory is refused with one line. The OS releases the lock when the holder
+    exits or is killed, so a stale lock file never blocks anyone."""
+    check_writable_dir(path, what)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"{path}: another snndelay command is using this {what}; wait "
+                              "for it to finish or choose another directory") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_writable_dir(path: Path, what: str = "run directory") -> None:
+    """A directory we may create or use: neither it nor any parent is an existing file."""
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise RunDirError(f"{what} {path}: {p} is a file, not a directory")
+
+
+def default_run_dir(cfg: Config, root: Path = Path("outputs")) -> Path:
+    now = datetime.now()
+    return root / now.strftime("%Y-%m-%d") / f"{now.strftime('%H-%M-%S')}_{cfg.name}"
+
+
+def load_run_config(run_dir: Path) -> Config:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RunDirError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{path}: holds no config mapping")
+    try:
+        return from_dictconfig(raw)
+    except ConfigError as exc:
+        raise RunDirError(f"{path}: {exc}") from None
+
+
+def load_run_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides a run was started with (overrides.yaml; [] if unreadable)."""
+    try:
+        raw = yaml.safe_load((run_dir / "overrides.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    return [str(o) for o in raw] if isinstance(raw, list) else []
