@@ -1,6 +1,7 @@
 """Benchmark one layer's forward+backward: time per call and peak memory (tables in docs/results.md).
 
 Usage: python scripts/bench_engine.py [--repeats N] [--ratio 2] [--case NAME] [--impl torch]
+                                     [--threads N]
 Each case runs in a fresh subprocess so that the peak resident memory (ru_maxrss) is its own.
 """
 
@@ -25,12 +26,18 @@ CASES = {
 DELAYS = ("none", "axonal", "dendritic", "synaptic")
 
 
-def _run_one(case: str, delay: str, ratio: float, repeats: int, impl: str) -> dict:
+def _run_one(case: str, delay: str, ratio: float, repeats: int, impl: str,
+             threads: int = 0) -> dict:
     import torch
 
-    from snndelay.engine import first_spike_times, set_implementation
+    from snndelay.engine import _impl, first_spike_times, set_implementation
 
     set_implementation(impl)
+    if threads:  # exactly this many numba threads, for every layer size (no contention rule)
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        _impl.set_parallel_min_work(0)
 
     torch.manual_seed(0)
     p = CASES[case]
@@ -79,11 +86,13 @@ def main() -> None:
     ap.add_argument("--delay", choices=DELAYS, action="append")
     ap.add_argument("--impl", choices=("auto", "torch", "numba"), default="auto",
                     help="engine implementation on CPU (auto = numba when installed)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="numba threads for every layer (default: the run-time policy)")
     ap.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
         print(json.dumps(_run_one(args._child[0], args._child[1], args.ratio, args.repeats,
-                                  args.impl)))
+                                  args.impl, args.threads)))
         return
     print(f"implementation: {args.impl}; best of {args.repeats} timings of forward+backward after a warm-up")
     print(f"{'layer':<34}{'delay':<11}{'ms/call':>10}{'peak MB':>10}{'spiking':>9}")
@@ -91,7 +100,8 @@ def main() -> None:
         for delay in args.delay or DELAYS:
             res = subprocess.run(
                 [sys.executable, __file__, "--_child", case, delay, "--ratio", str(args.ratio),
-                 "--repeats", str(args.repeats), "--impl", args.impl],
+                 "--repeats", str(args.repeats), "--impl", args.impl,
+                 "--threads", str(args.threads)],
                 capture_output=True, text=True, check=True)
             r = json.loads(res.stdout.strip().splitlines()[-1])
             p = CASES[case]
