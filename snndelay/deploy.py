@@ -111,12 +111,11 @@ def validate_bundle(arrays: dict[str, np.ndarray], meta: dict) -> None:
 
 
 def write_bundle(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    from snndelay.rundir import atomic_write_text
+    from snndelay.rundir import atomic_write, atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".bundle.tmp.npz"
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
-    tmp.replace(out_dir / "bundle.npz")
+    atomic_write(out_dir / "bundle.npz",
+                 lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]  # stub: **kwds bool
     atomic_write_text(out_dir / "bundle.json", json.dumps(meta, indent=2) + "\n")
 
 

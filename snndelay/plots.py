@@ -10,13 +10,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from snndelay.rundir import atomic_write  # noqa: E402
+
 
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
     """Write a figure atomically (a killed run never leaves half a PNG) and close it."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)  # the figures use constrained layout: one draw, not two
-    plt.close(fig)
-    tmp.replace(path)
+    try:  # the figures use constrained layout: one draw, not two (no bbox_inches="tight")
+        atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def learning_curves(rows: list[dict], path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from snndelay.engine import fused
 from snndelay.errors import ConfigError, RunDirError
 from snndelay.network import Network
 from snndelay.rundir import (
-    _tmp_name,
+    atomic_write,
     atomic_write_text,
     directory_lock,
     load_run_config,
@@ -34,12 +33,7 @@ from snndelay.training import EvalResult, Split, Trainer, build_network, check_d
 
 
 def atomic_torch_save(obj: dict, path: Path) -> None:
-    tmp = _tmp_name(path)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _git_commit() -> str | None:

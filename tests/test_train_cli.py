@@ -99,8 +99,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch
     atomic_torch_save({"epoch": 1}, path)
 
     def broken_save(obj, f):
-        with open(f, "wb") as fh:
-            fh.write(b"half")
+        f.write(b"half")  # half a file written, then the disk is full
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
@@ -108,6 +107,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch
         atomic_torch_save({"epoch": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left
 
 
 @pytest.mark.parametrize("args, key", [
