@@ -162,8 +162,10 @@ def evaluate(
 
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, got {split!r}")
-    if repeats is not None and repeats < 1:
-        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    from snndelay.config import MAX_REPEATS
+
+    if repeats is not None and not 1 <= repeats <= MAX_REPEATS:
+        raise ConfigError(f"--repeats must be in [1, {MAX_REPEATS}], got {repeats}")
     cfg, res, confusion, epoch = evaluate_run(run_dir, split, repeats, model)
     console.print(f"[bold]{escape(cfg.name)}[/] {escape(str(run_dir))} (network of epoch {epoch}, {model}) on the "
                   f"{split} split: accuracy "

@@ -280,6 +280,13 @@ def test_deploy_chip_seed_must_not_be_negative(trained):
         runner.invoke(app, ["deploy", str(trained), "--hw", "--chip-seed", "-1"]))
 
 
+@pytest.mark.parametrize("command", ["evaluate", "deploy"])
+@pytest.mark.parametrize("repeats", ["0", "100000000"])
+def test_repeats_are_bounded(trained, command, repeats):
+    assert "--repeats" in _one_line_exit_2(
+        runner.invoke(app, [command, str(trained), "--repeats", repeats]))
+
+
 # -- sweeps -------------------------------------------------------------------------------------
 def test_a_changed_non_swept_override_is_never_reused(tmp_path):
     sweep = tmp_path / "sweep"
