@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -209,17 +209,10 @@ MAX_SPIKES_PER_CHANNEL = 10_000
 MAX_TIME = 1e6  # tau_s: input encoding times
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _check_finite(node: Any, prefix: str) -> None:
     """Every number anywhere in the config must be finite: nan and inf slip through range
     checks (nan compares False) and end as NaN parameters or an endless loop."""
-    from dataclasses import fields as dc_fields
-    from dataclasses import is_dataclass
-
-    for f in dc_fields(node):
+    for f in fields(node):
         value, key = getattr(node, f.name), f"{prefix}{f.name}"
         if is_dataclass(value):
             _check_finite(value, f"{key}.")
