@@ -23,7 +23,7 @@ import numpy as np
 from snndelay.backends import make_backend
 from snndelay.config import BackendConfig
 from snndelay.deploy import calibrated
-from snndelay.losses import predict_np
+from snndelay.losses import predict
 from snndelay.rundir import load_run_config
 from snndelay.runs import load_network
 from snndelay.training import load_split
@@ -42,7 +42,7 @@ def chip_accuracy(cfg, net, chip_seed: int, repeats: int) -> float:
     """Mean test accuracy over `repeats` trial-noise draws on emulated chip `chip_seed`."""
     test = load_split(cfg, "test")
     x, y = test.t_in.numpy(), test.labels.numpy()
-    accs = [(predict_np(chip(cfg, chip_seed, 10_000 + r).run(net, x)[-1]) == y).mean()
+    accs = [(predict(chip(cfg, chip_seed, 10_000 + r).run(net, x).times[-1]) == y).mean()
             for r in range(repeats)]
     return float(np.mean(accs))
 

@@ -1,3 +1,5 @@
 """The delay kinds (docs/model.md section 3), in a module light enough for the config checks."""
 
-DELAY_TYPES = ("none", "axonal", "dendritic", "synaptic")
+from snndelay.engine.types import DELAY_TYPES, DelayKind
+
+__all__ = ["DELAY_TYPES", "DelayKind"]

@@ -55,7 +55,7 @@ def make_bundle(cfg: Config, net, calibration: dict | None = None, network: dict
     """(arrays for bundle.npz, metadata for bundle.json) of a network; MappingError if the chip
     cannot realise it. calibration: what the weights were compensated for; network: which of
     the run's networks this is ({model, epoch}); both recorded as is."""
-    kinds = [kind for _, kind, _ in net.fused_params()]
+    kinds = [kind.value for kind in net.delay_kinds()]
     hw.check_realisable(kinds, net.tau_mem, net.tau_syn)
     arrays: dict[str, np.ndarray] = {}
     n_delays, groups = [], []
@@ -76,7 +76,7 @@ def make_bundle(cfg: Config, net, calibration: dict | None = None, network: dict
         "format": "snndelay-bss2-bundle/1",
         "experiment": cfg.name,
         "sizes": net.sizes, "delay_types": kinds, "delay_group_sizes": groups,
-        "bias_time": net.layers[0].bias_time,
+        "bias_time": net.bias_time,
         "threshold": float(net.threshold),
         "input_replicas": cfg.dataset.replicate,
         "weight_scale": hw.WEIGHT_SCALE, "weight_max": hw.WEIGHT_MAX,
@@ -147,8 +147,8 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     compensates the target chip's thresholds first. Returns the report."""
     from dataclasses import replace
 
-    from snndelay.backends import SimulatorBackend, make_backend
-    from snndelay.losses import predict_np
+    from snndelay.backends import SimulatorBackend, backend_class, make_backend
+    from snndelay.losses import predict
     from snndelay.rundir import atomic_write_text, load_run_config
     from snndelay.runs import load_network
     from snndelay.training import load_split
@@ -156,14 +156,15 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     cfg = load_run_config(run_dir)
     net, epoch = load_network(run_dir, cfg, model)
     out_dir = run_dir / "deploy"
-    trained_chip = cfg.backend.chip_seed if cfg.backend.name == "bss2_emulator" else None
+    trained_cls, target_cls = backend_class(cfg.backend.name), backend_class(backend_name)
+    trained_chip = cfg.backend.chip_seed if trained_cls.seeded_chip else None
     seed = chip_seed if chip_seed is not None else (trained_chip + 1 if trained_chip is not None
                                                     else 1)
     hw_cfg = replace(cfg, backend=replace(cfg.backend, name=backend_name, chip_seed=seed))
-    calibrate = execute and (backend_name == "bss2_emulator" if calibrate is None else calibrate)
-    if calibrate and backend_name != "bss2_emulator":
-        raise ConfigError("--calibrate: threshold calibration runs on the emulator only; the "
-                          "chip adapter does not implement the probe yet (use --no-calibrate)")
+    calibrate = execute and (target_cls.calibrates if calibrate is None else calibrate)
+    if calibrate and not target_cls.calibrates:
+        raise ConfigError(f"--calibrate: backend {backend_name} cannot measure its thresholds "
+                          "(the calibration probe runs on the emulator; use --no-calibrate)")
     deployed, calibration = net, None
     try:  # the probe (a neuron that never spikes) and the bundle fail with one line each
         if calibrate:
@@ -187,26 +188,21 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     labels = test.labels.numpy()
 
     def accuracy(times: list[np.ndarray]) -> float:
-        return float((predict_np(times[-1]) == labels).mean())
+        return float((predict(times[-1]) == labels).mean())
 
-    sim_times = SimulatorBackend().run(net, test.t_in.numpy())
+    sim_times = SimulatorBackend().run(net, test.t_in.numpy()).times
     sim_acc = accuracy(sim_times)
-    chip = None
-    if backend_name == "bss2":  # the chip runs the bundle file just written
-        from snndelay.backends.bss2_chip import BSS2Chip
+    # Every repeat runs the bundle file just written (its integers), with fresh trial noise.
+    bundle = hw.bundle_params(*load_bundle(out_dir))
 
-        chip = BSS2Chip.from_bundle(*load_bundle(out_dir))
+    def test_runs(network, from_bundle: bool) -> list[list[np.ndarray]]:
+        return [make_backend(hw_cfg, seed=10_000 + rep, bundle=bundle if from_bundle else None)
+                .run(network, test.t_in.numpy()).times for rep in range(repeats)]
 
-    def test_runs(network) -> list[list[np.ndarray]]:
-        # the emulator realises the same integers from the network (tested equal), with fresh
-        # trial noise per repeat
-        return [(chip or make_backend(hw_cfg, seed=10_000 + rep)).run(network, test.t_in.numpy())
-                for rep in range(repeats)]
-
-    runs = test_runs(deployed)
+    runs = test_runs(deployed, True)
     accs = [accuracy(times) for times in runs]
     report.update({
-        "backend": backend_name, "chip_seed": seed if backend_name == "bss2_emulator" else None,
+        "backend": backend_name, "chip_seed": seed if target_cls.seeded_chip else None,
         "trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
         "repeats": repeats, "accuracy_per_repeat": accs,
         "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
@@ -215,7 +211,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     })
     if calibrate:  # what the same chip gives without the compensation
         report["uncalibrated_accuracy_mean"] = float(np.mean([accuracy(times)
-                                                               for times in test_runs(net)]))
+                                                               for times in test_runs(net, False)]))
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     _plot(runs[0][-1], sim_times[-1], out_dir / "hw_vs_sim.png", backend_name)
     return report

@@ -1,56 +1,26 @@
-"""Losses and decoding on output spike times (docs/model.md section 5)."""
+"""Losses and decoding on output spike times (docs/model.md section 5).
+
+Each loss is written once, on numpy arrays, with its closed-form gradient: it returns the
+per-sample loss [B] and d loss_b / d t_b [B, K]. Training calls these directly (no autograd
+overhead on small batches); the torch functions below are the same losses as differentiable
+torch operations (torch_loss), for users of the engine's autograd API.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-
-def _safe(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(t with +inf replaced by 0, finite mask): keeps inf out of every formula so that no
-    gradient turns into 0 * inf = NaN."""
-    fin = torch.isfinite(t)
-    return torch.where(fin, t, torch.zeros_like(t)), fin
+LossFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
-def shift_mse(t: torch.Tensor, label: torch.Tensor, dt: float = 0.2) -> torch.Tensor:
-    """Per-sample 1/2 sum_k ((t_k - t_label) - dt [k != label])^2 (DelGrad). Samples with a
-    silent output get a constant 0 (no gradient)."""
-    t_s, fin = _safe(t)
-    t_label = t_s.gather(1, label[:, None])
-    # float64 mask: a bool tensor times a Python float would be float32 (0.2 -> 0.2000000030)
-    target = dt * (torch.arange(t.shape[1], device=t.device)[None, :] != label[:, None]).to(t.dtype)
-    per = 0.5 * ((t_s - t_label - target) ** 2).sum(dim=1)
-    return torch.where(fin.all(dim=1), per, torch.zeros_like(per))
-
-
-def ttfs_cross_entropy(t: torch.Tensor, label: torch.Tensor, xi: float = 0.2,
-                       alpha: float = 0.005, beta: float = 1.0) -> torch.Tensor:
-    """Per-sample -log softmax(-t / xi)[label] + alpha exp(t_label / beta) (Fast & Deep).
-    A silent non-label output has softmax weight 0; a silent label neuron gives a constant 0."""
-    t_s, fin = _safe(t)
-    logits = torch.where(fin, -t_s / xi, torch.full_like(t_s, float("-inf")))
-    t_label = t_s.gather(1, label[:, None]).squeeze(1)
-    per = -torch.log_softmax(logits, dim=1).gather(1, label[:, None]).squeeze(1) \
-        + alpha * torch.exp(t_label / beta)
-    return torch.where(fin.gather(1, label[:, None]).squeeze(1), per, torch.zeros_like(per))
-
-
-def predict(t: torch.Tensor) -> torch.Tensor:
-    """The first output neuron to spike; -1 when all outputs are silent (always wrong)."""
-    first = t.argmin(dim=1)
-    return torch.where(torch.isfinite(t.min(dim=1).values), first, torch.full_like(first, -1))
-
-
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {"shift_mse": shift_mse, "ttfs_ce": ttfs_cross_entropy}
-
-
-# -- numpy forms with their closed-form gradients, for the fused training step --------------
-def shift_mse_np(t: np.ndarray, label: np.ndarray, dt: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """(per-sample shift_mse [B], d mean / dt [B, K]). With r_k = t_k - t_label - dt [k != label]:
-    dL/dt_k = r_k (k != label), dL/dt_label = -sum_k r_k; silent samples: 0 and no gradient."""
+def shift_mse_grad(t: np.ndarray, label: np.ndarray, dt: float = 0.2
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample 1/2 sum_k ((t_k - t_label) - dt [k != label])^2 (DelGrad) and its gradient.
+    With r_k = t_k - t_label - dt [k != label]: dL/dt_k = r_k (k != label),
+    dL/dt_label = -sum_k r_k. Samples with a silent output: 0 and no gradient."""
     n = t.shape[0]
     ok = np.isfinite(t).all(axis=1)
     t_s = np.where(ok[:, None], t, 0.0)
@@ -61,14 +31,16 @@ def shift_mse_np(t: np.ndarray, label: np.ndarray, dt: float = 0.2) -> tuple[np.
     per = 0.5 * (r * r).sum(axis=1)
     g = r
     g[rows, label] = -r.sum(axis=1)
-    return per, g / max(n, 1)
+    return per, g
 
 
-def ttfs_cross_entropy_np(t: np.ndarray, label: np.ndarray, xi: float = 0.2, alpha: float = 0.005,
-                          beta: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(per-sample ttfs_cross_entropy [B], d mean / dt [B, K]): with p = softmax(-t / xi),
-    dL/dt_k = (1[k = label] - p_k) / xi + 1[k = label] alpha / beta e^{t_label / beta};
-    a silent output has p_k = 0, a silent label neuron gives 0 and no gradient."""
+def ttfs_cross_entropy_grad(t: np.ndarray, label: np.ndarray, xi: float = 0.2,
+                            alpha: float = 0.005, beta: float = 1.0
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample -log softmax(-t / xi)[label] + alpha exp(t_label / beta) (Fast & Deep) and
+    its gradient: with p = softmax(-t / xi), dL/dt_k = (1[k = label] - p_k) / xi
+    + 1[k = label] alpha / beta e^{t_label / beta}. A silent output has p_k = 0; a silent
+    label neuron gives 0 and no gradient."""
     n = t.shape[0]
     rows = np.arange(n)
     fin = np.isfinite(t)
@@ -84,14 +56,43 @@ def ttfs_cross_entropy_np(t: np.ndarray, label: np.ndarray, xi: float = 0.2, alp
     g = -p / xi
     g[rows, label] += 1.0 / xi + growth / beta
     g[~ok] = 0.0
-    return per, g / max(n, 1)
+    return per, g
 
 
-def predict_np(t: np.ndarray) -> np.ndarray:
-    """predict for numpy arrays: first output neuron to spike, -1 when all are silent."""
+LOSSES: dict[str, LossFn] = {"shift_mse": shift_mse_grad, "ttfs_ce": ttfs_cross_entropy_grad}
+
+
+def predict(t: Any) -> Any:
+    """The first output neuron to spike; -1 when all outputs are silent (always wrong).
+    numpy in, numpy out; torch in, torch out."""
+    if isinstance(t, torch.Tensor):
+        return torch.from_numpy(predict(t.detach().cpu().numpy())).to(t.device)
     first = t.argmin(axis=1)
     return np.where(np.isfinite(t.min(axis=1)), first, -1)
 
 
-LOSSES_NP: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
-    "shift_mse": shift_mse_np, "ttfs_ce": ttfs_cross_entropy_np}
+class _Loss(torch.autograd.Function):
+    """A numpy loss with its closed-form gradient as a torch operation."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, label: torch.Tensor, fn: LossFn,
+                kwargs: dict[str, float]) -> torch.Tensor:
+        per, g = fn(t.detach().cpu().numpy(), label.detach().cpu().numpy(), **kwargs)
+        ctx.save_for_backward(torch.from_numpy(g).to(t.device))
+        return torch.from_numpy(per).to(t.device)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (g,) = ctx.saved_tensors
+        return g * grad_out[:, None], None, None, None
+
+
+def torch_loss(name: str) -> Callable[..., torch.Tensor]:
+    """The loss `name` of LOSSES as a differentiable torch function (t [B, K], label [B],
+    keyword parameters) -> per-sample losses [B]."""
+    fn = LOSSES[name]
+    return lambda t, label, **kw: _Loss.apply(t.to(torch.float64), label, fn, kw)
+
+
+shift_mse = torch_loss("shift_mse")
+ttfs_cross_entropy = torch_loss("ttfs_ce")

@@ -20,7 +20,7 @@ from snndelay import plots
 from snndelay import threads as thread_policy
 from snndelay.backends import make_backend
 from snndelay.config import Config, to_yaml
-from snndelay.engine import fused
+from snndelay.engine import compiled
 from snndelay.errors import ConfigError, RunDirError
 from snndelay.network import Network
 from snndelay.rundir import (
@@ -103,7 +103,7 @@ def use_threads(cfg: Config, default: int | None = None) -> int:
     `default` (a sweep's share of the cores), else the CPUs this process may use."""
     ratio = cfg.neuron.tau_mem / cfg.neuron.tau_syn
     return thread_policy.configure(cfg.training.threads or default,
-                                   compiled_engine=fused.available(ratio))
+                                   compiled_engine=compiled.available(ratio))
 
 
 def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,

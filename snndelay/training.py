@@ -14,7 +14,7 @@ from snndelay import data
 from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.config import Config
 from snndelay.errors import TrainingDiverged
-from snndelay.losses import LOSSES, LOSSES_NP, predict_np
+from snndelay.losses import LOSSES, predict
 from snndelay.network import DelaySpec, Network
 from snndelay.optim import Adam
 from snndelay.threads import CpuMonitor
@@ -56,21 +56,13 @@ def build_network(cfg: Config) -> Network:
                    seed=cfg.training.seed)
 
 
-def _loss_kwargs(cfg: Config) -> dict:
+def loss_fn(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The configured loss: (t_out [B, K], labels [B]) -> (per-sample loss [B], d loss_b /
+    d t_b [B, K]) (losses.LOSSES, docs/model.md section 5)."""
     lo = cfg.loss
-    return {"dt": lo.dt} if lo.name == "shift_mse" else {"xi": lo.xi, "alpha": lo.alpha,
-                                                         "beta": lo.beta}
-
-
-def _loss_fn(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Per-sample loss on torch tensors (autograd path)."""
-    fn, kw = LOSSES[cfg.loss.name], _loss_kwargs(cfg)
-    return lambda t, y: fn(t, y, **kw)
-
-
-def _loss_np(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(per-sample loss, d mean loss / dt) on numpy arrays (fused path, evaluation)."""
-    fn, kw = LOSSES_NP[cfg.loss.name], _loss_kwargs(cfg)
+    kw = {"dt": lo.dt} if lo.name == "shift_mse" else {"xi": lo.xi, "alpha": lo.alpha,
+                                                       "beta": lo.beta}
+    fn = LOSSES[lo.name]
     return lambda t, y: fn(t, y, **kw)
 
 
@@ -87,15 +79,15 @@ class EvalResult:
 def _evaluate_once(net: Network, split: Split, cfg: Config, backend: Backend
                    ) -> tuple[float, np.ndarray, list[float], np.ndarray]:
     """(mean loss, predictions, silent fraction per layer, output times) of one pass."""
-    loss_fn = _loss_np(cfg)
+    loss = loss_fn(cfg)
     bs = cfg.training.eval_batch_size
     labels = split.labels.numpy()
     losses, preds, outs = [], [], []
     silent = np.zeros(len(net.layers))
     for b0 in range(0, len(labels), bs):
-        times = backend.run(net, split.t_in[b0:b0 + bs].numpy())
-        losses.append(loss_fn(times[-1], labels[b0:b0 + bs])[0])
-        preds.append(predict_np(times[-1]))
+        times = backend.run(net, split.t_in[b0:b0 + bs].numpy()).times
+        losses.append(loss(times[-1], labels[b0:b0 + bs])[0])
+        preds.append(predict(times[-1]))
         outs.append(times[-1])
         silent += [np.isinf(t).sum() / t.shape[1] for t in times]
     return (float(np.concatenate(losses).mean()), np.concatenate(preds),
@@ -150,15 +142,8 @@ class Trainer:
         self.shuffle = torch.Generator().manual_seed(t.seed + 1)
         # Training-time jitter on input spike times (augmentation against overfitting).
         self.noise_rng = np.random.default_rng(t.seed + 3)
-        self.loss_fn = _loss_fn(cfg)
-        self.loss_np = _loss_np(cfg)
-        # The fused path (hand-chained numpy backward) gives the autograd path's gradients
-        # to rounding, at a fraction of the per-batch overhead.
-        self.fused = self.net.fused_ok()
+        self.loss = loss_fn(cfg)
         self.backend = make_backend(cfg, seed=t.seed + 2)
-        self.hardware = self.backend.name != "simulator"
-        if self.hardware and not self.fused:
-            raise RuntimeError(f"backend {self.backend.name} needs the compiled engine (numba)")
         self.max_dw = math.inf if t.max_dw_norm is None else float(t.max_dw_norm)
         self.max_missing = [t.max_missing_hidden] * (len(self.net.layers) - 1) + [t.max_missing_output]
         self.state = TrainState()
@@ -236,29 +221,18 @@ class Trainer:
             idx = order[b0:b0 + bs]
             y = y_all[idx]
             t_b = self._jitter(t_all[idx])
-            if self.hardware:  # measured times; gradients at them (straight-through)
-                params = self.backend.realised_params(self.net)
-                times = self.backend.run(self.net, t_b, training=True, params=params)
-                per_sample, g_out = self.loss_np(times[-1], y)
-            elif self.fused:
-                times, caches = self.net.forward_fused(t_b)
-                per_sample, g_out = self.loss_np(times[-1], y)
-            else:
-                times_t = self.net(torch.from_numpy(t_b), max_dw_norm=self.max_dw)
-                loss_t = self.loss_fn(times_t[-1], torch.from_numpy(y))
-                times, per_sample = [x.detach().numpy() for x in times_t], loss_t.detach().numpy()
+            # One step for every backend: it produces spike times (measured, for hardware) and
+            # says which parameters it realised; the gradient is the engine's spike-time
+            # backward at those times (straight-through, docs/model.md sections 4 and 8).
+            run = self.backend.run(self.net, t_b, training=True)
+            per_sample, g_out = self.loss(run.times[-1], y)
             loss_sum += float(per_sample.sum())
-            correct += int((predict_np(times[-1]) == y).sum())
-            if self._bump(times):
+            correct += int((predict(run.times[-1]) == y).sum())
+            if self._bump(run.times):
                 n_bumps += 1
                 continue
-            if self.hardware:
-                _, caches = self.net.forward_fused(t_b, given=times, params=params)
-            if self.fused:
-                self.net.backward_fused(caches, g_out, self.max_dw)
-            else:
-                self.opt.zero_grad()
-                loss_t.mean().backward()
+            _, caches = self.net.forward(t_b, params=run.params, given=run.times)
+            self.net.backward(caches, g_out / len(idx), self.max_dw)
             self.opt.step()
             self.net.project()
             self.backend.project(self.net)

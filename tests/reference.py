@@ -128,3 +128,33 @@ def assert_same_times(a: torch.Tensor, b: torch.Tensor, atol: float) -> None:
     assert not torch.isnan(a).any() and not torch.isnan(b).any()
     if fa.any():
         assert torch.max(torch.abs(a[fa] - b[fa])).item() <= atol
+
+
+def autograd_network(net, t_in: torch.Tensor, max_dw_norm: float = float("inf")) -> list[torch.Tensor]:
+    """A network's spike times composed in the test from the engine's public autograd entry
+    point, layer by layer: bias column, the delay transform d(p) in torch (sigmoid or clamp,
+    shared groups) and first_spike_times. Gradients flow to net's parameters by autograd, an
+    independent check of Network.backward's hand-chained gradients and Delays.vjp."""
+    from snndelay.engine import first_spike_times
+
+    out, t = [], t_in
+    for layer in net.layers:
+        if layer.bias_time is not None:
+            col = torch.full((t.shape[0], 1) + tuple(t.shape[2:]), float("inf"), dtype=t.dtype)
+            col.view(t.shape[0], -1)[:, 0] = layer.bias_time
+            t = torch.cat([t, col], dim=1)
+        d = None
+        if layer.delays is not None:
+            spec, raw = layer.delays.spec, layer.delays.raw
+            p = spec.shift + spec.scale * torch.sigmoid(raw) if spec.positivity == "sigmoid" else raw
+            n_rows, n_out = layer.weight.shape
+            if spec.type == "axonal":
+                d = p.repeat_interleave(spec.group_size, dim=0)[:n_rows]
+            elif spec.type == "dendritic":
+                d = p.repeat_interleave(spec.group_size, dim=1)[:, :n_out]
+            else:
+                d = p
+        t = first_spike_times(t, layer.weight, d, tau_mem=net.tau_mem, tau_syn=net.tau_syn,
+                              threshold=net.threshold, max_dw_norm=max_dw_norm)
+        out.append(t)
+    return out

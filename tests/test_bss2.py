@@ -15,8 +15,8 @@ from snndelay.backends.emulator import BSS2Emulator, NoiseModel
 from snndelay.cli import app
 from snndelay.config import ConfigError, compose
 from snndelay.deploy import load_bundle, make_bundle, run_deploy, validate_bundle
-from snndelay.engine import _impl, first_spike_times, fused
-from snndelay.losses import LOSSES_NP, predict_np
+from snndelay.engine import LayerParams, Neuron, _impl, first_spike_times, layer_forward
+from snndelay.losses import LOSSES, predict
 from snndelay.network import DelaySpec, Network
 from snndelay.training import build_network
 
@@ -51,15 +51,6 @@ def test_delays_round_trip_and_range():
     with pytest.raises(hw.MappingError, match="refractory"):
         hw.delay_to_refractory(np.array([0.5]))
     assert hw.delay_to_refractory(np.array([0.5, 9.0]), clip=True).tolist() == [50, 250]
-
-
-def test_layer_arrivals_append_the_bias_and_shift_by_axonal_delays_only():
-    t = np.array([[0.5, np.inf], [1.0, 2.0]])
-    d = np.array([2.0, 3.0, 2.5])
-    got = hw.layer_arrivals(t, 0.9, "axonal", d)
-    np.testing.assert_array_equal(got, [[2.5, np.inf, 3.4], [3.0, 5.0, 3.4]])
-    np.testing.assert_array_equal(hw.layer_arrivals(t, None, "none", None), t)
-    np.testing.assert_array_equal(hw.layer_arrivals(t, 0.9, "none", None)[:, 2], [0.9, 0.9])
 
 
 def test_spike_train_serialisation_round_trip():
@@ -128,15 +119,15 @@ def _inputs(n=64, seed=0):
 @needs_numba
 def test_emulator_is_deterministic_per_chip_and_seed():
     net, t = _bss2_net(), _inputs()
-    a = BSS2Emulator(chip_seed=3, seed=1).run(net, t)
-    b = BSS2Emulator(chip_seed=3, seed=1).run(net, t)
+    a = BSS2Emulator(chip_seed=3, seed=1).run(net, t).times
+    b = BSS2Emulator(chip_seed=3, seed=1).run(net, t).times
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(BSS2Emulator(chip_seed=3).fixed_offsets(0, 30),
                                   BSS2Emulator(chip_seed=3, seed=99).fixed_offsets(0, 30))
     assert not np.array_equal(BSS2Emulator(chip_seed=3).fixed_offsets(0, 30),
                               BSS2Emulator(chip_seed=4).fixed_offsets(0, 30))
-    c = BSS2Emulator(chip_seed=3, seed=2).run(net, t)  # other trial noise, same chip
+    c = BSS2Emulator(chip_seed=3, seed=2).run(net, t).times  # other trial noise, same chip
     assert not np.array_equal(a[0], c[0])
 
 
@@ -174,10 +165,11 @@ def test_chip_variation_leaves_evaluation_on_the_configured_chip(tmp_path):
     net, x = _bss2_net(), _inputs()
     plain = BSS2Emulator(chip_seed=3, seed=1)
     varied = BSS2Emulator(chip_seed=3, seed=1, chip_variation=1.0)
-    for a, b in zip(plain.run(net, x), varied.run(net, x)):
+    for a, b in zip(plain.run(net, x).times, varied.run(net, x).times):
         np.testing.assert_array_equal(a, b)
-    trained = BSS2Emulator(chip_seed=3, seed=1, chip_variation=1.0).run(net, x, training=True)
-    assert any(not np.array_equal(a, b) for a, b in zip(trained, plain.run(net, x)))
+    trained = BSS2Emulator(chip_seed=3, seed=1,
+                           chip_variation=1.0).run(net, x, training=True).times
+    assert any(not np.array_equal(a, b) for a, b in zip(trained, plain.run(net, x).times))
     for bad in (["backend.chip_variation=1.0"],  # the simulator has no chip to vary
                 ["experiment=yinyang_bss2_wa", "backend.chip_variation=1.5"]):
         res = runner.invoke(app, ["train", *bad, "--run-dir", str(tmp_path / "x")])
@@ -191,7 +183,7 @@ def test_delay_jitter_has_the_configured_spread():
                   scale=1.5, init_std=0.0)], bias_time=None, tau_mem=1.0, tau_syn=1.0,
                   threshold=0.5, seed=0)
     emu = BSS2Emulator(noise=NoiseModel(0.0, 0.0, 0.0, 0.01), seed=5)
-    out = emu.run(net, np.full((20_000, 1), 1.0))[0][:, 0]
+    out = emu.run(net, np.full((20_000, 1), 1.0)).times[0][:, 0]
     assert np.isfinite(out).all()
     assert out.std() == pytest.approx(0.01, rel=0.03)
 
@@ -200,11 +192,12 @@ def test_delay_jitter_has_the_configured_spread():
 def test_emulator_without_noise_equals_the_engine_on_quantised_parameters():
     net, t = _bss2_net(), _inputs()
     emu = BSS2Emulator(noise=NoiseModel.off())
-    times = emu.run(net, t)
-    (w0, _, d0), (w1, _, d1) = emu.realised_params(net)
-    ref0 = first_spike_times(torch.tensor(t), torch.tensor(w0), torch.tensor(d0)[:, None],
-                             tau_mem=1.0, tau_syn=1.0, threshold=2.6)
-    ref1 = first_spike_times(ref0, torch.tensor(w1), torch.tensor(d1)[:, None],
+    times = emu.run(net, t).times
+    l0, l1 = emu.realise(net)
+    ref0 = first_spike_times(torch.tensor(t), torch.tensor(l0.weights),
+                             torch.tensor(l0.delays)[:, None], tau_mem=1.0, tau_syn=1.0,
+                             threshold=2.6)
+    ref1 = first_spike_times(ref0, torch.tensor(l1.weights), torch.tensor(l1.delays)[:, None],
                              tau_mem=1.0, tau_syn=1.0, threshold=2.6)
     for got, ref in zip(times, (ref0, ref1)):
         np.testing.assert_allclose(got, ref.numpy(), rtol=0, atol=1e-12)
@@ -229,10 +222,12 @@ def test_scaled_weights_compensate_other_thresholds_exactly():
     t_in = rng.uniform(0, 2, (64, 20))
     w = rng.normal(0.5, 0.6, (20, 30))
     th_a, th_b = rng.normal(2.73, 0.08, 30), rng.normal(2.73, 0.08, 30)
-    ref, _ = fused.layer_forward(t_in, w, "none", None, th_a[None, :], lambert=True)
-    bare, _ = fused.layer_forward(t_in, w, "none", None, th_b[None, :], lambert=True)
-    comp, _ = fused.layer_forward(t_in, w * hw.compensation_scales(th_a, th_b)[None, :], "none",
-                                  None, th_b[None, :], lambert=True)
+    def times(weights, theta):
+        return layer_forward(t_in, LayerParams(weights, neuron=Neuron(1.0, 1.0, 2.6)),
+                             theta=theta[None, :])[0]
+
+    ref, bare = times(w, th_a), times(w, th_b)
+    comp = times(w * hw.compensation_scales(th_a, th_b)[None, :], th_b)
     assert np.isfinite(ref).mean() > 0.5
     np.testing.assert_allclose(comp, ref, rtol=0, atol=1e-9)
     both = np.isfinite(bare) & np.isfinite(ref)
@@ -254,16 +249,21 @@ def test_emulator_measures_its_chips_thresholds_from_spike_times():
 
 
 @needs_numba
-def test_emulator_runs_the_realised_parameters_it_is_given():
+def test_emulator_runs_the_realised_parameters_it_reports():
+    from dataclasses import replace
+
     net, t = _bss2_net(), _inputs()
     emu = BSS2Emulator(noise=NoiseModel.off())
     own = emu.run(net, t)
-    np.testing.assert_array_equal(emu.run(net, t, params=emu.realised_params(net))[-1], own[-1])
-    (w0, k0, d0), (w1, k1, d1) = emu.realised_params(net)
-    louder = [(w0, k0, d0), (w1 * 2.0, k1, d1)]  # output weights doubled: earlier output spikes
-    out = emu.run(net, t, params=louder)[-1]
-    both = np.isfinite(out) & np.isfinite(own[-1])
-    assert both.any() and (out[both] < own[-1][both]).all()
+    assert [p.weights.tolist() for p in own.params] == [p.weights.tolist()
+                                                        for p in emu.realise(net)]
+    l0, l1 = own.params
+    louder = [l0, replace(l1, weights=l1.weights * 2.0)]  # output weights doubled
+    fixed = BSS2Emulator(noise=NoiseModel.off(), bundle=louder).run(net, t)
+    assert fixed.params is louder
+    out = fixed.times[-1]
+    both = np.isfinite(out) & np.isfinite(own.times[-1])
+    assert both.any() and (out[both] < own.times[-1][both]).all()  # earlier output spikes
 
 
 @needs_numba
@@ -277,18 +277,20 @@ def test_chip_in_the_loop_gradients_equal_the_engine_gradients_when_noise_is_off
             layer.delays.raw.copy_(torch.logit(torch.tensor((q - 2.0) / 1.5)).reshape(
                 layer.delays.raw.shape))
     emu = BSS2Emulator(noise=NoiseModel.off())
-    times = emu.run(net, t)
-    _, g_out = LOSSES_NP["shift_mse"](times[-1], y, dt=0.3)
-    _, caches = net.forward_fused(t, given=times, params=emu.realised_params(net))
-    net.backward_fused(caches, g_out, max_dw_norm=0.2)
+    run = emu.run(net, t)
+    _, g_out = LOSSES["shift_mse"](run.times[-1], y, dt=0.3)
+    _, caches = net.forward(t, given=run.times, params=run.params)
+    net.backward(caches, g_out / len(y), max_dw_norm=0.2)
     loop = {n: p.grad.clone() for n, p in net.named_parameters()}
     for p in net.parameters():
         p.grad = None
-    # The simulator path: autograd through first_spike_times.
-    from snndelay.losses import LOSSES
+    # Reference: autograd through the engine's public first_spike_times, composed in the test.
+    from reference import autograd_network
 
-    out = net(torch.tensor(t), max_dw_norm=0.2)
-    LOSSES["shift_mse"](out[-1], torch.tensor(y), dt=0.3).mean().backward()
+    from snndelay.losses import shift_mse
+
+    out = autograd_network(net, torch.tensor(t), max_dw_norm=0.2)
+    shift_mse(out[-1], torch.tensor(y), dt=0.3).mean().backward()
     for name, p in net.named_parameters():
         torch.testing.assert_close(loop[name], p.grad, rtol=1e-8, atol=1e-10, msg=name)
 
@@ -335,7 +337,7 @@ def test_evaluation_averages_runs_only_where_trial_noise_makes_them_differ():
     # each draw is one fresh run of the split on the same chip, in eval batches of 20
     again = BSS2Emulator.from_config(cfg, seed=5)
     for acc in res.accuracy_draws:
-        pred = np.concatenate([predict_np(again.run(net, split.t_in[b:b + 20].numpy())[-1])
+        pred = np.concatenate([predict(again.run(net, split.t_in[b:b + 20].numpy()).times[-1])
                                for b in range(0, len(labels), 20)])
         assert acc == pytest.approx(float((pred == labels).mean()))
     quiet = BSS2Emulator.from_config(compose(["experiment=yinyang_bss2_wa", *TINY,
@@ -368,10 +370,9 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     with torch.no_grad():
         for layer, sc in zip(net.layers, cal["weight_scales"]):
             layer.weight.mul_(torch.tensor(sc)[None, :])
-    for (w, _, d), (wb, _, db) in zip(BSS2Emulator().realised_params(net),
-                                      bundle_params(arrays, meta)):
-        np.testing.assert_allclose(w, wb, atol=1e-12)
-        np.testing.assert_allclose(d, db, atol=1e-12)
+    for layer, from_bundle in zip(BSS2Emulator().realise(net), bundle_params(arrays, meta)):
+        np.testing.assert_allclose(layer.weights, from_bundle.weights, atol=1e-12)
+        np.testing.assert_allclose(layer.delays, from_bundle.delays, atol=1e-12)
     report = json.loads((run / "deploy" / "report.json").read_text())
     assert 0 <= report["uncalibrated_accuracy_mean"] <= 1
     assert report["calibration"]["weight_scales"] == cal["weight_scales"]
@@ -390,7 +391,7 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     net.load_state_dict(load_checkpoint(run)["model"])
     np.testing.assert_array_equal(arrays["layer1_exc"], hw.weights_to_hw(
         net.layers[1].weight.detach().numpy())[0])
-    with pytest.raises(ConfigError, match="emulator only"):
+    with pytest.raises(ConfigError, match="cannot measure its thresholds"):
         run_deploy(run, "bss2", 1, None, execute=True, calibrate=True)
 
 
@@ -463,13 +464,12 @@ def test_chip_adapter_runs_the_bundle_file_not_the_network(tmp_path, monkeypatch
     assert res.exit_code == 0, res.output
     assert runner.invoke(app, ["deploy", str(run)]).exit_code == 0
     arrays, meta = load_bundle(run / "deploy")
-    chip = bss2_chip.BSS2Chip.from_bundle(arrays, meta)
+    chip = bss2_chip.BSS2Chip(bundle_params(arrays, meta))
     # another seed's untrained network: the chip must still run the bundle's integers
     net = build_network(compose(["experiment=yinyang_bss2_wa", "training.seed=1"])[1])
-    for (w, kind, d), (wb, kb, db) in zip(chip.realised_params(net), bundle_params(arrays, meta)):
-        assert kind == kb == "axonal"
-        np.testing.assert_array_equal(w, wb)
-        np.testing.assert_array_equal(d, db)
-    assert chip.realised_params(net)[0][1] == "axonal"
-    untrained = bss2_chip.BSS2Chip().realised_params(net)
-    assert not np.array_equal(untrained[0][0], chip.realised_params(net)[0][0])
+    for layer, from_bundle in zip(chip.realise(net), bundle_params(arrays, meta)):
+        assert layer.kind == from_bundle.kind == "axonal"
+        np.testing.assert_array_equal(layer.weights, from_bundle.weights)
+        np.testing.assert_array_equal(layer.delays, from_bundle.delays)
+    untrained = bss2_chip.BSS2Chip().realise(net)
+    assert not np.array_equal(untrained[0].weights, chip.realise(net)[0].weights)

@@ -8,7 +8,8 @@ simulator, the BrainScaleS-2 emulator and the chip share one training loop.
 
 from __future__ import annotations
 
-from snndelay.backends.base import Backend, SimulatorBackend
+from snndelay.backends.base import Backend, BackendRun, SimulatorBackend
+from snndelay.engine.types import LayerParams
 from snndelay.errors import BackendUnavailable
 
 BACKENDS = ("simulator", "bss2_emulator", "bss2")
@@ -22,21 +23,31 @@ def ensure_available(name: str) -> None:
         _import_pynn()
 
 
-def make_backend(cfg, *, seed: int = 0) -> Backend:
-    """The configured backend (cfg.backend); seed drives its trial-to-trial noise."""
-    name = cfg.backend.name
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend `name` (imported on first use); its capabilities are class
+    attributes (Backend.calibrates, Backend.seeded_chip)."""
     if name == "simulator":
-        return SimulatorBackend()
+        return SimulatorBackend
     if name == "bss2_emulator":
         from snndelay.backends.emulator import BSS2Emulator
 
-        return BSS2Emulator.from_config(cfg, seed=seed)
+        return BSS2Emulator
     if name == "bss2":
         from snndelay.backends.bss2_chip import BSS2Chip
 
-        return BSS2Chip.from_config(cfg)
+        return BSS2Chip
     raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "SimulatorBackend", "ensure_available",
+def make_backend(cfg, *, seed: int = 0, bundle: list[LayerParams] | None = None) -> Backend:
+    """The configured backend (cfg.backend); seed drives its trial-to-trial noise. bundle: the
+    layers of a deploy bundle (bss2_mapping.bundle_params), which a hardware backend runs
+    instead of quantising the network."""
+    cls = backend_class(cfg.backend.name)
+    if cls is SimulatorBackend:
+        return SimulatorBackend()
+    return cls.from_config(cfg, seed=seed, bundle=bundle)  # type: ignore[attr-defined]
+
+
+__all__ = ["BACKENDS", "Backend", "BackendRun", "backend_class", "BackendUnavailable", "SimulatorBackend", "ensure_available",
            "make_backend"]

@@ -2,37 +2,65 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from snndelay.engine import LayerParams
+
+if TYPE_CHECKING:
+    from snndelay.network import Network
+
+
+@dataclass
+class BackendRun:
+    """What a backend returns for a batch: the first spike time of every neuron of every layer
+    (times[k]: [B, N_k], tau_s units, +inf = no spike) and the layers it realised (e.g.
+    quantised weights and delays): training takes the engine's gradient at those times with
+    those parameters."""
+
+    times: list[np.ndarray]
+    params: list[LayerParams]
 
 
 class Backend:
-    """Produces spike times for a network; holds whatever the hardware needs between batches."""
+    """Produces spike times for a network; holds whatever the hardware needs between batches.
+
+    Capabilities (class attributes) say what callers may ask of it, so that no caller needs
+    to know a backend by its name: `calibrates` (measure_thresholds runs the calibration
+    probe), `seeded_chip` (an emulated chip identified by backend.chip_seed)."""
 
     name = "backend"
-    # True where two runs of the same batch can differ (trial-to-trial noise): evaluation then
-    # averages several runs of a split.
+    calibrates = False
+    seeded_chip = False
+
     @property
     def stochastic(self) -> bool:
+        """True where two runs of the same batch can differ (trial-to-trial noise): evaluation
+        then averages several runs of a split."""
         return False
 
-    def run(self, net, t_in: np.ndarray, *, training: bool = False,
-            params: list | None = None) -> list[np.ndarray]:
-        """First spike times [B, N_k] of every layer k (+inf = no spike), tau_s units.
-        training: the batch is a training batch (an emulator may vary its chip then);
-        params: realised_params(net) when the caller already has them."""
-        raise NotImplementedError
-
-    def realised_params(self, net) -> list | None:
-        """The (weights, delay kind, delays) per layer that run() used, when they differ from
-        the network's own (quantisation); None: the network's parameters."""
+    @property
+    def chip_seed(self) -> int | None:
+        """The emulated chip this backend is (seeded_chip backends), else None."""
         return None
 
-    def measure_thresholds(self, net, repeats: int = 20) -> list[np.ndarray]:
+    def realise(self, net: Network) -> list[LayerParams]:
+        """The layers as this backend realises them (default: the network's own)."""
+        return net.layer_params()
+
+    def run(self, net: Network, t_in: np.ndarray, *, training: bool = False) -> BackendRun:
+        """Spike times of every layer for inputs t_in; training: the batch is a training batch
+        (an emulator may vary its chip then)."""
+        raise NotImplementedError
+
+    def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
         """Each layer's per-neuron thresholds as this backend realises them, measured from spike
         times with the calibration probe of bss2_mapping (mean over `repeats` runs)."""
         raise NotImplementedError(f"backend {self.name} cannot measure its thresholds")
 
-    def project(self, net) -> None:
+    def project(self, net: Network) -> None:
         """Keep the trained parameters within what the backend can realise (after a step)."""
 
     def info(self) -> dict:
@@ -50,15 +78,11 @@ class SimulatorBackend(Backend):
     """The ideal engine: exact spike times of the nominal model."""
 
     name = "simulator"
+    calibrates = True  # trivially: its thresholds are the nominal ones
 
-    def measure_thresholds(self, net, repeats: int = 20) -> list[np.ndarray]:
+    def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
         return [np.full(layer.weight.shape[1], float(net.threshold)) for layer in net.layers]
 
-    def run(self, net, t_in: np.ndarray, *, training: bool = False,
-            params: list | None = None) -> list[np.ndarray]:
-        if net.fused_ok():
-            return net.forward_fused(np.asarray(t_in, dtype=np.float64))[0]
-        import torch
-
-        with torch.no_grad():
-            return [t.numpy() for t in net(torch.as_tensor(t_in, dtype=torch.float64))]
+    def run(self, net: Network, t_in: np.ndarray, *, training: bool = False) -> BackendRun:
+        params = self.realise(net)
+        return BackendRun(net.forward(t_in, params=params)[0], params)

@@ -7,11 +7,18 @@ cannot be exercised without the chip and its software stack; it has not run agai
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from snndelay.backends import bss2_mapping as hw
-from snndelay.backends.base import Backend
+from snndelay.backends.base import Backend, BackendRun
+from snndelay.engine.arrivals import arrivals
+from snndelay.engine.types import LayerParams
 from snndelay.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from snndelay.network import Network
 
 HOW_TO_GET_ACCESS = (
     "backend=bss2 needs the BrainScaleS-2 software stack (pynn_brainscales) and a chip, "
@@ -32,31 +39,29 @@ class BSS2Chip(Backend):
     of every neuron; the emulator's mapping, without its noise model (the chip has its own)."""
 
     name = "bss2"
+
     @property
     def stochastic(self) -> bool:
         return True  # analog neurons: every run of a batch differs a little
 
-    def __init__(self, bundle: tuple[dict[str, np.ndarray], dict] | None = None):
+    def __init__(self, bundle: list[LayerParams] | None = None):
         self.pynn = _import_pynn()
         # A deploy bundle fixes what runs (its integer weights and refractory settings);
         # without one (chip-in-the-loop training) the network is quantised batch by batch.
-        self.bundle = None if bundle is None else hw.bundle_params(*bundle)
+        self.bundle = bundle
 
     @classmethod
-    def from_config(cls, cfg, **_) -> "BSS2Chip":
-        return cls()
+    def from_config(cls, cfg, *, seed: int = 0, bundle: list[LayerParams] | None = None
+                    ) -> "BSS2Chip":
+        return cls(bundle)
 
-    @classmethod
-    def from_bundle(cls, arrays: dict[str, np.ndarray], meta: dict) -> "BSS2Chip":
-        return cls((arrays, meta))
-
-    def realised_params(self, net) -> list:
+    def realise(self, net: Network) -> list[LayerParams]:
         if self.bundle is not None:
             return self.bundle
-        return hw.quantize_params(net.fused_params())
+        return hw.quantize_params(net.layer_params())
 
-    def run(self, net, t_in: np.ndarray, *, training: bool = False,
-            params: list | None = None) -> list[np.ndarray]:  # pragma: no cover - needs a chip
+    def run(self, net: Network, t_in: np.ndarray, *,
+            training: bool = False) -> BackendRun:  # pragma: no cover - needs a chip
         """Layer by layer, one chip run per layer and batch: the layer's inputs as spike
         sources, its neurons with excitatory and inhibitory projections of the 6-bit weights.
         Axonal delays shift the sources' spike times by the realised delays (refractory
@@ -67,9 +72,10 @@ class BSS2Chip(Backend):
         hw.check_realisable([], net.tau_mem, net.tau_syn)  # times below are in tau_s units
         t = np.asarray(t_in, dtype=np.float64)
         outs = []
-        params = self.realised_params(net) if params is None else params
-        for layer, (w, kind, d) in zip(net.layers, params):
-            t = hw.layer_arrivals(t, layer.bias_time, kind, d)
+        params = self.realise(net)
+        for layer in params:
+            w = layer.weights
+            t = arrivals(t, layer).t  # bias spike appended, axonal delays added (tau_s)
             times_us, ids = hw.serialize(np.where(t < hw.SAMPLE_WINDOW, t, np.inf))
             pynn.setup()
             sources = pynn.Population(t.shape[1], pynn.cells.SpikeSourceArray(spike_times=[
@@ -90,4 +96,4 @@ class BSS2Chip(Backend):
             pynn.end()
             t = hw.deserialize(rec_t, rec_id.astype(np.int64), batch, w.shape[1])
             outs.append(t)
-        return outs
+        return BackendRun(outs, params)

@@ -14,10 +14,11 @@ Pure numpy functions, no hardware access:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from snndelay.engine.types import DelayKind, LayerParams, Neuron
 from snndelay.errors import MappingError
 
 WEIGHT_SCALE = 30.0  # hardware units per model unit
@@ -73,41 +74,31 @@ def quantize_delays(d: np.ndarray) -> np.ndarray:
     return refractory_to_delay(delay_to_refractory(d, clip=True))
 
 
-def quantize_params(params: list) -> list:
-    """A network's (weights, delay kind, delays in tau_s) per layer as the chip realises them:
-    quantised weights and axonal delays; other delay kinds are refused."""
+def quantize_params(params: list[LayerParams]) -> list[LayerParams]:
+    """A network's layers as the chip realises them: quantised weights and axonal delays
+    (tau_s); other delay kinds are refused."""
     out = []
-    for w, kind, d in params:
-        if kind not in ("none", "axonal"):
-            raise MappingError(f"the chip realises axonal delays only, got {kind}")
-        out.append((quantize_weights(w), kind,
-                    None if d is None else quantize_delays(d)))
+    for layer in params:
+        if layer.kind not in (DelayKind.NONE, DelayKind.AXONAL):
+            raise MappingError(f"the chip realises axonal delays only, got {layer.kind.value}")
+        out.append(replace(layer, weights=quantize_weights(layer.weights),
+                           delays=None if layer.delays is None else quantize_delays(layer.delays)))
     return out
 
 
-def layer_arrivals(t: np.ndarray, bias_time: float | None, kind: str,
-                   d: np.ndarray | None) -> np.ndarray:
-    """A layer's input arrival times [B, N_in (+1)] in tau_s on the chip: the previous layer's
-    spike times t [B, N_in], a bias spike at bias_time appended when the network has one, all
-    shifted by the layer's realised axonal delays d (one per input) when kind is "axonal".
-    No spike (+inf) stays no spike."""
-    if bias_time is not None:
-        t = np.concatenate([t, np.full((t.shape[0], 1), bias_time)], axis=1)
-    return t + d[None, :] if kind == "axonal" and d is not None else t
-
-
-def bundle_params(arrays: dict[str, np.ndarray], meta: dict) -> list:
-    """The model-unit (weights, delay kind, per-input delays in tau_s) that a deploy bundle
-    (bundle.npz arrays, bundle.json metadata) realises: what the chip runs."""
+def bundle_params(arrays: dict[str, np.ndarray], meta: dict) -> list[LayerParams]:
+    """The layers that a deploy bundle (bundle.npz arrays, bundle.json metadata) realises, in
+    model units (weights, per-input axonal delays in tau_s): what the chip runs."""
     out = []
-    sizes, bias = meta["sizes"], meta["bias_time"] is not None
+    sizes, bias = meta["sizes"], meta["bias_time"]
+    neuron = Neuron(1.0, 1.0, float(meta["threshold"]))
     for k, kind in enumerate(meta["delay_types"]):
         w = hw_to_weights(arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"])
         d = None
-        if kind == "axonal":
+        if DelayKind(kind) is DelayKind.AXONAL:
             per_delay = refractory_to_delay(arrays[f"layer{k}_refractory"])
-            d = np.repeat(per_delay, meta["delay_group_sizes"][k])[: sizes[k] + bias]
-        out.append((w, kind, d))
+            d = np.repeat(per_delay, meta["delay_group_sizes"][k])[: sizes[k] + (bias is not None)]
+        out.append(LayerParams(w, DelayKind(kind), d, bias, neuron))
     return out
 
 
@@ -168,18 +159,20 @@ class Placement:
                 "used": self.used, "available": N_CIRCUITS}
 
 
-def check_realisable(delay_types: list[str], tau_mem: float = 1.0, tau_syn: float = 1.0) -> None:
+def check_realisable(delay_types: list, tau_mem: float = 1.0, tau_syn: float = 1.0) -> None:
     """Refuse what the chip cannot do, with the reason. Times and delays on the chip are in
     tau_s units (1 tau_s = 6 us), so the model must use tau_syn = 1, and the neurons are
     calibrated to tau_mem = tau_syn."""
-    for k, kind in enumerate(delay_types):
-        if kind in ("dendritic", "synaptic"):
+    for k, name in enumerate(delay_types):
+        try:
+            kind = DelayKind(name)
+        except ValueError:
+            raise MappingError(f"layer {k}: unknown delay type {name!r}") from None
+        if kind in (DelayKind.DENDRITIC, DelayKind.SYNAPTIC):
             raise MappingError(
-                f"layer {k} uses {kind} delays, which BrainScaleS-2 cannot realise: a delay on "
-                "chip is a pair of neuron circuits on the sending side, i.e. one axonal delay per "
-                "presynaptic neuron (use delay=axonal or delay=none)")
-        if kind not in ("none", "axonal"):
-            raise MappingError(f"layer {k}: unknown delay type {kind!r}")
+                f"layer {k} uses {kind.value} delays, which BrainScaleS-2 cannot realise: a delay "
+                "on chip is a pair of neuron circuits on the sending side, i.e. one axonal delay "
+                "per presynaptic neuron (use delay=axonal or delay=none)")
     if tau_mem != 1.0 or tau_syn != 1.0:
         raise MappingError(f"the chip's neurons are calibrated to tau_mem = tau_syn = 1 (times "
                            f"in tau_s units, 1 tau_s = {TAU_S_US:g} us on chip); the network has "

@@ -20,12 +20,18 @@ them with the realised (quantised) parameters and the nominal threshold.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from snndelay.backends import bss2_mapping as hw
-from snndelay.backends.base import Backend
-from snndelay.engine import fused
+from snndelay.backends.base import Backend, BackendRun
+from snndelay.engine.arrivals import arrivals, output_times
+from snndelay.engine.layer import layer_forward, solve_arrivals
+from snndelay.engine.types import DelayKind, LayerParams, Neuron
+
+if TYPE_CHECKING:
+    from snndelay.network import Network
 
 
 @dataclass(frozen=True)
@@ -41,11 +47,18 @@ class NoiseModel:
 
 
 class BSS2Emulator(Backend):
+    """The emulated chip; with a deploy bundle it runs the bundle's integer weights and
+    refractory settings (like the chip), otherwise it quantises the network batch by batch."""
+
     name = "bss2_emulator"
+    calibrates = True
+    seeded_chip = True
 
     def __init__(self, chip_seed: int = 0, noise: NoiseModel = NoiseModel(), *,
-                 quantize: bool = True, seed: int = 0, chip_variation: float = 0.0):
-        self.chip_seed = int(chip_seed)
+                 quantize: bool = True, seed: int = 0, chip_variation: float = 0.0,
+                 bundle: list[LayerParams] | None = None):
+        self._chip_seed = int(chip_seed)
+        self.bundle = bundle
         self.noise = noise
         self.quantize = quantize
         self.chip_variation = float(chip_variation)
@@ -53,12 +66,17 @@ class BSS2Emulator(Backend):
         self._fixed: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
-    def from_config(cls, cfg, *, seed: int = 0) -> "BSS2Emulator":
+    def from_config(cls, cfg, *, seed: int = 0, bundle: list[LayerParams] | None = None
+                    ) -> "BSS2Emulator":
         b = cfg.backend
         noise = NoiseModel(b.fixed_mean, b.fixed_std, b.trial_std, b.jitter_std) if b.noise \
             else NoiseModel.off()
         return cls(b.chip_seed, noise, quantize=b.quantize, seed=seed,
-                   chip_variation=b.chip_variation)
+                   chip_variation=b.chip_variation, bundle=bundle)
+
+    @property
+    def chip_seed(self) -> int:
+        return self._chip_seed
 
     @property
     def stochastic(self) -> bool:
@@ -88,43 +106,45 @@ class BSS2Emulator(Backend):
             theta = theta + self.rng.normal(0.0, self.noise.trial_std, n)
         return np.maximum(theta, 1e-6)
 
-    def realised_params(self, net) -> list:
-        params = net.fused_params()
+    def realise(self, net: Network) -> list[LayerParams]:
+        if self.bundle is not None:
+            return self.bundle
+        params = net.layer_params()
         if not self.quantize:
-            hw.check_realisable([kind for _, kind, _ in params], net.tau_mem, net.tau_syn)
+            hw.check_realisable([layer.kind for layer in params], net.tau_mem, net.tau_syn)
             return params
         return hw.quantize_params(params)
 
-    def run(self, net, t_in: np.ndarray, *, training: bool = False,
-            params: list | None = None) -> list[np.ndarray]:
+    def run(self, net: Network, t_in: np.ndarray, *, training: bool = False) -> BackendRun:
         hw.check_realisable([], net.tau_mem, net.tau_syn)  # times below are in tau_s units
         t = np.asarray(t_in, dtype=np.float64)
-        params = self.realised_params(net) if params is None else params
+        params = self.realise(net)
         outs = []
-        for k, (layer, (w, kind, d)) in enumerate(zip(net.layers, params)):
-            t = hw.layer_arrivals(t, layer.bias_time, kind, d)
-            if kind == "axonal" and self.noise.jitter_std > 0:  # inf + jitter stays inf
-                t = t + self.rng.normal(0.0, self.noise.jitter_std, t.shape)
-            theta = self.thresholds(k, w.shape[1], float(net.threshold),
+        for k, layer in enumerate(params):
+            arr = arrivals(t, layer)
+            if layer.kind is DelayKind.AXONAL and self.noise.jitter_std > 0:
+                arr.t = arr.t + self.rng.normal(0.0, self.noise.jitter_std, arr.t.shape)
+            theta = self.thresholds(k, layer.n_out, layer.neuron.threshold,
                                     self.chip_variation if training else 0.0)
-            out, _ = fused.layer_forward(t, w, "none", None, theta[None, :], lambert=True)
+            out = output_times(solve_arrivals(arr, theta[None, :], layer.neuron), arr,
+                               layer.neuron.tau_syn)
             out[out >= hw.SAMPLE_WINDOW] = np.inf  # outside the recorded window
             outs.append(out)
             t = out
-        return outs
+        return BackendRun(outs, params)
 
-    def measure_thresholds(self, net, repeats: int = 20) -> list[np.ndarray]:
+    def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
         """Each layer's thresholds as a chip would calibrate them: the probe of bss2_mapping run
         `repeats` times (fresh trial noise each) on this chip, inverted and averaged."""
         t = np.zeros((1, hw.PROBE_SOURCES))
         out = []
         for k, layer in enumerate(net.layers):
             n = layer.weight.shape[1]
-            w = hw.probe_weights(n)
+            probe = LayerParams(hw.probe_weights(n), neuron=Neuron(1.0, 1.0, net.threshold))
             est = []
             for _ in range(repeats):
                 theta = self.thresholds(k, n, float(net.threshold))
-                times, _ = fused.layer_forward(t, w, "none", None, theta[None, :], lambert=True)
+                times, _ = layer_forward(t, probe, theta=theta[None, :])
                 est.append(hw.threshold_from_probe(times[0]))
             out.append(np.mean(est, axis=0))
         return out

@@ -2,27 +2,37 @@
 
 first_spike_times     forward (closed form on sorted prefix sums) + exact spike-time backward
 spike_times_with_grad given (e.g. measured) spike times, attach the same exact gradients
+layer_forward         the same on a typed LayerParams (numpy or torch, no autograd), with
+layer_backward        its hand-chained backward: what networks and backends use
+arrivals              the one arrival preparation (bias, scaling, delays, multi-spike inputs)
 spike_time_grads      the backward itself as a plain function (tau_s units)
 set_implementation    CPU loops: "auto" (numba when installed), "torch" or "numba"
 lambertw0             principal-branch Lambert W in torch
+
+Names load on first use, so that the light parts (engine.types: DelayKind, LayerParams) can
+be imported by the configuration checks without loading torch.
 """
 
-from snndelay.engine._impl import get_implementation, set_implementation
-from snndelay.engine.backward import spike_time_grads
-from snndelay.engine.kernels import KERNELS, Kernel, kernel_for
-from snndelay.engine.lambertw import lambertw0
-from snndelay.engine.layer import first_spike_times, spike_times_with_grad
-from snndelay.engine.solver import solve_first_spikes
+from __future__ import annotations
 
-__all__ = [
-    "KERNELS",
-    "Kernel",
-    "first_spike_times",
-    "get_implementation",
-    "set_implementation",
-    "kernel_for",
-    "lambertw0",
-    "solve_first_spikes",
-    "spike_time_grads",
-    "spike_times_with_grad",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "DELAY_TYPES": "types", "DelayKind": "types", "LayerParams": "types", "Neuron": "types",
+    "Arrivals": "arrivals", "arrivals": "arrivals",
+    "LayerCache": "layer", "first_spike_times": "layer", "layer_backward": "layer",
+    "layer_forward": "layer", "solve_arrivals": "layer", "spike_times_with_grad": "layer",
+    "get_implementation": "_impl", "set_implementation": "_impl",
+    "spike_time_grads": "backward", "KERNELS": "kernels", "Kernel": "kernels",
+    "kernel_for": "kernels", "lambertw0": "lambertw", "solve_first_spikes": "solver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"snndelay.engine.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'snndelay.engine' has no attribute {name!r}")
+
+
+__all__ = sorted(_WHERE)

@@ -73,24 +73,18 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
     return grad_t, grad_w, grad_d
 
 
-_NO_DELAYS = np.zeros((1, 1))
-
-
 def _grads_numba(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor,
                  d_syn: torch.Tensor | None,
                  lambert: bool, min_slope: float, max_dw_norm: float
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The compiled CPU loops of _numba_kernels (same arguments and results)."""
-    from snndelay.engine import _numba_kernels as nk
+    """The compiled CPU loops (engine.compiled; same arguments and results)."""
+    from snndelay.engine import compiled
 
     def arr(x: torch.Tensor) -> np.ndarray:
-        return x.detach().contiguous().numpy()
+        return x.detach().numpy()
 
-    has_d = d_syn is not None
-    d_t = arr(d_syn.t()) if d_syn is not None else _NO_DELAYS
-    with _impl.threads_for(t_in.numel() * weights.shape[1]):
-        g_t, g_w_t, g_d_t = nk.backward(arr(t_in), arr(weights.t()), d_t, has_d, arr(t_out),
-                                        arr(grad_out), lambert, float(min_slope),
-                                        float(max_dw_norm), _impl.backward_chunks(t_in.shape[0]))
-    grad_d = torch.from_numpy(g_d_t).t() if has_d else None
-    return torch.from_numpy(g_t), torch.from_numpy(g_w_t).t(), grad_d
+    g_t, g_w, g_d = compiled.backward(arr(grad_out), arr(t_out), arr(t_in), arr(weights),
+                                      None if d_syn is None else arr(d_syn), lambert,
+                                      min_slope, max_dw_norm)
+    return torch.from_numpy(g_t), torch.from_numpy(g_w), (None if g_d is None
+                                                          else torch.from_numpy(g_d))

@@ -1,54 +1,136 @@
-"""Public entry points: a layer's first spike times, differentiable by the spike-time rule.
+"""One layer of LIF neurons: forward and backward on a typed layer description, and the public
+autograd entry points built on them.
 
-Delays enter as arrival times T_ij = t_i + d (docs/model.md section 3). They are reduced to the two
-cases the solver knows, so that an arrival order shared by all receiving neurons is sorted once
-per sample:
-- axonal d_i [N_in, 1]: folded into the input times, t_i + d_i (shared order);
-- dendritic d_j [1, N_out]: shifting every input of neuron j by d_j shifts its spike by d_j
-  exactly (time invariance), so t_j = t_j(no delay) + d_j and dL/dd_j = dL/dt_j;
-- synaptic d_ij [N_in, N_out]: per-neuron order, passed to the solver.
-Multi-spike inputs [B, N_in, S] become N_in * S arrivals carrying their channel's weight and
-delay. Times are scaled to units of tau_syn inside (the kernel is k(s / tau_syn)).
+layer_forward / layer_backward take a LayerParams and numpy arrays or torch tensors (no
+autograd inside): arrivals() prepares the inputs (engine/arrivals.py), the solver finds the
+first crossings (section 2 of docs/model.md), the spike-time backward gives the gradients at
+any spike times, solved or measured (section 4), and fold_grads maps them back to the layer's
+parameters. The network chains these two functions by hand; first_spike_times and
+spike_times_with_grad wrap the same two in one torch.autograd.Function, so there is exactly one
+implementation of a layer.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from snndelay.engine import compiled
+from snndelay.engine.arrivals import Arrivals, arrivals, core_times, fold_grads, output_times
 from snndelay.engine.backward import MIN_SLOPE, spike_time_grads
 from snndelay.engine.kernels import Kernel, kernel_for
 from snndelay.engine.solver import solve_first_spikes
+from snndelay.engine.types import DelayKind, LayerParams, Neuron
 
 _F64 = torch.float64
 
 
-class _SpikeTimes(torch.autograd.Function):
-    """Spike times of one layer (tau_s units); backward from spike times only (section 4)."""
+def _theta_tensor(theta: Any, batch: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    th = torch.as_tensor(theta, dtype=_F64, device=like.device)
+    return th.expand(batch, n_out).contiguous()
+
+
+def solve_arrivals(arr: Arrivals, theta: Any, neuron: Neuron) -> Any:
+    """First crossing times [B, M] (tau_s units, before any dendritic shift; +inf = silent) of
+    arrival-ready inputs; theta: a number, [M] or [B, M]. numpy in, numpy out (the compiled
+    loops when available); torch in, torch out."""
+    kernel = kernel_for(neuron.tau_mem, neuron.tau_syn)
+    batch, n_out = arr.t.shape[0], arr.w.shape[1]
+    if isinstance(arr.t, np.ndarray):
+        if compiled.available(kernel.ratio):
+            return compiled.forward(arr.t, arr.w, arr.d_syn, theta, kernel.ratio == 1.0)
+        t = torch.from_numpy(arr.t)
+        d_syn = None if arr.d_syn is None else torch.from_numpy(arr.d_syn)
+        return solve_first_spikes(t, torch.from_numpy(arr.w), d_syn,
+                                  _theta_tensor(theta, batch, n_out, t), kernel).numpy()
+    return solve_first_spikes(arr.t, arr.w, arr.d_syn, _theta_tensor(theta, batch, n_out, arr.t),
+                              kernel)
+
+
+def _arrival_grads(g: Any, core: Any, arr: Arrivals, kernel: Kernel, min_slope: float,
+                   max_dw_norm: float) -> tuple[Any, Any, Any]:
+    """The spike-time backward (section 4) on arrival-ready inputs, numpy or torch."""
+    if isinstance(arr.t, np.ndarray):
+        if compiled.available(kernel.ratio):
+            return compiled.backward(g, core, arr.t, arr.w, arr.d_syn, kernel.ratio == 1.0,
+                                     min_slope, max_dw_norm)
+        grads = spike_time_grads(*(None if x is None else torch.from_numpy(x)
+                                   for x in (g, core, arr.t, arr.w, arr.d_syn)),
+                                 kernel, min_slope=min_slope, max_dw_norm=max_dw_norm)
+        return tuple(None if x is None else x.numpy() for x in grads)
+    return spike_time_grads(g, core, arr.t, arr.w, arr.d_syn, kernel, min_slope=min_slope,
+                            max_dw_norm=max_dw_norm)
+
+
+@dataclass
+class LayerCache:
+    """What layer_backward needs: the layer, its arrival-ready inputs, the solver-frame spike
+    times (tau_s units, no dendritic shift) and the input's shape."""
+
+    layer: LayerParams
+    arr: Arrivals
+    core: Any
+    in_shape: tuple[int, ...]
+
+
+def layer_forward(t_in: Any, layer: LayerParams, *, theta: Any = None, t_given: Any = None
+                  ) -> tuple[Any, LayerCache]:
+    """First spike times [B, N_out] (+inf = silent) of `layer` driven by t_in [B, N] or
+    [B, N, S], and the cache for layer_backward. theta: thresholds (a number, [N_out] or
+    [B, N_out]; default the layer's neuron.threshold). t_given: spike times measured elsewhere
+    (hardware): the solver is skipped, the output is exactly t_given and the cache holds it, so
+    that layer_backward gives the nominal model's gradient at those times (straight-through,
+    docs/model.md section 8)."""
+    arr = arrivals(t_in, layer)
+    tau = layer.neuron.tau_syn
+    if t_given is None:
+        core = solve_arrivals(arr, layer.neuron.threshold if theta is None else theta,
+                              layer.neuron)
+        out = output_times(core, arr, tau)
+    else:
+        core = core_times(t_given, arr, tau)
+        out = t_given
+    return out, LayerCache(layer, arr, core, tuple(t_in.shape))
+
+
+def layer_backward(cache: LayerCache, g_out: Any, *, min_slope: float = MIN_SLOPE,
+                   max_dw_norm: float = math.inf) -> tuple[Any, Any, Any]:
+    """(dL/dt_in in t_in's shape, dL/dweights [N_rows, N_out], dL/ddelays in the kind's shape
+    or None) given dL/dt_out [B, N_out]. max_dw_norm drops the weight gradient of a (sample,
+    neuron) whose largest |dL/dt * dt/dw| exceeds it (docs/model.md section 4)."""
+    layer, arr = cache.layer, cache.arr
+    tau = layer.neuron.tau_syn
+    kernel = kernel_for(layer.neuron.tau_mem, tau)
+    g = g_out * tau if tau != 1.0 else g_out  # per tau_s unit of the scaled times
+    g_t, g_w, g_dsyn = _arrival_grads(g, cache.core, arr, kernel, min_slope, max_dw_norm)
+    return fold_grads(layer, arr, cache.in_shape, cache.core, g, g_t, g_w, g_dsyn)
+
+
+class _LayerFn(torch.autograd.Function):
+    """layer_forward / layer_backward as one autograd operation (delays in the kind's shape)."""
 
     @staticmethod
-    def forward(ctx: Any, t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
-                theta: torch.Tensor,
-                kernel: Kernel, t_given: torch.Tensor | None, opts: dict[str, float]) -> torch.Tensor:
-        if t_given is None:
-            t_out = solve_first_spikes(t_in, weights, d_syn, theta, kernel)
-        else:
-            t_out = t_given.detach().clone()
-        ctx.save_for_backward(t_in, weights, d_syn, t_out)
-        ctx.kernel, ctx.opts = kernel, opts
-        return t_out
+    def forward(ctx: Any, t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None,
+                theta: Any, kind: DelayKind, neuron: Neuron, t_given: torch.Tensor | None,
+                opts: dict[str, float]) -> torch.Tensor:
+        layer = LayerParams(weights.detach(), kind, None if delays is None else delays.detach(),
+                            None, neuron)
+        out, cache = layer_forward(t_in.detach(), layer, theta=theta,
+                                   t_given=None if t_given is None else t_given.detach())
+        ctx.cache, ctx.opts = cache, opts
+        return out.clone() if t_given is not None else out
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        t_in, weights, d_syn, t_out = ctx.saved_tensors
-        g_t, g_w, g_d = spike_time_grads(grad_out, t_out, t_in, weights, d_syn, ctx.kernel,
-                                         **ctx.opts)
-        return g_t, g_w, g_d, None, None, None, None
+        g_t, g_w, g_d = layer_backward(ctx.cache, grad_out.contiguous(), **ctx.opts)
+        return g_t, g_w, g_d, None, None, None, None, None
 
 
-def _delay_kind(delays: torch.Tensor, n_in: int, n_out: int) -> tuple[str, torch.Tensor]:
+def _delay_kind(delays: torch.Tensor, n_in: int, n_out: int) -> tuple[DelayKind, torch.Tensor]:
     """Classify a delay tensor broadcastable to [N_in, N_out]: axonal, dendritic or synaptic."""
     d = delays
     if d.dim() > 2:
@@ -61,10 +143,10 @@ def _delay_kind(delays: torch.Tensor, n_in: int, n_out: int) -> tuple[str, torch
                          f"got shape {tuple(delays.shape)}")
     # With one input (or one output) the kinds coincide, so the cheaper reading is taken.
     if rows == 1:
-        return "dendritic", d.expand(1, n_out)
+        return DelayKind.DENDRITIC, d.expand(1, n_out)
     if cols == 1:
-        return "axonal", d
-    return "synaptic", d
+        return DelayKind.AXONAL, d
+    return DelayKind.SYNAPTIC, d
 
 
 def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None,
@@ -108,56 +190,20 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
     return kernel, theta
 
 
-def _layer_inputs(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None, tau_syn: float
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Arrival-ready inputs in tau_s units: (t [B, N], w [N, M], d_syn or None, d_out or None)."""
-    n_in, n_out = weights.shape
-    t = t_in.to(_F64)
-    if tau_syn != 1.0:
-        t = t / tau_syn
-    w = weights.to(_F64)
-    d_syn = d_out = None
-    if delays is not None:
-        d = delays.to(_F64)
-        kind, d = _delay_kind(d if tau_syn == 1.0 else d / tau_syn, n_in, n_out)
-        if kind == "axonal":
-            t = t + d.reshape((1, n_in) + (1,) * (t.dim() - 2))
-        elif kind == "dendritic":
-            d_out = d.reshape(1, n_out)
-        else:
-            d_syn = d.expand(n_in, n_out)
-    if t.dim() == 3:  # every spike of a channel is one more arrival with its weight and delay
-        spikes = t.shape[2]
-        t = t.reshape(t.shape[0], n_in * spikes)
-        w = w.repeat_interleave(spikes, dim=0)
-        if d_syn is not None:
-            d_syn = d_syn.repeat_interleave(spikes, dim=0)
-    return t, w, d_syn, d_out
-
-
 def _apply(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None, tau_mem: float,
-           tau_syn: float,
-           threshold: float | torch.Tensor, t_given: torch.Tensor | None, opts: dict[str, float],
-           check_values: bool = True) -> torch.Tensor:
-    kernel, theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn, check_values)
-    t, w, d_syn, d_out = _layer_inputs(t_in, weights, delays, tau_syn)
-    core_given = None
-    if t_given is not None:
-        core_given = t_given.detach().to(_F64) / tau_syn
-        if d_out is not None:  # the core sees the neuron's time before its dendritic delay
-            core_given = core_given - d_out
-    out = _SpikeTimes.apply(t, w, d_syn, theta, kernel, core_given, opts)
-    if d_out is not None:
-        # Only spiking neurons depend on their dendritic delay (dL/dd_j = 0 where silent).
-        out = torch.where(torch.isfinite(out), out + d_out, out)
-    if tau_syn != 1.0:
-        out = out * tau_syn
-    if t_given is not None:
-        # Straight-through: the value is exactly the given times (no rounding from the unit
-        # and delay shifts above), the gradient is the model's.
-        given = t_given.detach().to(_F64)
-        out = torch.where(torch.isfinite(given), given + (out - out.detach()), given)
-    return out
+           tau_syn: float, threshold: float | torch.Tensor, t_given: torch.Tensor | None,
+           opts: dict[str, float], check_values: bool = True) -> torch.Tensor:
+    _, theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn, check_values)
+    n_in, n_out = weights.shape
+    kind, d = DelayKind.NONE, None
+    if delays is not None:
+        kind, d = _delay_kind(delays.to(_F64), n_in, n_out)
+    # The kind's own shape ([N_in], [N_out] or [N_in, N_out]); autograd maps the gradient back
+    # to the caller's broadcastable shape.
+    d_kind = None if d is None else (d.reshape(-1) if kind is not DelayKind.SYNAPTIC else d)
+    given = None if t_given is None else t_given.to(_F64)
+    return _LayerFn.apply(t_in.to(_F64), weights.to(_F64), d_kind, theta, kind,
+                          Neuron(tau_mem, tau_syn, 1.0), given, opts)
 
 
 def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None = None,

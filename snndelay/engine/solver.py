@@ -14,6 +14,7 @@ The kernel's formulas are elementwise, so they run unchanged on either layout.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -117,13 +118,13 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
     inf = float("inf")
     if batch == 0 or n_in == 0 or n_out == 0:
         return torch.full((batch, n_out), inf, dtype=t_in.dtype, device=t_in.device)
+    if not stable and _impl.use_numba(t_in, kernel.ratio):
+        return _solve_numba(t_in, weights, d_syn, theta, kernel.ratio == 1.0)
     # The crossing is invariant to scaling (w, theta) together: normalise each neuron's
     # weights to max |w| = 1 so huge or tiny weights cannot overflow the prefix sums.
     scale = weights.abs().amax(dim=0).clamp_(min=torch.finfo(weights.dtype).tiny)
     w_n = weights / scale
     theta = theta / scale
-    if not stable and _impl.use_numba(t_in, kernel.ratio):
-        return _solve_numba(t_in, w_n, d_syn, theta, kernel.ratio == 1.0)
     n_fin = torch.isfinite(t_in).sum(dim=1).tolist()  # arrivals per sample (delays keep them)
     long_span = stable or _span_bound(t_in, d_syn) > SAFE_SPAN
     shared = d_syn is None
@@ -187,19 +188,14 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
-def _solve_numba(t_in: torch.Tensor, w_n: torch.Tensor, d_syn: torch.Tensor | None,
+def _solve_numba(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
                  theta: torch.Tensor, lambert: bool) -> torch.Tensor:
-    """The compiled CPU loops of _numba_kernels (same arguments, weights already normalised)."""
-    from snndelay.engine import _numba_kernels as nk
+    """The compiled CPU loops (engine.compiled; same arguments and result)."""
+    from snndelay.engine import compiled
 
-    t = t_in.detach().contiguous().numpy()
-    w_t = w_n.detach().t().contiguous().numpy()
-    th = theta.detach().contiguous().numpy()
-    with _impl.threads_for(t.size * w_t.shape[0]) as threads:
-        chunks = max(1, min(t.shape[0], threads))
-        if d_syn is None:
-            out = nk.forward_shared(t, w_t, th, lambert, chunks)
-        else:
-            out = nk.forward_synaptic(t, d_syn.detach().t().contiguous().numpy(), w_t, th,
-                                      lambert, chunks)
-    return torch.from_numpy(out)
+    def arr(x: torch.Tensor) -> np.ndarray:
+        return x.detach().numpy()
+
+    return torch.from_numpy(compiled.forward(arr(t_in), arr(weights),
+                                             None if d_syn is None else arr(d_syn),
+                                             arr(theta), lambert))
