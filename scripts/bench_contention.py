@@ -13,13 +13,14 @@ Usage: python scripts/bench_contention.py [--epochs 30] [--repeats 3] [--busy 0,
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from snndelay.records import RunSummary
 
 SPIN = "while True: pass"
 
@@ -37,7 +38,7 @@ def run_once(preset: str, epochs: int, busy: int, overrides: list[str]) -> tuple
                             *overrides, "--run-dir", str(run)], check=True,
                            stdout=subprocess.DEVNULL)
             whole = time.perf_counter() - t0
-            loop = json.loads((run / "summary.json").read_text())["wall_time_s"]
+            loop = RunSummary.read(run).wall_time_s
     finally:
         for p in spinners:
             p.kill()

@@ -13,13 +13,14 @@ Reports seconds per epoch (training loop incl. validation) from summary.json.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from snndelay.records import RunSummary
 
 
 def write_synthetic_mnist(root: Path, seed: int = 0) -> None:
@@ -39,9 +40,9 @@ def write_synthetic_mnist(root: Path, seed: int = 0) -> None:
 def run(args: list[str], out: Path) -> dict:
     subprocess.run(["snndelay", "train", *args, "--run-dir", str(out)], check=True,
                    stdout=subprocess.DEVNULL)
-    s = json.loads((out / "summary.json").read_text())
-    return {"epochs": s["epochs"], "s_per_epoch": s["wall_time_s"] / s["epochs"],
-            "test_accuracy": s["test_accuracy"], "n_params": s["n_params"]}
+    s = RunSummary.read(out)
+    return {"epochs": s.epochs, "s_per_epoch": s.wall_time_s / s.epochs,
+            "test_accuracy": s.test_accuracy, "n_params": s.n_params}
 
 
 def main() -> None:

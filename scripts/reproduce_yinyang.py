@@ -12,8 +12,10 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+from snndelay.records import RunSummary
 from snndelay.sweep import Job, load_launcher, run_jobs, stats, threads_per_job
 
 PRESETS = ("yinyang_h30_w", "yinyang_h30_wa", "yinyang_h30_wd", "yinyang_h30_ws", "yinyang_h5_ws")
@@ -40,7 +42,7 @@ def run_all(presets: list[str], seeds: int, epochs: int, n_jobs: int, out: Path)
     failed = [r["job"] for r in rows if r["status"] == "failed"]
     if failed:
         sys.exit(f"failed runs: {', '.join(failed)}")
-    return {r["job"]: json.loads((Path(r["run_dir"]) / "summary.json").read_text()) for r in rows}
+    return {r["job"]: asdict(RunSummary.read(Path(r["run_dir"]))) for r in rows}
 
 
 def main() -> None:

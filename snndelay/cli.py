@@ -138,11 +138,11 @@ def train(
                               markup=False, highlight=False)
             raise typer.Exit(130) from None
     s = result.summary
-    table = Table(title=escape(f"{cfg.name} (seed {s['seed']})"))
+    table = Table(title=escape(f"{cfg.name} (seed {s.seed})"))
     for col in ("test acc", "val acc", "parameters", "epochs", "wall time", "run directory"):
         table.add_column(col, justify="right")
-    table.add_row(f"{100 * s['test_accuracy']:.2f} %", f"{100 * s['val_accuracy']:.2f} %",
-                  str(s["n_params"]), str(s["epochs"]), f"{s['wall_time_s']:.1f} s",
+    table.add_row(f"{100 * s.test_accuracy:.2f} %", f"{100 * s.val_accuracy:.2f} %",
+                  str(s.n_params), str(s.epochs), f"{s.wall_time_s:.1f} s",
                   escape(str(target)))
     console.print(table)
 

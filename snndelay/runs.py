@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from snndelay.config import Config, to_yaml
 from snndelay.engine import compiled
 from snndelay.errors import ConfigError, RunDirError
 from snndelay.network import Network
+from snndelay.records import Checkpoint, RunSummary
 from snndelay.rundir import (
     atomic_write,
     atomic_write_text,
@@ -54,18 +54,22 @@ def _metrics_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def load_checkpoint(run_dir: Path) -> dict:
+def load_checkpoint(run_dir: Path) -> Checkpoint:
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         raise RunDirError(f"{run_dir}: no checkpoint.pt to load")
     try:
-        ckpt = torch.load(path, weights_only=True)
+        raw = torch.load(path, weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files; never its advice
         raise RunDirError(f"{path}: not a readable snndelay checkpoint "
                           f"({type(exc).__name__}); it is damaged or from another program") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise RunDirError(f"{path}: not an snndelay checkpoint (no model state)")
-    return ckpt
+    return Checkpoint.from_dict(raw, path)
+
+
+def _does_not_fit(run_dir: Path, exc: Exception, hint: str = "") -> RunDirError:
+    """The one message for a checkpoint whose tensors do not fit the run's config.yaml."""
+    return RunDirError(f"{run_dir}: checkpoint.pt does not fit the network of its config.yaml"
+                       f"{hint} ({str(exc).splitlines()[0][:120]})")
 
 
 MODELS = ("last", "best")
@@ -78,23 +82,22 @@ def load_network(run_dir: Path, cfg: Config, model: str = "last") -> tuple[Netwo
     if model not in MODELS:
         raise ConfigError(f"--model must be last or best, got {model!r}")
     ckpt = load_checkpoint(run_dir)
-    state, epoch = ((ckpt["model"], ckpt["epoch"]) if model == "last"
-                    else (ckpt.get("best_model"), ckpt.get("best_epoch")))
+    state, epoch = ((ckpt.model, ckpt.epoch) if model == "last"
+                    else (ckpt.best_model, ckpt.best_epoch))
     if not state:  # written before the checkpoint kept it
         raise RunDirError(f"{run_dir}: the checkpoint holds no best-validation network")
     net = build_network(cfg)
     try:
         net.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise RunDirError(f"{run_dir}: checkpoint.pt does not fit the network of its config.yaml "
-                          f"({str(exc).splitlines()[0][:120]})") from None
+        raise _does_not_fit(run_dir, exc) from None
     return net, int(epoch or 0)
 
 
 @dataclass
 class RunResult:
     run_dir: Path
-    summary: dict
+    summary: RunSummary
     rows: list[dict]
 
 
@@ -125,9 +128,7 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
         try:
             trainer.restore(ckpt)
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
-            raise RunDirError(f"{run_dir}: checkpoint.pt does not fit the network of its "
-                              f"config.yaml (was config.yaml edited?): "
-                              f"{str(exc).splitlines()[0][:120]}") from None
+            raise _does_not_fit(run_dir, exc, " (was config.yaml edited?)") from None
     else:
         if (run_dir / "checkpoint.pt").exists():  # checked under the lock: no race
             raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or "
@@ -138,7 +139,7 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
     while trainer.state.epoch < cfg.training.epochs:
         row = trainer.train_epoch()
         if trainer.state.epoch % every == 0 or trainer.state.epoch == cfg.training.epochs:
-            atomic_torch_save(trainer.checkpoint(), run_dir / "checkpoint.pt")
+            atomic_torch_save(trainer.checkpoint().to_dict(), run_dir / "checkpoint.pt")
             atomic_write_text(run_dir / "metrics.csv", _metrics_csv(trainer.state.rows))
         if on_epoch is not None:
             on_epoch(row)
@@ -149,25 +150,20 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
     best_net.load_state_dict(trainer.state.best_model)
     best = evaluate(best_net, test_split, cfg, trainer.backend, repeats)
     rows = trainer.state.rows
-    summary = {
-        "experiment": cfg.name, "test_accuracy": test.accuracy, "test_loss": test.loss,
-        "val_accuracy": rows[-1]["val_acc"], "val_loss": rows[-1]["val_loss"],
-        # the network of the epoch with the best validation accuracy, for reference
-        "best_val_epoch": trainer.state.best_epoch,
-        "best_val_accuracy": rows[trainer.state.best_epoch - 1]["val_acc"],
-        "test_accuracy_at_best_val": best.accuracy,
-        # a noisy backend (emulated or real chip): test_accuracy is the mean of these runs
-        "test_accuracy_draws": test.accuracy_draws,
-        "n_params": trainer.net.n_params(), "epochs": trainer.state.epoch,
-        "wall_time_s": trainer.state.elapsed_s, "seed": cfg.training.seed,
-        "silent_fraction_test": test.silent,
-        "backend": trainer.backend.info(),
-        "versions": {"snndelay": snndelay.__version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
-        "git_commit": _git_commit(),
-    }
+    summary = RunSummary(
+        experiment=cfg.name, test_accuracy=test.accuracy, test_loss=test.loss,
+        val_accuracy=rows[-1]["val_acc"], val_loss=rows[-1]["val_loss"],
+        best_val_epoch=trainer.state.best_epoch,
+        best_val_accuracy=rows[trainer.state.best_epoch - 1]["val_acc"],
+        test_accuracy_at_best_val=best.accuracy, test_accuracy_draws=test.accuracy_draws,
+        n_params=trainer.net.n_params(), epochs=trainer.state.epoch,
+        wall_time_s=trainer.state.elapsed_s, seed=cfg.training.seed,
+        silent_fraction_test=test.silent, backend=trainer.backend.info(),
+        versions={"snndelay": snndelay.__version__, "torch": torch.__version__,
+                  "python": platform.python_version()},
+        git_commit=_git_commit())
     write_plots(trainer, test_split, test, run_dir)
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.json", summary.to_json())
     return RunResult(run_dir, summary, rows)
 
 

@@ -190,6 +190,7 @@ def _job_row(job: Job) -> dict:
 def run_job(job: Job) -> dict:
     """Train (or reuse, or continue) one job's run; never raises: failures become a row with
     status "failed" and the error (full traceback in the run's error.txt)."""
+    from snndelay.records import RunSummary
     from snndelay.rundir import atomic_write_text, load_run_config
     from snndelay.runs import train_run
 
@@ -211,7 +212,7 @@ def run_job(job: Job) -> dict:
                 same = False
         done = run_dir / "summary.json"
         if same and done.is_file():
-            summary, row["status"] = json.loads(done.read_text()), "reused"
+            summary, row["status"] = RunSummary.read(run_dir), "reused"
         else:
             resume = same and (run_dir / "checkpoint.pt").is_file()
             status = "done"
@@ -225,7 +226,7 @@ def run_job(job: Job) -> dict:
         (run_dir / "error.txt").unlink(missing_ok=True)
         for key in ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
                     "wall_time_s"):
-            row[key] = summary.get(key, "")
+            row[key] = getattr(summary, key)
     except Exception as exc:  # noqa: BLE001 - a failing job must not stop the sweep
         row["status"] = "failed"
         row["error"] = _one_line(exc) if isinstance(exc, UserError) else \

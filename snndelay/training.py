@@ -17,6 +17,7 @@ from snndelay.errors import TrainingDiverged
 from snndelay.losses import LOSSES, predict
 from snndelay.network import DelaySpec, Network
 from snndelay.optim import Adam
+from snndelay.records import Checkpoint
 from snndelay.threads import CpuMonitor
 
 
@@ -152,25 +153,24 @@ class Trainer:
         self.val_split = load_split(cfg, "val")
 
     # -- checkpoints ---------------------------------------------------------------------
-    def checkpoint(self) -> dict:
+    def checkpoint(self) -> Checkpoint:
         s = self.state
-        return {"epoch": s.epoch, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                "shuffle_rng": self.shuffle.get_state(),
-                "noise_rng": self.noise_rng.bit_generator.state,
-                "bump_layer": s.bump_layer, "bump_value": s.bump_value,
-                "elapsed_s": s.elapsed_s, "rows": s.rows, "best_epoch": s.best_epoch,
-                "best_model": s.best_model, "backend": self.backend.state_dict()}
+        return Checkpoint(epoch=s.epoch, model=self.net.state_dict(),
+                          optimizer=self.opt.state_dict(), shuffle_rng=self.shuffle.get_state(),
+                          noise_rng=dict(self.noise_rng.bit_generator.state),
+                          bump_layer=s.bump_layer, bump_value=s.bump_value,
+                          elapsed_s=s.elapsed_s, rows=s.rows, best_epoch=s.best_epoch,
+                          best_model=s.best_model, backend=self.backend.state_dict())
 
-    def restore(self, ckpt: dict) -> None:
-        self.net.load_state_dict(ckpt["model"])
-        self.opt.load_state_dict(ckpt["optimizer"])
-        self.shuffle.set_state(ckpt["shuffle_rng"])
-        if "noise_rng" in ckpt:
-            self.noise_rng.bit_generator.state = ckpt["noise_rng"]
-        self.state = TrainState(ckpt["epoch"], ckpt["bump_layer"], ckpt["bump_value"],
-                                ckpt["elapsed_s"], list(ckpt["rows"]), ckpt["best_epoch"],
-                                dict(ckpt["best_model"]))
-        self.backend.load_state_dict(ckpt.get("backend", {}))
+    def restore(self, ckpt: Checkpoint) -> None:
+        self.net.load_state_dict(ckpt.model)
+        self.opt.load_state_dict(ckpt.optimizer)
+        self.shuffle.set_state(ckpt.shuffle_rng)
+        if ckpt.noise_rng is not None:
+            self.noise_rng.bit_generator.state = ckpt.noise_rng
+        self.state = TrainState(ckpt.epoch, ckpt.bump_layer, ckpt.bump_value, ckpt.elapsed_s,
+                                list(ckpt.rows), ckpt.best_epoch, dict(ckpt.best_model))
+        self.backend.load_state_dict(ckpt.backend)
 
     # -- one epoch -------------------------------------------------------------------------
     def _bump(self, times: list[np.ndarray]) -> bool:

@@ -303,7 +303,7 @@ def test_emulator_training_records_the_chip_and_resumes_exactly(tmp_path):
     ov = ["experiment=yinyang_bss2_wa", *TINY, "training.epochs=2", "backend.chip_seed=7"]
     cfg = compose(ov)[1]
     ref = train_run(cfg, tmp_path / "ref", ov).summary
-    assert ref["backend"]["name"] == "bss2_emulator" and ref["backend"]["chip_seed"] == 7
+    assert ref.backend["name"] == "bss2_emulator" and ref.backend["chip_seed"] == 7
 
     def stop(row):
         if row["epoch"] == 1:
@@ -312,11 +312,11 @@ def test_emulator_training_records_the_chip_and_resumes_exactly(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg, tmp_path / "run", ov, on_epoch=stop)
     again = train_run(cfg, tmp_path / "run", ov, resume=True).summary
-    assert again["test_accuracy"] == ref["test_accuracy"]
-    assert again["val_loss"] == ref["val_loss"]
+    assert again.test_accuracy == ref.test_accuracy
+    assert again.val_loss == ref.val_loss
     # trial noise: the test accuracy is the mean of backend.eval_repeats runs of the test set
-    assert len(ref["test_accuracy_draws"]) == cfg.backend.eval_repeats == 10
-    assert ref["test_accuracy"] == pytest.approx(np.mean(ref["test_accuracy_draws"]))
+    assert len(ref.test_accuracy_draws) == cfg.backend.eval_repeats == 10
+    assert ref.test_accuracy == pytest.approx(np.mean(ref.test_accuracy_draws))
     res = runner.invoke(app, ["evaluate", str(tmp_path / "ref"), "--repeats", "3"])
     assert res.exit_code == 0 and "mean of 3 runs on bss2_emulator" in " ".join(res.output.split())
     assert runner.invoke(app, ["evaluate", str(tmp_path / "ref"), "--repeats", "0"]).exit_code == 2
@@ -363,7 +363,7 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     net = build_network(cfg)
     from snndelay.runs import load_checkpoint
 
-    net.load_state_dict(load_checkpoint(run)["model"])
+    net.load_state_dict(load_checkpoint(run).model)
     cal = meta["calibration"]  # on by default: weights scaled per neuron for chip 1
     assert cal["trained_chip_seed"] == 0 and cal["target_chip_seed"] == 1
     assert all(0.8 < min(sc) and max(sc) < 1.2 for sc in cal["weight_scales"])
@@ -388,7 +388,7 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     assert res.exit_code == 0, res.output
     arrays, meta = load_bundle(run / "deploy")
     assert meta["calibration"] is None
-    net.load_state_dict(load_checkpoint(run)["model"])
+    net.load_state_dict(load_checkpoint(run).model)
     np.testing.assert_array_equal(arrays["layer1_exc"], hw.weights_to_hw(
         net.layers[1].weight.detach().numpy())[0])
     with pytest.raises(ConfigError, match="cannot measure its thresholds"):

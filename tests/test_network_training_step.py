@@ -7,7 +7,6 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from reference import autograd_network
 
 from snndelay.losses import LOSSES, predict, shift_mse, torch_loss

@@ -84,6 +84,7 @@ def arrivals(t_in: Any, layer: LayerParams) -> Arrivals:
         d = d / tau
     d_syn = d_out = None
     if layer.kind is DelayKind.AXONAL:
+        assert d is not None  # LayerParams guarantees values for every kind but NONE
         t = t + (d[None, :, None] if t.ndim == 3 else d[None, :])  # inf + d stays inf
     elif layer.kind is DelayKind.DENDRITIC:
         d_out = d

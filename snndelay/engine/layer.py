@@ -58,10 +58,11 @@ def _arrival_grads(g: Any, core: Any, arr: Arrivals, kernel: Kernel, min_slope: 
         if compiled.available(kernel.ratio):
             return compiled.backward(g, core, arr.t, arr.w, arr.d_syn, kernel.ratio == 1.0,
                                      min_slope, max_dw_norm)
-        grads = spike_time_grads(*(None if x is None else torch.from_numpy(x)
-                                   for x in (g, core, arr.t, arr.w, arr.d_syn)),
-                                 kernel, min_slope=min_slope, max_dw_norm=max_dw_norm)
-        return tuple(None if x is None else x.numpy() for x in grads)
+        d_syn = None if arr.d_syn is None else torch.from_numpy(arr.d_syn)
+        g_t, g_w, g_d = spike_time_grads(torch.from_numpy(g), torch.from_numpy(core),
+                                         torch.from_numpy(arr.t), torch.from_numpy(arr.w), d_syn,
+                                         kernel, min_slope=min_slope, max_dw_norm=max_dw_norm)
+        return g_t.numpy(), g_w.numpy(), None if g_d is None else g_d.numpy()
     return spike_time_grads(g, core, arr.t, arr.w, arr.d_syn, kernel, min_slope=min_slope,
                             max_dw_norm=max_dw_norm)
 

@@ -1,0 +1,99 @@
+"""Typed run records: what a run's summary.json holds (RunSummary) and what its checkpoint.pt
+holds (Checkpoint, with a format version). Runs write them; sweeps, compare-delays, deploy and
+the scripts read them through these types instead of free dictionaries."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from snndelay.errors import RunDirError
+
+
+@dataclass
+class RunSummary:
+    """summary.json: the results of a finished run (accuracies as fractions, times in s)."""
+
+    experiment: str
+    test_accuracy: float  # network after the last epoch; on a noisy backend the mean of draws
+    test_loss: float
+    val_accuracy: float
+    val_loss: float
+    best_val_epoch: int  # the epoch with the highest validation accuracy (first of ties)
+    best_val_accuracy: float
+    test_accuracy_at_best_val: float
+    n_params: int
+    epochs: int
+    wall_time_s: float  # the training loop (epochs incl. validation), not start-up or test
+    seed: int
+    test_accuracy_draws: list[float] = field(default_factory=list)
+    silent_fraction_test: list[float] = field(default_factory=list)
+    backend: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    git_commit: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "RunSummary":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "RunSummary":
+        """The summary of a finished run; RunDirError if it is missing or unreadable."""
+        path = Path(run_dir) / "summary.json"
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise RunDirError(f"{run_dir}: no summary.json (the run has not finished)") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise RunDirError(f"{path}: not a readable snndelay summary "
+                              f"({type(exc).__name__})") from None
+
+
+CHECKPOINT_FORMAT = 2  # 1: the same fields without "format" (written before it existed)
+
+
+@dataclass
+class Checkpoint:
+    """checkpoint.pt: everything a resumed run needs to continue exactly where it stopped,
+    and the networks that evaluate and deploy load (last and best-validation)."""
+
+    epoch: int
+    model: dict  # the network's state_dict after `epoch` epochs
+    optimizer: dict
+    shuffle_rng: Any  # torch generator state
+    noise_rng: dict | None  # numpy bit generator state of the input jitter
+    bump_layer: int
+    bump_value: float
+    elapsed_s: float
+    rows: list[dict]  # metrics.csv so far
+    best_epoch: int
+    best_model: dict
+    backend: dict = field(default_factory=dict)
+    format: int = CHECKPOINT_FORMAT
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: Path) -> "Checkpoint":
+        """A checkpoint from what torch.load returned; RunDirError naming `where` if it is not
+        one this version of snndelay can read."""
+        if not isinstance(raw, dict) or "model" not in raw:
+            raise RunDirError(f"{where}: not an snndelay checkpoint (no model state)")
+        version = raw.get("format", 1)
+        if not isinstance(version, int) or version > CHECKPOINT_FORMAT:
+            raise RunDirError(f"{where}: checkpoint format {version!r} is newer than this "
+                              f"snndelay reads ({CHECKPOINT_FORMAT}); update snndelay")
+        raw = {"noise_rng": None, "best_epoch": 0, "best_model": {}, **raw, "format": version}
+        missing = [f.name for f in fields(cls) if f.name not in raw
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise RunDirError(f"{where}: incomplete snndelay checkpoint (missing "
+                              f"{', '.join(missing)})")
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
