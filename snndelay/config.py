@@ -17,34 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from snndelay.backends import BACKENDS
-from snndelay.data import DATASETS, n_classes, n_inputs
+from snndelay.data import MAX_SEED, DatasetConfig, YinYangConfig, n_classes, n_inputs
+from snndelay.data import REGISTRY as DATA_REGISTRY
 from snndelay.delays import DELAY_TYPES
-from snndelay.errors import ConfigError
+from snndelay.errors import ConfigError, need, need_int
 
-LOSS_NAMES = ("shift_mse", "ttfs_ce")
 POSITIVITY = ("sigmoid", "clamp")
-
-
-@dataclass
-class DatasetConfig:
-    name: str = "yinyang"
-    train_size: int = 5000  # samples per split (at most what the files hold)
-    val_size: int = 1000
-    test_size: int = 1000
-    train_seed: int = 42  # Yin-Yang generator seeds
-    val_seed: int = 41
-    test_seed: int = 40
-    t_early: float = 0.15  # spike time of value 0 (Yin-Yang) or of the brightest pixel (images)
-    t_late: float = 2.0  # spike time of value 1 (Yin-Yang) or of a dark pixel (images)
-    replicate: int = 1  # copies of every input channel (BrainScaleS-2: 5, for drive)
-    root: Optional[str] = None  # directory of the files (mnist, shd); never downloaded
-    split_seed: int = 0  # digits: stratified split; mnist, shd: validation part of train
-    drop_dark: bool = True  # images: pixels of intensity 0 send no spike
-    resize: Optional[int] = None  # mnist: resize to resize x resize (e.g. 16)
-    channel_factor: int = 1  # shd: merge this many neighbouring channels
-    max_spikes: int = 1  # shd: spikes kept per (merged) channel
-    tau_s_ms: float = 5.0  # shd: tau_s in ms (event times become tau_s units)
-    t_max_ms: Optional[float] = None  # shd: ignore events after this time
 
 
 @dataclass
@@ -111,22 +89,57 @@ class TrainingConfig:
 @dataclass
 class LossConfig:
     name: str = "shift_mse"
-    dt: float = 0.2
-    xi: float = 0.2
-    alpha: float = 0.005
+
+    def kwargs(self) -> dict[str, float]:
+        """The loss function's keyword parameters (every key but the name)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+
+    def check(self) -> None:
+        pass
+
+
+@dataclass
+class ShiftMseConfig(LossConfig):
+    name: str = "shift_mse"
+    dt: float = 0.2  # target gap between label and other outputs (0.3 on hardware)
+
+    def check(self) -> None:
+        need(self.dt >= 0, "loss.dt", "must be >= 0", self.dt)
+
+
+@dataclass
+class TtfsCeConfig(LossConfig):
+    name: str = "ttfs_ce"
+    xi: float = 0.2  # softmax temperature of -t
+    alpha: float = 0.005  # weight of the early-label regulariser alpha exp(t_label / beta)
     beta: float = 1.0
+
+    def check(self) -> None:
+        need(self.xi > 0, "loss.xi", "must be > 0", self.xi)
+        need(self.alpha >= 0, "loss.alpha", "must be >= 0", self.alpha)
+        need(self.beta > 0, "loss.beta", "must be > 0", self.beta)
+
+
+# The schema of every option of a group whose options have keys of their own: a run accepts
+# exactly the keys of the option it chose. The YAML files in configs/ extend these schemas
+# (defaults live here, once); Hydra learns them through its ConfigStore (compose()).
+SCHEMAS: dict[str, dict[str, type]] = {
+    "dataset": {name: info.schema for name, info in DATA_REGISTRY.items()},
+    "loss": {"shift_mse": ShiftMseConfig, "ttfs_ce": TtfsCeConfig},
+}
+LOSS_NAMES = tuple(SCHEMAS["loss"])
 
 
 @dataclass
 class Config:
     name: str = "custom"
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    dataset: DatasetConfig = field(default_factory=YinYangConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     delay: DelayConfig = field(default_factory=DelayConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossConfig = field(default_factory=ShiftMseConfig)
 
     # Derived views, checked by validate().
     def hidden_sizes(self) -> list[int]:
@@ -185,13 +198,8 @@ def config_dir() -> Path:
     return installed if (installed / "config.yaml").is_file() else here.parent / "configs"
 
 
-def _need(ok: bool, key: str, what: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {what}, got {value!r}")
-
-
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    _need(value in allowed, key, f"must be one of {', '.join(allowed)}", value)
+    need(value in allowed, key, f"must be one of {', '.join(allowed)}", value)
 
 
 # Upper bounds on values that would exhaust the machine before anything useful happens. They
@@ -199,14 +207,9 @@ def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 # typos such as network.hidden=100000000 (8.5 GB of weights) with one line.
 MAX_NEURONS = 100_000  # per layer
 MAX_SYNAPSES = 20_000_000  # all layers; float64 weights + delays + Adam's two moments: ~1.3 GB
-MAX_SAMPLES = 10_000_000  # per split
 MAX_BATCH = 100_000
 MAX_EPOCHS = 1_000_000
 MAX_REPEATS = 10_000  # backend.eval_repeats
-MAX_SEED = 2**31 - 1  # numpy's RandomState takes seeds below 2**32; seed + k must stay below
-MAX_REPLICATE = 100
-MAX_SPIKES_PER_CHANNEL = 10_000
-MAX_TIME = 1e6  # tau_s: input encoding times
 
 
 def _check_finite(node: Any, prefix: str) -> None:
@@ -222,106 +225,81 @@ def _check_finite(node: Any, prefix: str) -> None:
                 raise ConfigError(f"{key}: must be a finite number, got {value!r}")
 
 
-def _int_in(key: str, value: Any, lo: int, hi: int) -> None:
-    _need(isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi, key,
-          f"must be an integer in [{lo}, {hi}]", value)
-
-
 def validate(cfg: Config) -> Config:
     """Range and consistency checks that types alone cannot express: every number finite,
     ranges, upper bounds where a value would exhaust the machine, and values that cannot
     apply to the chosen options."""
     _check_finite(cfg, "")
-    _one_of("dataset.name", cfg.dataset.name, DATASETS)
     _one_of("backend.name", cfg.backend.name, BACKENDS)
-    _one_of("loss.name", cfg.loss.name, LOSS_NAMES)
     _one_of("delay.type", cfg.delay.type, DELAY_TYPES)
     _one_of("delay.positivity", cfg.delay.positivity, POSITIVITY)
-    d = cfg.dataset
-    for key in ("train_size", "val_size", "test_size"):
-        _int_in(f"dataset.{key}", getattr(d, key), 1, MAX_SAMPLES)
-    for key in ("train_seed", "val_seed", "test_seed", "split_seed"):
-        _int_in(f"dataset.{key}", getattr(d, key), 0, MAX_SEED)
-    _need(0 <= d.t_early < d.t_late <= MAX_TIME, "dataset.t_early",
-          f"must satisfy 0 <= t_early < t_late <= {MAX_TIME:g} (tau_s)", (d.t_early, d.t_late))
+    cfg.dataset.check()
     h = cfg.network.hidden
     ok = (isinstance(h, int) and not isinstance(h, bool)) or (isinstance(h, (list, tuple)) and all(
         isinstance(x, int) and not isinstance(x, bool) for x in h))
-    _need(ok, "network.hidden", "must be an integer or a list of integers", h)
-    _need(all(1 <= x <= MAX_NEURONS for x in cfg.hidden_sizes()), "network.hidden",
+    need(ok, "network.hidden", "must be an integer or a list of integers", h)
+    need(all(1 <= x <= MAX_NEURONS for x in cfg.hidden_sizes()), "network.hidden",
           f"sizes must lie in [1, {MAX_NEURONS}]", h)
     for key in ("weight_mean", "weight_std"):
         vals = cfg.per_layer(f"network.{key}", getattr(cfg.network, key))
         if key == "weight_std":
-            _need(all(v >= 0 for v in vals), "network.weight_std", "must be >= 0", vals)
-    _need(cfg.network.bias_time is None or cfg.network.bias_time >= 0, "network.bias_time",
+            need(all(v >= 0 for v in vals), "network.weight_std", "must be >= 0", vals)
+    need(cfg.network.bias_time is None or cfg.network.bias_time >= 0, "network.bias_time",
           "must be >= 0 (tau_s) or null", cfg.network.bias_time)
     n = cfg.neuron
-    _need(n.tau_mem > 0, "neuron.tau_mem", "must be > 0", n.tau_mem)
-    _need(n.tau_syn > 0, "neuron.tau_syn", "must be > 0", n.tau_syn)
+    need(n.tau_mem > 0, "neuron.tau_mem", "must be > 0", n.tau_mem)
+    need(n.tau_syn > 0, "neuron.tau_syn", "must be > 0", n.tau_syn)
     ratio = n.tau_mem / n.tau_syn
-    _need(abs(ratio - 1) < 1e-12 or abs(ratio - 2) < 1e-12, "neuron.tau_mem",
+    need(abs(ratio - 1) < 1e-12 or abs(ratio - 2) < 1e-12, "neuron.tau_mem",
           "tau_mem / tau_syn must be 1 or 2 (closed-form spike times)", n.tau_mem)
-    _need(n.threshold > 0, "neuron.threshold", "must be > 0", n.threshold)
+    need(n.threshold > 0, "neuron.threshold", "must be > 0", n.threshold)
     dl = cfg.delay
-    _need(dl.scale > 0, "delay.scale", "must be > 0", dl.scale)
-    _need(dl.shift >= 0, "delay.shift", "must be >= 0 (delays stay positive)", dl.shift)
-    _need(dl.init_std >= 0, "delay.init_std", "must be >= 0", dl.init_std)
+    need(dl.scale > 0, "delay.scale", "must be > 0", dl.scale)
+    need(dl.shift >= 0, "delay.shift", "must be >= 0 (delays stay positive)", dl.shift)
+    need(dl.init_std >= 0, "delay.init_std", "must be >= 0", dl.init_std)
     groups = cfg.group_sizes()
-    _int_in("dataset.replicate", d.replicate, 1, MAX_REPLICATE)
-    _need(d.resize is None or (isinstance(d.resize, int) and 1 <= d.resize <= 28),
-          "dataset.resize", "must be an integer in [1, 28] or null", d.resize)
-    _int_in("dataset.channel_factor", d.channel_factor, 1, 700)
-    _int_in("dataset.max_spikes", d.max_spikes, 1, MAX_SPIKES_PER_CHANNEL)
-    _need(d.tau_s_ms > 0, "dataset.tau_s_ms", "must be > 0", d.tau_s_ms)
-    _need(d.t_max_ms is None or d.t_max_ms > 0, "dataset.t_max_ms", "must be > 0 or null",
-          d.t_max_ms)
-    _need(dl.layers == "all" or (isinstance(dl.layers, (list, tuple)) and all(
+    need(dl.layers == "all" or (isinstance(dl.layers, (list, tuple)) and all(
         isinstance(k, int) and not isinstance(k, bool) and 0 <= k < cfg.n_layers()
         for k in dl.layers)), "delay.layers",
         f"must be 'all' or a list of layer indices in 0..{cfg.n_layers() - 1}", dl.layers)
     sizes = cfg.layer_sizes()
     n_syn = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    _need(n_syn <= MAX_SYNAPSES, "network.hidden",
+    need(n_syn <= MAX_SYNAPSES, "network.hidden",
           f"the network would have {n_syn} synapses, more than {MAX_SYNAPSES} (memory)", h)
     t = cfg.training
-    _int_in("training.epochs", t.epochs, 1, MAX_EPOCHS)
-    _int_in("training.seed", t.seed, 0, MAX_SEED)
-    _int_in("training.batch_size", t.batch_size, 1, MAX_BATCH)
-    _int_in("training.eval_batch_size", t.eval_batch_size, 1, MAX_BATCH)
-    _need(all(v > 0 for v in cfg.per_layer("training.lr", t.lr)), "training.lr", "must be > 0", t.lr)
-    _need(all(v >= 0 for v in cfg.per_layer("training.lr_delay", t.lr_delay)),
+    need_int("training.epochs", t.epochs, 1, MAX_EPOCHS)
+    need_int("training.seed", t.seed, 0, MAX_SEED)
+    need_int("training.batch_size", t.batch_size, 1, MAX_BATCH)
+    need_int("training.eval_batch_size", t.eval_batch_size, 1, MAX_BATCH)
+    need(all(v > 0 for v in cfg.per_layer("training.lr", t.lr)), "training.lr", "must be > 0", t.lr)
+    need(all(v >= 0 for v in cfg.per_layer("training.lr_delay", t.lr_delay)),
           "training.lr_delay", "must be >= 0", t.lr_delay)
-    _int_in("training.step_size", t.step_size, 1, MAX_EPOCHS)
-    _need(0 < t.gamma <= 1, "training.gamma", "must be in (0, 1]", t.gamma)
+    need_int("training.step_size", t.step_size, 1, MAX_EPOCHS)
+    need(0 < t.gamma <= 1, "training.gamma", "must be in (0, 1]", t.gamma)
     for key in ("max_missing_hidden", "max_missing_output"):
-        _need(0 <= getattr(t, key) <= 1, f"training.{key}", "must be in [0, 1]", getattr(t, key))
-    _need(t.bump > 0, "training.bump", "must be > 0", t.bump)
-    _need(t.input_noise >= 0, "training.input_noise", "must be >= 0", t.input_noise)
-    _need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
+        need(0 <= getattr(t, key) <= 1, f"training.{key}", "must be in [0, 1]", getattr(t, key))
+    need(t.bump > 0, "training.bump", "must be > 0", t.bump)
+    need(t.input_noise >= 0, "training.input_noise", "must be >= 0", t.input_noise)
+    need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
           "must be > 0 or null", t.max_dw_norm)
-    _int_in("training.checkpoint_every", t.checkpoint_every, 1, MAX_EPOCHS)
-    _int_in("training.threads", t.threads, 0, 1024)
+    need_int("training.checkpoint_every", t.checkpoint_every, 1, MAX_EPOCHS)
+    need_int("training.threads", t.threads, 0, 1024)
     b = cfg.backend
-    _int_in("backend.chip_seed", b.chip_seed, 0, MAX_SEED)
+    need_int("backend.chip_seed", b.chip_seed, 0, MAX_SEED)
     for key in ("fixed_std", "trial_std", "jitter_std"):
-        _need(getattr(b, key) >= 0, f"backend.{key}", "must be >= 0", getattr(b, key))
-    _int_in("backend.eval_repeats", b.eval_repeats, 1, MAX_REPEATS)
-    _need(0.0 <= b.chip_variation <= 1.0, "backend.chip_variation", "must be in [0, 1]",
+        need(getattr(b, key) >= 0, f"backend.{key}", "must be >= 0", getattr(b, key))
+    need_int("backend.eval_repeats", b.eval_repeats, 1, MAX_REPEATS)
+    need(0.0 <= b.chip_variation <= 1.0, "backend.chip_variation", "must be in [0, 1]",
           b.chip_variation)
-    _need(not b.chip_variation or b.name == "bss2_emulator", "backend.chip_variation",
+    need(not b.chip_variation or b.name == "bss2_emulator", "backend.chip_variation",
           "only the emulator can change its chip (backend=bss2_emulator)", b.chip_variation)
     if b.name in ("bss2_emulator", "bss2"):
         _check_bss2(cfg)
     if dl.type not in ("axonal", "dendritic"):
-        _need(all(g == 1 for g in groups), "delay.group_size",
+        need(all(g == 1 for g in groups), "delay.group_size",
               f"shared delays need delay=axonal or delay=dendritic (delay={dl.type} has no "
               "groups); set it to 1", dl.group_size)
-    lo = cfg.loss
-    _need(lo.dt >= 0, "loss.dt", "must be >= 0", lo.dt)
-    _need(lo.xi > 0, "loss.xi", "must be > 0", lo.xi)
-    _need(lo.alpha >= 0, "loss.alpha", "must be >= 0", lo.alpha)
-    _need(lo.beta > 0, "loss.beta", "must be > 0", lo.beta)
+    cfg.loss.check()
     return cfg
 
 
@@ -363,15 +341,64 @@ def _one_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _chosen(raw: Any, group: str) -> str:
+    """The option a raw config chose for `group` (its name key), or the default's."""
+    node: Any = raw.get(group) if hasattr(raw, "get") else None
+    name = node.get("name") if hasattr(node, "get") else None
+    return str(name) if name is not None else str(getattr(Config(), group).name)
+
+
+def _typed_base(raw: Any) -> DictConfig:
+    """The structured Config with the schema of each chosen option in place."""
+    base = OmegaConf.structured(Config)
+    for group, schemas in SCHEMAS.items():
+        name = _chosen(raw, group)
+        _one_of(f"{group}.name", name, tuple(schemas))
+        setattr(base, group, OmegaConf.structured(schemas[name]))
+    return base
+
+
 def from_dictconfig(raw: DictConfig | dict) -> Config:
-    """Type-check a composed (or saved) config against the schema, then validate()."""
+    """Type-check a composed (or saved) config against the schema of every chosen option,
+    then validate()."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
+        merged = OmegaConf.merge(_typed_base(raw), raw)
         cfg = OmegaConf.to_object(merged)
         assert isinstance(cfg, Config)
     except OmegaConfBaseException as exc:
+        key = str(getattr(exc, "full_key", "") or "")
+        group = key.split(".", 1)[0]
+        if group in SCHEMAS and "not in" in str(exc):
+            name = _chosen(raw, group)
+            keys = [f.name for f in fields(SCHEMAS[group][name])]
+            raise ConfigError(f"{key}: not a key of {group}={name} (its keys: "
+                              f"{', '.join(keys)})") from None
         raise ConfigError(_one_line(exc)) from None
     return validate(cfg)
+
+
+def without_foreign_keys(raw: dict) -> dict:
+    """A saved config with the keys its chosen options do not have removed: runs written
+    before each option had its own schema saved every option's keys in one section."""
+    out = dict(raw)
+    for group, schemas in SCHEMAS.items():
+        node = out.get(group)
+        if isinstance(node, dict):
+            name = _chosen(out, group)
+            if name in schemas:
+                keys = {f.name for f in fields(schemas[name])}
+                out[group] = {k: v for k, v in node.items() if k in keys}
+    return out
+
+
+def _register_schemas() -> None:
+    """Tell Hydra the schemas, so that configs/GROUP/NAME.yaml can extend _schema_NAME."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    for group, schemas in SCHEMAS.items():
+        for name, schema in schemas.items():
+            cs.store(group=group, name=f"_schema_{name}", node=schema)
 
 
 def compose(overrides: list[str]) -> tuple[DictConfig, Config]:
@@ -384,6 +411,7 @@ def compose(overrides: list[str]) -> tuple[DictConfig, Config]:
     if not (path / "config.yaml").is_file():
         raise ConfigError(f"config directory {path} has no config.yaml "
                           "(set SNNDELAY_CONFIG_DIR to the project's configs/)")
+    _register_schemas()
     try:
         with initialize_config_dir(config_dir=str(path), version_base=None):
             raw = hydra_compose(config_name="config", overrides=list(overrides))

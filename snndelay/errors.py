@@ -48,3 +48,15 @@ class MappingError(UserError, ValueError):
 
 __all__ = ["BackendUnavailable", "ConfigError", "DataError", "DatasetMissing", "MappingError",
            "RunDirError", "TrainingDiverged", "UserError"]
+
+
+def need(ok: bool, key: str, what: str, value: object) -> None:
+    """ConfigError "KEY: WHAT, got VALUE" unless ok."""
+    if not ok:
+        raise ConfigError(f"{key}: {what}, got {value!r}")
+
+
+def need_int(key: str, value: object, lo: int, hi: int) -> None:
+    """ConfigError unless value is an integer (not a bool) in [lo, hi]."""
+    need(isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi, key,
+         f"must be an integer in [{lo}, {hi}]", value)

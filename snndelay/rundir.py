@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import yaml
 
-from snndelay.config import Config, from_dictconfig
+from snndelay.config import Config, from_dictconfig, without_foreign_keys
 from snndelay.errors import ConfigError, RunDirError
 
 
@@ -85,7 +85,7 @@ def load_run_config(run_dir: Path) -> Config:
     if not isinstance(raw, dict):
         raise RunDirError(f"{path}: holds no config mapping")
     try:
-        return from_dictconfig(raw)
+        return from_dictconfig(without_foreign_keys(raw))
     except ConfigError as exc:
         raise RunDirError(f"{path}: {exc}") from None
 

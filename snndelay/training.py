@@ -60,10 +60,8 @@ def build_network(cfg: Config) -> Network:
 def loss_fn(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The configured loss: (t_out [B, K], labels [B]) -> (per-sample loss [B], d loss_b /
     d t_b [B, K]) (losses.LOSSES, docs/model.md section 5)."""
-    lo = cfg.loss
-    kw = {"dt": lo.dt} if lo.name == "shift_mse" else {"xi": lo.xi, "alpha": lo.alpha,
-                                                       "beta": lo.beta}
-    fn = LOSSES[lo.name]
+    kw = cfg.loss.kwargs()
+    fn = LOSSES[cfg.loss.name]
     return lambda t, y: fn(t, y, **kw)
 
 

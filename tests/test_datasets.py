@@ -14,6 +14,7 @@ from snndelay.cli import app
 from snndelay.config import compose
 from snndelay.data.images import DatasetMissing, read_idx, stratified_split
 from snndelay.data.shd import encode_events
+from snndelay.errors import ConfigError
 
 runner = CliRunner()
 
@@ -203,3 +204,41 @@ def test_shd_short_training_run(tmp_path):
                               "dataset.channel_factor=10", "network.hidden=[16]",
                               "training.epochs=2", "--run-dir", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
+
+
+def test_every_dataset_describes_itself_and_has_its_config_option():
+    from pathlib import Path
+
+    from snndelay.data import REGISTRY
+
+    options = {p.stem for p in (Path(__file__).parent.parent / "configs" / "dataset").glob("*.yaml")}
+    assert options == set(REGISTRY)
+    for name, info in REGISTRY.items():
+        cfg = compose([f"dataset={name}"])[1]
+        assert type(cfg.dataset) is info.schema and cfg.dataset.name == name
+        assert cfg.n_classes() == info.n_classes and cfg.n_inputs() == info.channels(cfg.dataset)
+
+
+@pytest.mark.parametrize("overrides,where", [
+    (["dataset.channel_factor=3"], "not a key of the chosen dataset option"),
+    (["dataset=shd", "dataset.train_seed=3"], "not a key of the chosen dataset option"),
+    (["loss=ttfs_ce", "loss.dt=0.3"], "not a key of the chosen loss option"),
+])
+def test_an_option_accepts_only_its_own_keys(overrides, where):
+    with pytest.raises(ConfigError, match=where):
+        compose(overrides)
+
+
+def test_saved_config_with_another_datasets_key_is_refused_unless_it_is_an_old_run(tmp_path):
+    import yaml
+
+    from snndelay.config import from_dictconfig, to_yaml
+    from snndelay.rundir import load_run_config
+
+    raw = yaml.safe_load(to_yaml(compose([])[1]))
+    raw["dataset"]["channel_factor"] = 1  # what every run saved before per-dataset schemas
+    raw["loss"]["xi"] = 0.2
+    with pytest.raises(ConfigError, match="dataset.channel_factor: not a key of dataset=yinyang"):
+        from_dictconfig(raw)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert load_run_config(tmp_path) == compose([])[1]

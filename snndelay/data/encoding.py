@@ -9,9 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from snndelay.data import SIZE_KEYS, n_classes
-from snndelay.data.images import digits, mnist, pixel_spikes
-from snndelay.data.yinyang import yinyang, yinyang_spikes
+from snndelay.data import REGISTRY, SIZE_KEYS, n_classes
 from snndelay.errors import DataError
 
 
@@ -36,10 +34,11 @@ def load(d, split: str) -> Encoded:
 
 def _check(d, split: str, enc: Encoded) -> Encoded:
     n = len(enc.labels)
-    where = f"dataset={d.name}" + (f" (dataset.root={d.root})" if d.root else "")
+    root = getattr(d, "root", None)
+    where = f"dataset={d.name}" + (f" (dataset.root={root})" if root else "")
     if n == 0:
         hint = (f"dataset.val_size={d.val_size} leaves no training samples; lower it"
-                if split == "train" and d.name in ("mnist", "shd") else
+                if split == "train" and hasattr(d, "root") else
                 f"check the files and {SIZE_KEYS[split]}")
         raise DataError(f"{where}: the {split} split is empty ({hint})")
     if enc.t_in.shape[0] != n:
@@ -54,23 +53,7 @@ def _check(d, split: str, enc: Encoded) -> Encoded:
 
 
 def _encode(d, split: str) -> Encoded:
-    sizes = {"train": d.train_size, "val": d.val_size, "test": d.test_size}
-    if d.name == "yinyang":
-        seed = {"train": d.train_seed, "val": d.val_seed, "test": d.test_seed}[split]
-        feats, labels = yinyang(sizes[split], seed)
-        t = yinyang_spikes(feats, d.t_early, d.t_late).numpy()
-    elif d.name in ("digits", "mnist"):
-        if d.name == "digits":
-            feats, labels = digits(split, sizes, d.split_seed)
-        else:
-            feats, labels = mnist(split, d.root, sizes, d.split_seed, d.resize)
-        t = pixel_spikes(feats, d.t_early, d.t_late, d.drop_dark)
-    else:
-        from snndelay.data.shd import shd
-
-        t, labels = shd(split, d.root, sizes, d.split_seed, channel_factor=d.channel_factor,
-                        max_spikes=d.max_spikes, tau_s_ms=d.tau_s_ms, t_max_ms=d.t_max_ms)
-        feats = np.zeros((len(labels), 0))
+    t, labels, feats = REGISTRY[d.name].encode(d, split)
     if d.replicate > 1:  # copy k of input i is row replicate * i + k (shares i's axonal delay)
         t = np.repeat(t, d.replicate, axis=1)
     return Encoded(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float64)),

@@ -144,3 +144,19 @@ def mnist(split: str, root: str | None, sizes: dict[str, int], seed: int,
     if resize:
         x = resize_images(x, resize)
     return x.reshape(len(idx), int(np.prod(x.shape[1:]))), labels[idx]
+
+
+def _sizes(d) -> dict[str, int]:
+    return {"train": d.train_size, "val": d.val_size, "test": d.test_size}
+
+
+def encode_digits(d, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(spike times [n, 64], labels, intensities) of one split (dataset=digits)."""
+    feats, labels = digits(split, _sizes(d), d.split_seed)
+    return pixel_spikes(feats, d.t_early, d.t_late, d.drop_dark), labels, feats
+
+
+def encode_mnist(d, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(spike times [n, pixels], labels, intensities) of one split (dataset=mnist)."""
+    feats, labels = mnist(split, d.root, _sizes(d), d.split_seed, d.resize)
+    return pixel_spikes(feats, d.t_early, d.t_late, d.drop_dark), labels, feats

@@ -98,3 +98,11 @@ def shd(split: str, root: str | None, sizes: dict[str, int], seed: int, *, chann
         return np.full((0, -(-N_CHANNELS // channel_factor), max_spikes), np.inf), \
             np.zeros(0, dtype=np.int64)
     return np.stack(samples), np.asarray(labels, dtype=np.int64)
+
+
+def encode(d, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(spike times [n, channels, max_spikes], labels, no features) of one split."""
+    sizes = {"train": d.train_size, "val": d.val_size, "test": d.test_size}
+    t, labels = shd(split, d.root, sizes, d.split_seed, channel_factor=d.channel_factor,
+                    max_spikes=d.max_spikes, tau_s_ms=d.tau_s_ms, t_max_ms=d.t_max_ms)
+    return t, labels, np.zeros((len(labels), 0))

@@ -44,3 +44,11 @@ def yinyang_spikes(feats: np.ndarray, t_early: float = 0.15, t_late: float = 2.0
                    ) -> torch.Tensor:
     """One input spike per value v in [0, 1] at t_early + (t_late - t_early) v (tau_s units)."""
     return torch.as_tensor(t_early + (t_late - t_early) * feats, dtype=torch.float64)
+
+
+def encode(d, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(spike times [n, 4], labels, features) of one split (dataset=yinyang)."""
+    size = {"train": d.train_size, "val": d.val_size, "test": d.test_size}[split]
+    seed = {"train": d.train_seed, "val": d.val_seed, "test": d.test_seed}[split]
+    feats, labels = yinyang(size, seed)
+    return yinyang_spikes(feats, d.t_early, d.t_late).numpy(), labels, feats
