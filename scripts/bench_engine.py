@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from snndelay.engine.types import DELAY_TYPES, DelayKind
+
 # gain: each neuron's total input weight is drawn from this range (units of threshold), so that
 # some neurons stay silent (and scan all their inputs) while others fire early.
 CASES = {
@@ -23,7 +25,7 @@ CASES = {
     "mnist": dict(batch=80, n_in=784, n_out=350, spikes=1, gain=(1.5, 5.0)),
     "shd": dict(batch=32, n_in=700, n_out=128, spikes=10, gain=(3.0, 25.0)),
 }
-DELAYS = ("none", "axonal", "dendritic", "synaptic")
+DELAYS = DELAY_TYPES
 
 
 def _run_one(case: str, delay: str, ratio: float, repeats: int, impl: str,
@@ -53,7 +55,7 @@ def _run_one(case: str, delay: str, ratio: float, repeats: int, impl: str,
         gain = gain * (math.e / 2.0)
     w = (torch.randn(n_in, n_out, dtype=torch.float64) + 1.0) * gain / (n_in * spikes)
     w.requires_grad_()
-    d = {"none": None, "axonal": (n_in, 1), "dendritic": (1, n_out), "synaptic": (n_in, n_out)}[delay]
+    d = DelayKind(delay).broadcast_shape(n_in, n_out)
     if d is not None:
         d = torch.rand(d, dtype=torch.float64).requires_grad_()
 

@@ -9,14 +9,15 @@ import io
 import math
 from pathlib import Path
 
+from snndelay.delays import DELAY_TYPES, DelayKind
 from snndelay.errors import ConfigError
 from snndelay.sweep import default_sweep_dir, stats
 
-DELAYS = ("none", "axonal", "dendritic", "synaptic")
+DELAYS = DELAY_TYPES
 # Without an experiment= override each delay type runs with its own published Yin-Yang recipe
 # (docs/model.md section 6: learning rates and weight initialisation differ between the rows).
-YINYANG_PRESETS = {"none": "yinyang_h30_w", "axonal": "yinyang_h30_wa",
-                   "dendritic": "yinyang_h30_wd", "synaptic": "yinyang_h30_ws"}
+YINYANG_PRESETS = {DelayKind.NONE: "yinyang_h30_w", DelayKind.AXONAL: "yinyang_h30_wa",
+                   DelayKind.DENDRITIC: "yinyang_h30_wd", DelayKind.SYNAPTIC: "yinyang_h30_ws"}
 FIELDS = ("delay", "hidden", "n_params", "runs", "failed", "median_error", "q1_error",
           "q3_error", "mean_error", "std_error")
 
@@ -39,7 +40,7 @@ def sweep_overrides(user: list[str], hidden: list[int], seeds: int) -> list[str]
     if any(_key(o) == "experiment" for o in user):
         axis = "delay=" + ",".join(DELAYS)
     else:
-        axis = "experiment=" + ",".join(YINYANG_PRESETS[d] for d in DELAYS)
+        axis = "experiment=" + ",".join(YINYANG_PRESETS[DelayKind(d)] for d in DELAYS)
     return list(user) + [axis, "network.hidden=" + ",".join(str(h) for h in hidden),
                          f"training.seed=range({seeds})"]
 

@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from snndelay.backends import BACKENDS
 from snndelay.data import MAX_SEED, DatasetConfig, YinYangConfig, n_classes, n_inputs
 from snndelay.data import REGISTRY as DATA_REGISTRY
-from snndelay.delays import DELAY_TYPES
+from snndelay.delays import DELAY_TYPES, DelayKind
 from snndelay.errors import ConfigError, need, need_int
 
 POSITIVITY = ("sigmoid", "clamp")
@@ -42,7 +42,7 @@ class NeuronConfig:
 
 @dataclass
 class DelayConfig:
-    type: str = "synaptic"
+    type: str = DelayKind.SYNAPTIC.value
     layers: Any = "all"  # "all" or list of layer indices
     positivity: str = "sigmoid"
     shift: float = 0.0
@@ -176,10 +176,11 @@ class Config:
         layers = self.delay.layers
         return list(range(self.n_layers())) if layers == "all" else [int(k) for k in layers]
 
-    def delay_kinds(self) -> list[str]:
-        """The delay type of each layer ("none" where delay.layers leaves it out)."""
+    def delay_kinds(self) -> list[DelayKind]:
+        """The delay kind of each layer (NONE where delay.layers leaves it out)."""
         delayed = set(self.delay_layers())
-        return [self.delay.type if k in delayed else "none" for k in range(self.n_layers())]
+        return [DelayKind(self.delay.type) if k in delayed else DelayKind.NONE
+                for k in range(self.n_layers())]
 
     def layer_sizes(self) -> list[int]:
         """[inputs, hidden..., classes]."""
@@ -295,7 +296,7 @@ def validate(cfg: Config) -> Config:
           "only the emulator can change its chip (backend=bss2_emulator)", b.chip_variation)
     if b.name in ("bss2_emulator", "bss2"):
         _check_bss2(cfg)
-    if dl.type not in ("axonal", "dendritic"):
+    if dl.type not in (DelayKind.AXONAL, DelayKind.DENDRITIC):
         need(all(g == 1 for g in groups), "delay.group_size",
               f"shared delays need delay=axonal or delay=dendritic (delay={dl.type} has no "
               "groups); set it to 1", dl.group_size)
@@ -310,7 +311,7 @@ def _check_bss2(cfg: Config) -> None:
     kinds, sizes = cfg.delay_kinds(), cfg.layer_sizes()
     groups = cfg.group_sizes()
     bias = cfg.network.bias_time is not None
-    n_delays = [-(-(sizes[k] + bias) // groups[k]) if kinds[k] == "axonal" else 0
+    n_delays = [-(-(sizes[k] + bias) // groups[k]) if kinds[k] is DelayKind.AXONAL else 0
                 for k in range(cfg.n_layers())]
     try:
         check_realisable(kinds, cfg.neuron.tau_mem, cfg.neuron.tau_syn)

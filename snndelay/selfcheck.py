@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from snndelay.engine import first_spike_times
-
-DELAY_SHAPES = {"none": None, "axonal": "in", "dendritic": "out", "synaptic": "both"}
+from snndelay.engine import DELAY_TYPES, DelayKind, first_spike_times
 
 
 @dataclass
@@ -20,10 +18,6 @@ class CheckRow:
     max_grad: float
 
 
-def _shape(kind: str | None, n_in: int, n_out: int) -> tuple[int, int] | None:
-    return {None: None, "in": (n_in, 1), "out": (1, n_out), "both": (n_in, n_out)}[kind]
-
-
 def finite_difference_check(ratio: float, delay: str, *, seed: int = 0, h: float = 1e-6
                             ) -> CheckRow:
     """Compare d(sum of spike times)/d(params) from the engine with central differences."""
@@ -31,7 +25,7 @@ def finite_difference_check(ratio: float, delay: str, *, seed: int = 0, h: float
     n_b, n_in, n_out = 4, 6, 5
     t_in = 0.15 + 1.85 * torch.rand(n_b, n_in, generator=gen, dtype=torch.float64)
     w = 0.8 + 0.6 * torch.randn(n_in, n_out, generator=gen, dtype=torch.float64)
-    shape = _shape(DELAY_SHAPES[delay], n_in, n_out)
+    shape = DelayKind(delay).broadcast_shape(n_in, n_out)
     d = None if shape is None else 0.5 * torch.rand(shape, generator=gen, dtype=torch.float64)
     params = [t_in, w] + ([] if d is None else [d])
 
@@ -58,4 +52,4 @@ def finite_difference_check(ratio: float, delay: str, *, seed: int = 0, h: float
 
 
 def run_selfcheck() -> list[CheckRow]:
-    return [finite_difference_check(r, d) for r in (1.0, 2.0) for d in DELAY_SHAPES]
+    return [finite_difference_check(r, d) for r in (1.0, 2.0) for d in DELAY_TYPES]

@@ -23,6 +23,12 @@ class DelayKind(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    def broadcast_shape(self, n_in: int, n_out: int) -> tuple[int, int] | None:
+        """The shape of this kind's delays as first_spike_times takes them (broadcastable to
+        [N_in, N_out]); None for NONE."""
+        return {DelayKind.NONE: None, DelayKind.AXONAL: (n_in, 1),
+                DelayKind.DENDRITIC: (1, n_out), DelayKind.SYNAPTIC: (n_in, n_out)}[self]
+
 
 DELAY_TYPES = tuple(k.value for k in DelayKind)
 
