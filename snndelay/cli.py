@@ -424,3 +424,85 @@ def deploy(
     console.print(dev)
     console.print(f"report: {run_dir / 'deploy' / 'report.json'}, plot: "
                   f"{run_dir / 'deploy' / 'hw_vs_sim.png'}", markup=False, highlight=False)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `snndelay train`."),
+    fmt: str = typer.Option("nir", "--format", help="nir (the BrainScaleS-2 bundle: "
+                            "`snndelay deploy`)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The file to write (default: "
+                                       "RUN_DIR/export/network.nir)."),
+    model: str = typer.Option("last", "--model", help="last or best (best-validation epoch)."),
+    time_unit_ms: float = typer.Option(1.0, "--time-unit-ms", help="Milliseconds per model "
+                                       "time unit (tau_s): scales time constants and delays."),
+    buckets: Optional[int] = typer.Option(
+        None, "--synaptic-buckets", help="Write synaptic delays as K shared values per layer "
+        "(instead of the exact per-synapse fan-out) and report the spike-time error."),
+) -> None:
+    """Write a trained network as a NIR graph (pip install 'snndelay[nir]'), with its delays;
+    what NIR cannot express (fire-once, first-spike readout, input encoding) is in its
+    metadata (docs/model.md section 10)."""
+    from snndelay.export import bucketed, write_nir
+    from snndelay.rundir import load_run_config
+    from snndelay.runs import load_network
+
+    if fmt != "nir":
+        raise ConfigError(f"--format must be nir, got {fmt!r} (BrainScaleS-2 bundles: "
+                          "`snndelay deploy`)")
+    if buckets is not None and not 1 <= buckets <= 10_000:
+        raise ConfigError(f"--synaptic-buckets must be in [1, 10000], got {buckets}")
+    cfg = load_run_config(run_dir)
+    net, epoch = load_network(run_dir, cfg, model)
+    path = out or run_dir / "export" / "network.nir"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = write_nir(net, cfg, path, time_unit_ms=time_unit_ms, buckets=buckets)
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
+    console.print(f"{path}: {report.n_nodes} nodes, network of epoch {epoch} ({model}), "
+                  f"synaptic delays {report.synaptic}, {time_unit_ms:g} ms per tau_s",
+                  markup=False, highlight=False)
+    if buckets is not None:
+        from snndelay.deploy import spike_deviation
+        from snndelay.losses import predict
+        from snndelay.training import load_split
+
+        test = load_split(cfg, "test")
+        t = test.t_in.numpy()
+        exact, approx = net(t)[0], bucketed(net, buckets)(t)[0]
+        dev = spike_deviation(approx, exact)[-1]
+        acc = [float((predict(x[-1]) == test.labels.numpy()).mean()) for x in (exact, approx)]
+        console.print(f"bucketing on the test set: output spike times differ by "
+                      f"{dev['mean_abs_dt']:.2e} tau_s on average (max {dev['max_abs_dt']:.2e}), "
+                      f"{100 * dev['spike_mismatch_fraction']:.2f} % of output spikes appear or "
+                      f"vanish; accuracy {100 * acc[0]:.2f} % -> {100 * acc[1]:.2f} %",
+                      markup=False, highlight=False)
+
+
+@app.command("import")
+def import_cmd(
+    nir_file: Path = typer.Argument(..., help="A .nir file written by `snndelay export`."),
+    run_dir: Path = typer.Option(..., "--run-dir", help="Where to write the network as a run "
+                                 "directory (config.yaml, checkpoint.pt) for `snndelay evaluate`."),
+) -> None:
+    """Read a NIR graph written by `snndelay export` back into a snndelay run directory."""
+    from snndelay.config import to_yaml
+    from snndelay.export import read_nir
+    from snndelay.records import Checkpoint
+    from snndelay.rundir import atomic_write_text, check_writable_dir, directory_lock
+    from snndelay.runs import atomic_torch_save
+
+    if not nir_file.is_file():
+        raise ConfigError(f"{nir_file}: no such file")
+    net, cfg = read_nir(nir_file)
+    check_writable_dir(run_dir)
+    with directory_lock(run_dir):
+        if (run_dir / "checkpoint.pt").exists():
+            raise ConfigError(f"{run_dir} already holds a run; choose another --run-dir")
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+        ckpt = Checkpoint(epoch=0, model=net.state_dict(), optimizer={}, shuffle_rng=None,
+                          noise_rng=None, bump_layer=-1, bump_value=0.0, elapsed_s=0.0, rows=[],
+                          best_epoch=0, best_model={})
+        atomic_torch_save(ckpt.to_dict(), run_dir / "checkpoint.pt")
+    console.print(f"{run_dir}: imported {nir_file} ({' -> '.join(map(str, net.sizes))}); "
+                  f"`snndelay evaluate {run_dir}` runs it", markup=False, highlight=False)

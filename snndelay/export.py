@@ -1,0 +1,310 @@
+"""`snndelay export` / `snndelay import`: trained delay networks as NIR graphs (docs/model.md
+section 10: the NIR mapping).
+
+NIR (Neuromorphic Intermediate Representation, Pedersen et al., Nat. Commun. 2024) describes a
+network as nodes (Input, Linear, Delay, CubaLIF, Output) and edges; edges into one node sum.
+Per layer k the graph holds (N = inputs of the layer, M = its neurons):
+
+  axonal     src -> delay{k} Delay[N] -> lin{k} Linear[M, N] -> lif{k}
+  dendritic  src -> lin{k} -> delay{k} Delay[M] -> lif{k}
+  none       src -> lin{k} -> lif{k}
+  synaptic   exact fan-out: src -> fan{k} Linear[N*M, N] (0/1: each input copied once per
+             target) -> delay{k} Delay[N*M] -> lin{k} Linear[M, N*M] (one weight per row) ->
+             lif{k}; or, with buckets=K, K shared delay values: src -> delay{k}_{b} Delay[N]
+             (all d_b) -> lin{k}_{b} Linear[M, N] (the weights of the synapses in bucket b)
+             -> lif{k}, b = 0..K-1.
+The bias spike is a second Input node "bias" [1] (one spike per sample at bias_time) feeding
+every layer through its own Linear (and its delay where the layer's kind has one).
+
+The neuron maps exactly onto CubaLIF (time unit X ms per model time unit): with I_NIR = I / tau_syn,
+tau_syn = tau_s X, tau_mem = tau_m X, r = tau_m X, v_leak = 0, v_threshold = theta, w_in = 1.
+What NIR cannot say goes into the graph's metadata: neurons fire once (only a neuron's first
+spike exists; v_reset is a large negative number that approximates it), the prediction is the
+output neuron that fires first, the input encoding and the bias spike's time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from snndelay.config import Config, from_dictconfig, to_yaml
+from snndelay.engine import DelayKind
+from snndelay.errors import ConfigError, UserError
+from snndelay.network import Network
+
+FORMAT = "snndelay-nir/1"
+V_RESET = -1.0e9  # x theta: after its spike a neuron stays far below threshold (fire once)
+# Above this many float64 values the exact fan-out of synaptic delays is refused (about 1.6 GB
+# in the file); above FANOUT_WARN it is written with a warning.
+FANOUT_MAX = 200_000_000
+FANOUT_WARN = 5_000_000
+SEMANTICS = (
+    "snndelay time-to-first-spike network. Neurons fire at most once: only each neuron's first "
+    "spike exists and is passed on (v_reset approximates this; a reader must drop later "
+    "spikes). The prediction is the output neuron that fires first (none: no prediction). "
+    "Input 'input' carries one spike per channel at the encoded time (see metadata "
+    "snndelay.encoding); input 'bias' carries one spike per sample at snndelay.bias_time. "
+    "Times are in ms with snndelay.time_unit_ms ms per model time unit.")
+
+
+class NirUnavailable(UserError, ImportError):
+    """The optional nir package is not installed."""
+
+
+def _nir() -> Any:
+    try:
+        import nir
+    except ImportError:
+        raise NirUnavailable("export/import as NIR needs the nir package: "
+                             "pip install 'snndelay[nir]'") from None
+    return nir
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    n_nodes: int
+    synaptic: str  # "exact" or "buckets=K"
+    fanout_values: int  # float values the exact fan-out wrote (0 without synaptic delays)
+    warnings: list[str]
+
+
+def _bucket(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(centres [K'], index of each delay's centre): K shared delay values by 1-D k-means
+    (Lloyd's iterations from quantiles), K' <= K distinct centres."""
+    flat = d.reshape(-1)
+    centres = np.unique(np.quantile(flat, (np.arange(k) + 0.5) / k))
+    for _ in range(50):
+        idx = np.abs(flat[:, None] - centres[None, :]).argmin(axis=1)
+        new = np.array([flat[idx == b].mean() if (idx == b).any() else centres[b]
+                        for b in range(len(centres))])
+        if np.allclose(new, centres, rtol=0, atol=1e-15):
+            break
+        centres = new
+    idx = np.abs(flat[:, None] - centres[None, :]).argmin(axis=1)
+    return centres, idx.reshape(d.shape)
+
+
+def bucketed(net: Network, k: int) -> Network:
+    """A copy of net whose synaptic delays take K shared values per layer (what
+    export(buckets=K) writes), for measuring the spike-time error it causes."""
+    import copy
+
+    out = copy.deepcopy(net)
+    for layer in out.layers:
+        if layer.kind is DelayKind.SYNAPTIC and layer.delays is not None:
+            d = layer.delays.value()
+            centres, idx = _bucket(d, k)
+            _set_delays(layer, centres[idx])
+    return out
+
+
+def _set_delays(layer: Any, d: np.ndarray) -> None:
+    """Overwrite a layer's delays with the values d (kind shape) through a clamp
+    parametrisation (raw = d exactly)."""
+    spec = replace(layer.delays.spec, positivity="clamp", shift=0.0, group_size=1)
+    layer.delays.spec = spec
+    with torch.no_grad():
+        layer.delays.raw = torch.nn.Parameter(
+            torch.from_numpy(np.ascontiguousarray(d, dtype=np.float64)).reshape(
+                {DelayKind.AXONAL: (-1, 1), DelayKind.DENDRITIC: (1, -1)}.get(spec.type, d.shape)))
+
+
+def to_nir(net: Network, cfg: Config, *, time_unit_ms: float = 1.0, buckets: int | None = None
+           ) -> tuple[Any, ExportReport]:
+    """(the NIR graph of net, what was written). buckets: K shared values for synaptic delays
+    instead of the exact fan-out."""
+    nir = _nir()
+    if not time_unit_ms > 0:
+        raise ConfigError(f"--time-unit-ms must be > 0, got {time_unit_ms}")
+    x = float(time_unit_ms)
+    n = net.neuron
+    nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([net.sizes[0]]))}
+    edges: list[tuple[str, str]] = []
+    has_bias = net.bias_time is not None
+    if has_bias:
+        nodes["bias"] = nir.Input(input_type=np.array([1]))
+    layers_meta, warnings, fanout = [], [], 0
+    src = "input"
+    for k, (layer, p) in enumerate(zip(net.layers, net.layer_params())):
+        w = np.asarray(p.weights, dtype=np.float64)  # [N (+1 bias row), M]
+        n_in, m = net.sizes[k], net.sizes[k + 1]
+        d = None if p.delays is None else np.asarray(p.delays, dtype=np.float64) * x
+        lif = f"lif{k}"
+        nodes[lif] = nir.CubaLIF(
+            tau_syn=np.full(m, n.tau_syn * x), tau_mem=np.full(m, n.tau_mem * x),
+            r=np.full(m, n.tau_mem * x), v_leak=np.zeros(m), v_threshold=np.full(m, n.threshold),
+            v_reset=np.full(m, V_RESET * n.threshold), w_in=np.ones(m))
+        encoding = p.kind.value
+        # (source node, weight rows, name prefix): the layer's inputs, then the bias spike
+        rows = [(src, slice(0, n_in), "")] + ([("bias", slice(n_in, n_in + 1), "bias_")]
+                                               if has_bias else [])
+
+        def wire(name: str, node: Any, source: str) -> str:
+            nodes[name] = node
+            edges.append((source, name))
+            return name
+
+        if p.kind is DelayKind.DENDRITIC:  # shifts everything neuron j receives, bias included
+            assert d is not None
+            nodes[f"delay{k}"] = nir.Delay(d.copy())
+            edges.append((f"delay{k}", lif))
+        for s, r, pre in rows:
+            wp = w[r]
+            if p.kind in (DelayKind.NONE, DelayKind.DENDRITIC):
+                lin = wire(f"{pre}lin{k}", nir.Linear(wp.T.copy()), s)
+                edges.append((lin, f"delay{k}" if p.kind is DelayKind.DENDRITIC else lif))
+            elif p.kind is DelayKind.AXONAL:
+                assert d is not None
+                delay = wire(f"{pre}delay{k}", nir.Delay(d[r].copy()), s)
+                edges.append((wire(f"{pre}lin{k}", nir.Linear(wp.T.copy()), delay), lif))
+            elif buckets is None:  # synaptic, exact: one copy of input i per target j
+                assert d is not None
+                ni = wp.shape[0]
+                fanout += 2 * ni * ni * m + ni * m
+                fan = np.zeros((ni * m, ni))
+                fan[np.arange(ni * m), np.repeat(np.arange(ni), m)] = 1.0  # row i*M + j <- i
+                gather = np.zeros((m, ni * m))
+                gather[np.tile(np.arange(m), ni), np.arange(ni * m)] = wp.reshape(-1)
+                copies = wire(f"{pre}fan{k}", nir.Linear(fan), s)
+                delay = wire(f"{pre}delay{k}", nir.Delay(d[r].reshape(-1).copy()), copies)
+                edges.append((wire(f"{pre}lin{k}", nir.Linear(gather), delay), lif))
+                encoding = "synaptic_fanout"
+            else:  # synaptic, K shared delay values per layer
+                assert d is not None
+                centres, idx = _bucket(d, buckets)
+                for b, c in enumerate(centres):
+                    delay = wire(f"{pre}delay{k}_{b}", nir.Delay(np.full(wp.shape[0], c)), s)
+                    masked = np.where(idx[r] == b, wp, 0.0).T.copy()
+                    edges.append((wire(f"{pre}lin{k}_{b}", nir.Linear(masked), delay), lif))
+                encoding = f"synaptic_buckets={len(centres)}"
+        layers_meta.append({"kind": p.kind.value, "encoding": encoding, "inputs": n_in,
+                            "neurons": m})
+        src = lif
+    nodes["output"] = nir.Output(output_type=np.array([net.sizes[-1]]))
+    edges.append((src, "output"))
+    if fanout > FANOUT_MAX:
+        raise ConfigError(f"the exact encoding of the synaptic delays needs {fanout} values "
+                          f"(> {FANOUT_MAX}); use --synaptic-buckets K")
+    if fanout > FANOUT_WARN:
+        warnings.append(f"the exact fan-out of the synaptic delays writes {fanout} values "
+                        f"({fanout * 8 / 1e6:.0f} MB before compression); --synaptic-buckets K "
+                        "writes K shared delays per layer instead")
+    meta = {
+        "format": FORMAT, "time_unit_ms": x, "fire_once": True, "readout": "first_spike",
+        "bias_time": net.bias_time, "neuron": {"tau_mem": n.tau_mem, "tau_syn": n.tau_syn,
+                                               "threshold": n.threshold},
+        "layers": layers_meta, "encoding": _encoding_meta(cfg), "config_yaml": to_yaml(cfg),
+    }
+    graph = nir.NIRGraph(nodes=nodes, edges=edges,
+                         metadata={"snndelay": json.dumps(meta), "semantics": SEMANTICS})
+    report = ExportReport(Path(), len(nodes), "exact" if buckets is None else f"buckets={buckets}",
+                          fanout, warnings)
+    return graph, report
+
+
+def _encoding_meta(cfg: Config) -> dict:
+    d = cfg.dataset
+    out: dict = {"dataset": d.name, "replicate": d.replicate}
+    for key in ("t_early", "t_late"):
+        if hasattr(d, key):
+            out[key] = getattr(d, key)
+    return out
+
+
+def write_nir(net: Network, cfg: Config, path: Path, **kw: Any) -> ExportReport:
+    import os
+    import uuid
+
+    nir = _nir()
+    graph, report = to_nir(net, cfg, **kw)
+    # h5py writes by name (it reads back while writing): a unique temporary file in the
+    # target's directory, renamed over the target, so a reader never sees half a file.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        nir.write(str(tmp), graph)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    report.path = path
+    return report
+
+
+def from_nir(graph: Any) -> tuple[Network, Config]:
+    """The snndelay network (and the config it was trained with) of a graph written by
+    to_nir; delays become clamp-parametrised values (raw = delay), so the network computes the
+    exported spike times. ConfigError if the graph is not one snndelay wrote."""
+    raw = graph.metadata.get("snndelay") if isinstance(graph.metadata, dict) else None
+    if raw is None:
+        raise ConfigError("not a graph written by `snndelay export` (no snndelay metadata)")
+    meta = json.loads(str(raw))
+    if meta.get("format") != FORMAT:
+        raise ConfigError(f"unknown snndelay NIR format {meta.get('format')!r}")
+    import yaml
+
+    x = float(meta["time_unit_ms"])
+    cfg_raw = yaml.safe_load(meta["config_yaml"])
+    kinds = [DelayKind(layer["kind"]) for layer in meta["layers"]]
+    cfg_raw["delay"].update(positivity="clamp", shift=0.0, group_size=1)
+    cfg = from_dictconfig(cfg_raw)
+    from snndelay.training import build_network
+
+    net = build_network(cfg)
+    nodes = graph.nodes
+    has_bias = meta["bias_time"] is not None
+    for k, (layer, info, kind) in enumerate(zip(net.layers, meta["layers"], kinds)):
+        n_in, m = info["inputs"], info["neurons"]
+        w = np.zeros((n_in + has_bias, m))
+        d: np.ndarray | None = None
+        enc = info["encoding"]
+        pres = [("", slice(0, n_in))] + ([("bias_", slice(n_in, n_in + 1))] if has_bias else [])
+        if enc in ("none", "axonal", "dendritic"):
+            for pre, rows in pres:
+                w[rows] = np.asarray(nodes[f"{pre}lin{k}"].weight).T
+            if enc == "axonal":
+                d = np.concatenate([np.asarray(nodes[f"{pre}delay{k}"].delay)
+                                    for pre, _ in pres]) / x
+            elif enc == "dendritic":
+                d = np.asarray(nodes[f"delay{k}"].delay) / x
+        elif enc == "synaptic_fanout":
+            d = np.zeros_like(w)
+            for pre, rows in pres:
+                ni = rows.stop - rows.start
+                lin = np.asarray(nodes[f"{pre}lin{k}"].weight)  # [M, ni*M]
+                w[rows] = lin[np.tile(np.arange(m), ni), np.arange(ni * m)].reshape(ni, m)
+                d[rows] = np.asarray(nodes[f"{pre}delay{k}"].delay).reshape(ni, m) / x
+        elif enc.startswith("synaptic_buckets="):
+            d = np.zeros_like(w)
+            for b in range(int(enc.split("=")[1])):
+                for pre, rows in pres:
+                    wb = np.asarray(nodes[f"{pre}lin{k}_{b}"].weight).T
+                    mask = wb != 0
+                    w[rows] += wb
+                    d[rows] = np.where(mask, float(nodes[f"{pre}delay{k}_{b}"].delay[0]) / x,
+                                       d[rows])
+        else:
+            raise ConfigError(f"layer {k}: unknown encoding {enc!r}")
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(w))
+        if layer.delays is not None and d is not None:
+            _set_delays(layer, d)
+    return net, cfg
+
+
+def read_nir(path: Path) -> tuple[Network, Config]:
+    """from_nir of a .nir file (ConfigError naming the file if it cannot be read)."""
+    nir = _nir()
+    try:
+        graph = nir.read(str(path))
+    except Exception as exc:  # h5py/nir raise many types for a damaged or foreign file
+        raise ConfigError(f"{path}: not a readable NIR file ({type(exc).__name__})") from None
+    try:
+        return from_nir(graph)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,179 @@
+"""`snndelay export` / `import` as NIR: round trips to 1e-9 for every delay kind, and the
+exported semantics checked by a time-stepped NIR interpreter written in the tests."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from snndelay.cli import app
+from snndelay.config import compose
+from snndelay.losses import predict
+from snndelay.training import Trainer, load_split
+
+nir = pytest.importorskip("nir")
+from snndelay.export import bucketed, read_nir, to_nir, write_nir  # noqa: E402
+
+runner = CliRunner()
+PRESETS = {"none": "yinyang_h30_w", "axonal": "yinyang_h30_wa", "dendritic": "yinyang_h30_wd",
+           "synaptic": "yinyang_h30_ws"}
+_TRAINED: dict = {}
+
+
+def _trained(kind: str, bias: bool = False, epochs: int = 8, train_size: int = 1000):
+    """A Yin-Yang network of the kind's preset after a few short epochs (cached per session)."""
+    key = (kind, bias, epochs, train_size)
+    if key not in _TRAINED:
+        cfg = compose([f"experiment={PRESETS[kind]}", f"dataset.train_size={train_size}",
+                       f"training.epochs={epochs}"]
+                      + (["network.bias_time=0.9"] if bias else []))[1]
+        trainer = Trainer(cfg)
+        for _ in range(cfg.training.epochs):
+            trainer.train_epoch()
+        _TRAINED[key] = (trainer.net, cfg)
+    return _TRAINED[key]
+
+
+@pytest.mark.parametrize("kind", list(PRESETS))
+@pytest.mark.parametrize("bias", [False, True])
+def test_export_import_reproduces_spike_times_and_accuracy(kind, bias, tmp_path):
+    net, cfg = _trained(kind, bias)
+    test = load_split(cfg, "test")
+    t = test.t_in.numpy()
+    write_nir(net, cfg, tmp_path / "n.nir", time_unit_ms=5.0)
+    back, cfg_back = read_nir(tmp_path / "n.nir")
+    ref, got = net(t)[0], back(t)[0]
+    for a, b in zip(ref, got):
+        assert np.array_equal(np.isinf(a), np.isinf(b))
+        fin = np.isfinite(a)
+        assert np.abs(a[fin] - b[fin]).max(initial=0.0) <= 1e-9
+    y = test.labels.numpy()
+    assert (predict(ref[-1]) == y).mean() == (predict(got[-1]) == y).mean()
+    assert cfg_back.dataset == cfg.dataset
+
+
+def _interpreted(net, cfg, graph, n: int, dt_tau: float, x_ms: float):
+    test = load_split(cfg, "test")
+    t = test.t_in.numpy()[:n]
+    inputs = {"input": t * x_ms}
+    if net.bias_time is not None:
+        inputs["bias"] = np.full((n, 1), net.bias_time * x_ms)
+    ref = net(t)[0][-1]
+    t_max = float(np.nanmax(np.where(np.isfinite(ref), ref, np.nan))) + 1.0
+    got = _first_spikes(graph, inputs, dt_tau * x_ms, t_max * x_ms) / x_ms
+    return ref, got, test.labels.numpy()[:n]
+
+
+def _first_spikes(graph, inputs, dt, t_max):
+    from nir_interpreter import first_spikes
+
+    return first_spikes(graph, inputs, dt, t_max)
+
+
+def _check_interpreter(kind: str, bias: bool, n: int, epochs: int = 8,
+                       train_size: int = 1000) -> None:
+    net, cfg = _trained(kind, bias, epochs, train_size)
+    graph, _ = to_nir(net, cfg, time_unit_ms=5.0)
+    dt = 1e-3
+    ref, got, y = _interpreted(net, cfg, graph, n, dt, 5.0)
+    both = np.isfinite(ref) & np.isfinite(got)
+    assert both.mean() > 0.95 * np.isfinite(ref).mean()
+    err = np.abs(ref[both] - got[both])
+    assert np.median(err) < 3 * dt and np.quantile(err, 0.99) < 10 * dt, (np.median(err), err.max())
+    acc_ref, acc_got = ((predict(x) == y).mean() for x in (ref, got))
+    assert abs(acc_ref - acc_got) <= 0.005 + 1.0 / n
+
+
+def test_exported_semantics_match_a_time_stepped_nir_interpreter():
+    """One kind in the default run (synaptic with bias: the fan-out and the bias input)."""
+    _check_interpreter("synaptic", True, 150)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(PRESETS))
+def test_exported_semantics_match_the_interpreter_on_the_test_set(kind):
+    """Trained networks (60 epochs, 5000 samples): fewer near-ties between output neurons than
+    in the short runs above, whose spike times the interpreter shifts by about dt."""
+    _check_interpreter(kind, False, 1000, epochs=60, train_size=5000)
+
+
+def test_bucketed_synaptic_delays_converge_to_the_exact_ones(tmp_path):
+    net, cfg = _trained("synaptic")
+    t = load_split(cfg, "test").t_in.numpy()[:300]
+    ref = net(t)[0][-1]
+    errs = []
+    for k in (2, 16, 128):
+        out = bucketed(net, k)(t)[0][-1]
+        both = np.isfinite(out) & np.isfinite(ref)
+        errs.append(np.abs(out[both] - ref[both]).mean())
+        write_nir(net, cfg, tmp_path / f"b{k}.nir", buckets=k)
+        back = read_nir(tmp_path / f"b{k}.nir")[0](t)[0][-1]
+        np.testing.assert_allclose(back[np.isfinite(back)], out[np.isfinite(out)], atol=1e-9)
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-3
+
+
+def test_export_and_import_commands_round_trip_through_evaluate(tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "experiment=yinyang_h30_wd", "training.epochs=2",
+                               "dataset.train_size=300", "--run-dir", str(run)]).exit_code == 0
+    res = runner.invoke(app, ["export", str(run), "--time-unit-ms", "2.5"])
+    assert res.exit_code == 0, res.output
+    path = run / "export" / "network.nir"
+    graph = nir.read(str(path))
+    meta = json.loads(str(graph.metadata["snndelay"]))
+    assert meta["time_unit_ms"] == 2.5 and meta["fire_once"] and meta["readout"] == "first_spike"
+    assert "fire at most once" in str(graph.metadata["semantics"])
+    lif = graph.nodes["lif0"]
+    assert np.allclose(lif.tau_syn, 2.5) and np.allclose(lif.tau_mem, 5.0)  # tau_s = 1, tau_m = 2
+    res = runner.invoke(app, ["import", str(path), "--run-dir", str(tmp_path / "imp")])
+    assert res.exit_code == 0, res.output
+    a = runner.invoke(app, ["evaluate", str(run)]).output
+    b = runner.invoke(app, ["evaluate", str(tmp_path / "imp")]).output
+    def accuracy(out):  # the imported run has no epochs of its own
+        return [line.split("split:")[1] for line in out.splitlines() if "accuracy" in line]
+
+    assert accuracy(a) and accuracy(a) == accuracy(b)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format", "onnx"], "--format must be nir"),
+    (["--synaptic-buckets", "0"], "--synaptic-buckets must be in"),
+    (["--time-unit-ms", "0"], "--time-unit-ms must be > 0"),
+])
+def test_export_refuses_bad_options_with_one_line(args, message, tmp_path):
+    run = tmp_path / "run"
+    runner.invoke(app, ["train", "training.epochs=1", "dataset.train_size=100", "--run-dir",
+                        str(run)])
+    res = runner.invoke(app, ["export", str(run), *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def test_large_exact_fanout_warns_and_huge_one_is_refused(monkeypatch, tmp_path):
+    from snndelay import export
+
+    net, cfg = _trained("synaptic")
+    monkeypatch.setattr(export, "FANOUT_WARN", 10)
+    assert "--synaptic-buckets" in to_nir(net, cfg)[1].warnings[0]
+    monkeypatch.setattr(export, "FANOUT_MAX", 10)
+    with pytest.raises(Exception, match="use --synaptic-buckets"):
+        to_nir(net, cfg)
+    assert not to_nir(net, cfg, buckets=4)[1].warnings
+
+
+def test_without_the_nir_package_the_command_says_how_to_install_it(monkeypatch, tmp_path):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_nir(name, *a, **k):
+        if name == "nir":
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    run = tmp_path / "run"
+    runner.invoke(app, ["train", "training.epochs=1", "dataset.train_size=100", "--run-dir",
+                        str(run)])
+    monkeypatch.setattr(builtins, "__import__", no_nir)
+    res = runner.invoke(app, ["export", str(run)])
+    assert res.exit_code == 2 and "pip install 'snndelay[nir]'" in res.output
