@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from snndelay.cli import app
@@ -177,3 +178,48 @@ def test_without_the_nir_package_the_command_says_how_to_install_it(monkeypatch,
     monkeypatch.setattr(builtins, "__import__", no_nir)
     res = runner.invoke(app, ["export", str(run)])
     assert res.exit_code == 2 and "pip install 'snndelay[nir]'" in res.output
+
+
+@pytest.mark.slow
+def test_snntorch_runs_a_delay_free_export_with_the_same_predictions():
+    """snnTorch's NIR import (with nirtorch) of a weights-only network. Two adaptations a reader
+    must make, both stated in the export's metadata and docs/model.md section 10: snnTorch
+    reads a spike as one count per time step (its importer requires r = tau_mem / dt, dt = 1e-4
+    of the graph's time unit), and neurons fire once (later spikes are dropped here by a
+    forward hook)."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch.import_nir import import_from_nir
+
+    net, cfg = _trained("none", epochs=30, train_size=5000)
+    graph, _ = to_nir(net, cfg, time_unit_ms=0.1)  # dt = 1e-4 -> 1e-3 tau_s per step
+    dt, x = 1e-4, 0.1
+    for node in graph.nodes.values():
+        if isinstance(node, nir.CubaLIF):
+            node.r = node.tau_mem / dt
+    model = import_from_nir(graph)
+    fired: dict = {}
+
+    def fire_once(mod, inp, out):
+        spk = out[0] if isinstance(out, tuple) else out
+        prev = fired.get(id(mod))
+        keep = spk if prev is None else spk * (1 - prev)
+        fired[id(mod)] = keep if prev is None else torch.clamp(prev + keep, max=1)
+        return (keep, *out[1:]) if isinstance(out, tuple) else keep
+
+    for mod in model.modules():
+        if isinstance(mod, snn.Synaptic):
+            mod.register_forward_hook(fire_once)
+    test = load_split(cfg, "test")
+    t, y = test.t_in.numpy()[:400], test.labels.numpy()[:400]
+    ref = net(t)[0][-1]
+    steps = int((np.max(ref[np.isfinite(ref)]) + 1.0) * x / dt)
+    step_of = np.where(np.isfinite(t), np.floor(t * x / dt), -1)
+    first, state = np.full(ref.shape, np.inf), None
+    with torch.no_grad():
+        for s in range(steps):
+            out, state = model(torch.from_numpy((step_of == s).astype(np.float32)), state)
+            first = np.where((out.numpy() > 0) & np.isinf(first), (s + 1) * dt / x, first)
+    acc_ref, acc_snn = ((predict(v) == y).mean() for v in (ref, first))
+    assert abs(acc_ref - acc_snn) <= 0.01, (acc_ref, acc_snn)
+    both = np.isfinite(first) & np.isfinite(ref)
+    assert np.median(np.abs(first[both] - ref[both])) < 5e-3
