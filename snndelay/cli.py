@@ -492,8 +492,6 @@ def import_cmd(
     from snndelay.rundir import atomic_write_text, check_writable_dir, directory_lock
     from snndelay.runs import atomic_torch_save
 
-    if not nir_file.is_file():
-        raise ConfigError(f"{nir_file}: no such file")
     net, cfg = read_nir(nir_file)
     check_writable_dir(run_dir)
     with directory_lock(run_dir):

@@ -299,6 +299,8 @@ def from_nir(graph: Any) -> tuple[Network, Config]:
 
 def read_nir(path: Path) -> tuple[Network, Config]:
     """from_nir of a .nir file (ConfigError naming the file if it cannot be read)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such file")
     nir = _nir()
     try:
         graph = nir.read(str(path))

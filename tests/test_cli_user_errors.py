@@ -23,6 +23,8 @@ CASES = {
     "compare-delays": ("snndelay.compare.sweep_overrides", ["compare-delays", "--seeds", "1"]),
     "deploy": ("snndelay.backends.ensure_available", ["deploy", "some/run", "--hw"]),
     "selfcheck": ("snndelay.selfcheck.run_selfcheck", ["selfcheck"]),
+    "export": ("snndelay.rundir.load_run_config", ["export", "some/run"]),
+    "import": ("snndelay.export.read_nir", ["import", "some.nir", "--run-dir", "some/run"]),
 }
 ERRORS = [errors.ConfigError, errors.DataError, errors.DatasetMissing, errors.RunDirError,
           errors.BackendUnavailable, errors.MappingError, errors.UserError]
