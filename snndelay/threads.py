@@ -8,7 +8,7 @@ descheduled; two pools that spin in turn make it worse. So:
 - the thread count comes from the CPUs this process may really use (its affinity mask, a
   cgroup CPU quota, OMP_NUM_THREADS / NUMBA_NUM_THREADS when set), or `training.threads`;
 - numba gets that many threads; torch gets one thread whenever the compiled engine does the
-  heavy work (training's fused path: torch only updates small parameter tensors), and the
+  heavy work (training's numpy layer chain: torch only updates small parameter tensors), and the
   same count otherwise (the vectorised torch engine);
 - while other processes use this process's CPUs (CpuMonitor, measured every epoch from
   /proc/stat), the engine runs a layer's loops on one thread unless the layer is large enough
