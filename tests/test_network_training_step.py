@@ -23,8 +23,25 @@ def _net(kind, pos, taus, bias, group):
                    bias_time=bias, tau_mem=taus[0], tau_syn=taus[1], threshold=1.0, seed=1)
 
 
+def _torch_impl_cases():
+    """The torch implementation on every delay kind once (ratio 2, with bias and groups)."""
+    return [c for c in CASES if c[1] == "sigmoid" and c[2] == (2.0, 1.0) and c[3] and c[4] == 2]
+
+
 @pytest.mark.parametrize("kind,pos,taus,bias,group", CASES)
-def test_network_times_and_gradients_equal_autograd(kind, pos, taus, bias, group, engine_impl):
+def test_network_times_and_gradients_equal_autograd(kind, pos, taus, bias, group):
+    _check_against_autograd(kind, pos, taus, bias, group)
+
+
+@pytest.mark.parametrize("kind,pos,taus,bias,group", _torch_impl_cases())
+def test_network_with_the_torch_implementation_equals_autograd(kind, pos, taus, bias, group):
+    from snndelay.engine import set_implementation
+
+    set_implementation("torch")
+    _check_against_autograd(kind, pos, taus, bias, group)
+
+
+def _check_against_autograd(kind, pos, taus, bias, group):
     net = _net(kind, pos, taus, bias, group)
     gen = torch.Generator().manual_seed(3)
     t_in = 0.15 + 1.85 * torch.rand(40, 4, generator=gen, dtype=torch.float64)
