@@ -6,6 +6,7 @@ the CLI prints it and exits with code 2.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -392,8 +393,10 @@ def without_foreign_keys(raw: dict) -> dict:
     return out
 
 
+@functools.cache
 def _register_schemas() -> None:
-    """Tell Hydra the schemas, so that configs/GROUP/NAME.yaml can extend _schema_NAME."""
+    """Tell Hydra the schemas (once per process), so that configs/GROUP/NAME.yaml can extend
+    _schema_NAME."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()

@@ -22,7 +22,7 @@ PRESETS = {"none": "yinyang_h30_w", "axonal": "yinyang_h30_wa", "dendritic": "yi
 _TRAINED: dict = {}
 
 
-def _trained(kind: str, bias: bool = False, epochs: int = 8, train_size: int = 1000):
+def _trained(kind: str, bias: bool = False, epochs: int = 4, train_size: int = 500):
     """A Yin-Yang network of the kind's preset after a few short epochs (cached per session)."""
     key = (kind, bias, epochs, train_size)
     if key not in _TRAINED:
@@ -36,8 +36,12 @@ def _trained(kind: str, bias: bool = False, epochs: int = 8, train_size: int = 1
     return _TRAINED[key]
 
 
-@pytest.mark.parametrize("kind", list(PRESETS))
-@pytest.mark.parametrize("bias", [False, True])
+# every kind without bias, synaptic (the fan-out) with it; the other bias cases are slow
+ROUND_TRIPS = [(k, False) for k in PRESETS] + [("synaptic", True)] + [
+    pytest.param(k, True, marks=pytest.mark.slow) for k in ("none", "axonal", "dendritic")]
+
+
+@pytest.mark.parametrize("kind,bias", ROUND_TRIPS)
 def test_export_import_reproduces_spike_times_and_accuracy(kind, bias, tmp_path):
     net, cfg = _trained(kind, bias)
     test = load_split(cfg, "test")
@@ -73,10 +77,9 @@ def _first_spikes(graph, inputs, dt, t_max):
 
 
 def _check_interpreter(kind: str, bias: bool, n: int, epochs: int = 8,
-                       train_size: int = 1000) -> None:
+                       train_size: int = 1000, dt: float = 1e-3) -> None:
     net, cfg = _trained(kind, bias, epochs, train_size)
     graph, _ = to_nir(net, cfg, time_unit_ms=5.0)
-    dt = 1e-3
     ref, got, y = _interpreted(net, cfg, graph, n, dt, 5.0)
     both = np.isfinite(ref) & np.isfinite(got)
     assert both.mean() > 0.95 * np.isfinite(ref).mean()
@@ -87,8 +90,9 @@ def _check_interpreter(kind: str, bias: bool, n: int, epochs: int = 8,
 
 
 def test_exported_semantics_match_a_time_stepped_nir_interpreter():
-    """One kind in the default run (synaptic with bias: the fan-out and the bias input)."""
-    _check_interpreter("synaptic", True, 150)
+    """One kind in the default run (synaptic with bias: the fan-out and the bias input), at a
+    coarser step; the slow tests run every kind at dt = 1e-3 tau_s on the whole test set."""
+    _check_interpreter("synaptic", True, 100, dt=4e-3)
 
 
 @pytest.mark.slow
@@ -99,8 +103,9 @@ def test_exported_semantics_match_the_interpreter_on_the_test_set(kind):
     _check_interpreter(kind, False, 1000, epochs=60, train_size=5000)
 
 
+@pytest.mark.slow
 def test_bucketed_synaptic_delays_converge_to_the_exact_ones(tmp_path):
-    net, cfg = _trained("synaptic")
+    net, cfg = _trained("synaptic", epochs=8, train_size=1000)
     t = load_split(cfg, "test").t_in.numpy()[:300]
     ref = net(t)[0][-1]
     errs = []
@@ -114,10 +119,17 @@ def test_bucketed_synaptic_delays_converge_to_the_exact_ones(tmp_path):
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-3
 
 
-def test_export_and_import_commands_round_trip_through_evaluate(tmp_path):
-    run = tmp_path / "run"
-    assert runner.invoke(app, ["train", "experiment=yinyang_h30_wd", "training.epochs=2",
-                               "dataset.train_size=300", "--run-dir", str(run)]).exit_code == 0
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("nir") / "run"
+    res = runner.invoke(app, ["train", "training.epochs=1", "dataset.train_size=100",
+                              "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    return run
+
+
+def test_export_and_import_commands_round_trip_through_evaluate(tmp_path, tiny_run):
+    run = tiny_run
     res = runner.invoke(app, ["export", str(run), "--time-unit-ms", "2.5"])
     assert res.exit_code == 0, res.output
     path = run / "export" / "network.nir"
@@ -142,11 +154,8 @@ def test_export_and_import_commands_round_trip_through_evaluate(tmp_path):
     (["--synaptic-buckets", "0"], "--synaptic-buckets must be in"),
     (["--time-unit-ms", "0"], "--time-unit-ms must be > 0"),
 ])
-def test_export_refuses_bad_options_with_one_line(args, message, tmp_path):
-    run = tmp_path / "run"
-    runner.invoke(app, ["train", "training.epochs=1", "dataset.train_size=100", "--run-dir",
-                        str(run)])
-    res = runner.invoke(app, ["export", str(run), *args])
+def test_export_refuses_bad_options_with_one_line(args, message, tiny_run):
+    res = runner.invoke(app, ["export", str(tiny_run), *args])
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
 
 
@@ -162,7 +171,7 @@ def test_large_exact_fanout_warns_and_huge_one_is_refused(monkeypatch, tmp_path)
     assert not to_nir(net, cfg, buckets=4)[1].warnings
 
 
-def test_without_the_nir_package_the_command_says_how_to_install_it(monkeypatch, tmp_path):
+def test_without_the_nir_package_the_command_says_how_to_install_it(monkeypatch, tiny_run):
     import builtins
 
     real = builtins.__import__
@@ -172,11 +181,8 @@ def test_without_the_nir_package_the_command_says_how_to_install_it(monkeypatch,
             raise ImportError(name)
         return real(name, *a, **k)
 
-    run = tmp_path / "run"
-    runner.invoke(app, ["train", "training.epochs=1", "dataset.train_size=100", "--run-dir",
-                        str(run)])
     monkeypatch.setattr(builtins, "__import__", no_nir)
-    res = runner.invoke(app, ["export", str(run)])
+    res = runner.invoke(app, ["export", str(tiny_run), "--out", str(tiny_run / "x.nir")])
     assert res.exit_code == 2 and "pip install 'snndelay[nir]'" in res.output
 
 
