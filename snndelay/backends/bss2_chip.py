@@ -13,7 +13,7 @@ import numpy as np
 
 from snndelay.backends import bss2_mapping as hw
 from snndelay.backends.base import Backend, BackendRun
-from snndelay.engine.arrivals import arrivals
+from snndelay.engine.prepare import arrivals
 from snndelay.engine.types import LayerParams
 from snndelay.errors import BackendUnavailable
 

@@ -26,8 +26,8 @@ import numpy as np
 
 from snndelay.backends import bss2_mapping as hw
 from snndelay.backends.base import Backend, BackendRun
-from snndelay.engine.arrivals import arrivals, output_times
 from snndelay.engine.layer import layer_forward, solve_arrivals
+from snndelay.engine.prepare import arrivals, output_times
 from snndelay.engine.types import DelayKind, LayerParams, Neuron
 
 if TYPE_CHECKING:

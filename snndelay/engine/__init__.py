@@ -20,7 +20,7 @@ from typing import Any
 
 _WHERE = {
     "DELAY_TYPES": "types", "DelayKind": "types", "LayerParams": "types", "Neuron": "types",
-    "Arrivals": "arrivals", "arrivals": "arrivals",
+    "Arrivals": "prepare", "arrivals": "prepare",
     "LayerCache": "layer", "first_spike_times": "layer", "layer_backward": "layer",
     "layer_forward": "layer", "solve_arrivals": "layer", "spike_times_with_grad": "layer",
     "get_implementation": "_impl", "set_implementation": "_impl",

@@ -2,7 +2,7 @@
 autograd entry points built on them.
 
 layer_forward / layer_backward take a LayerParams and numpy arrays or torch tensors (no
-autograd inside): arrivals() prepares the inputs (engine/arrivals.py), the solver finds the
+autograd inside): arrivals() prepares the inputs (engine/prepare.py), the solver finds the
 first crossings (section 2 of docs/model.md), the spike-time backward gives the gradients at
 any spike times, solved or measured (section 4), and fold_grads maps them back to the layer's
 parameters. The network chains these two functions by hand; first_spike_times and
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from snndelay.engine import compiled
-from snndelay.engine.arrivals import Arrivals, arrivals, core_times, fold_grads, output_times
 from snndelay.engine.backward import MIN_SLOPE, spike_time_grads
 from snndelay.engine.kernels import Kernel, kernel_for
+from snndelay.engine.prepare import Arrivals, arrivals, core_times, fold_grads, output_times
 from snndelay.engine.solver import solve_first_spikes
 from snndelay.engine.types import DelayKind, LayerParams, Neuron
 
