@@ -440,7 +440,7 @@ def export_cmd(
         None, "--synaptic-buckets", help="Write synaptic delays as K shared values per layer "
         "(instead of the exact per-synapse fan-out) and report the spike-time error."),
 ) -> None:
-    """Write a trained network as a NIR graph (pip install 'snndelay[nir]'), with its delays;
+    """Write a trained network as a NIR graph with its delays (needs the optional nir package);
     what NIR cannot express (fire-once, first-spike readout, input encoding) is in its
     metadata (docs/model.md section 10)."""
     from snndelay.export import bucketed, write_nir
