@@ -462,6 +462,10 @@ def export_cmd(
     console.print(f"{path}: {report.n_nodes} nodes, network of epoch {epoch} ({model}), "
                   f"synaptic delays {report.synaptic}, {time_unit_ms:g} ms per tau_s",
                   markup=False, highlight=False)
+    console.print("a reader must apply: neurons fire once (drop a neuron's later spikes), the "
+                  "prediction is the first output neuron to spike, input 'bias' spikes at the "
+                  "bias time (the graph's metadata 'semantics' and 'snndelay' say so)",
+                  markup=False, highlight=False)
     if buckets is not None:
         from snndelay.deploy import spike_deviation
         from snndelay.losses import predict

@@ -139,6 +139,7 @@ def test_export_and_import_commands_round_trip_through_evaluate(tmp_path, tiny_r
     meta = json.loads(str(graph.metadata["snndelay"]))
     assert meta["time_unit_ms"] == 2.5 and meta["fire_once"] and meta["readout"] == "first_spike"
     assert "fire at most once" in str(graph.metadata["semantics"])
+    assert "fire once" in res.output
     lif = graph.nodes["lif0"]
     assert np.allclose(lif.tau_syn, 2.5) and np.allclose(lif.tau_mem, 5.0)  # tau_s = 1, tau_m = 2
     res = runner.invoke(app, ["import", str(path), "--run-dir", str(tmp_path / "imp")])
