@@ -43,10 +43,7 @@ def make_backend(cfg, *, seed: int = 0, bundle: list[LayerParams] | None = None)
     """The configured backend (cfg.backend); seed drives its trial-to-trial noise. bundle: the
     layers of a deploy bundle (bss2_mapping.bundle_params), which a hardware backend runs
     instead of quantising the network."""
-    cls = backend_class(cfg.backend.name)
-    if cls is SimulatorBackend:
-        return SimulatorBackend()
-    return cls.from_config(cfg, seed=seed, bundle=bundle)  # type: ignore[attr-defined]
+    return backend_class(cfg.backend.name).from_config(cfg, seed=seed, bundle=bundle)
 
 
 __all__ = ["BACKENDS", "Backend", "BackendRun", "backend_class", "BackendUnavailable", "SimulatorBackend", "ensure_available",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,10 +41,12 @@ class Backend:
         then averages several runs of a split."""
         return False
 
-    @property
-    def chip_seed(self) -> int | None:
-        """The emulated chip this backend is (seeded_chip backends), else None."""
-        return None
+    @classmethod
+    def from_config(cls, cfg: Any, *, seed: int = 0,
+                    bundle: list[LayerParams] | None = None) -> Backend:
+        """The backend of cfg.backend; seed drives trial-to-trial noise, bundle (the layers of
+        a deploy bundle) fixes what a hardware backend runs. The simulator needs neither."""
+        return cls()
 
     def realise(self, net: Network) -> list[LayerParams]:
         """The layers as this backend realises them (default: the network's own)."""

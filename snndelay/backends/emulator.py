@@ -57,7 +57,7 @@ class BSS2Emulator(Backend):
     def __init__(self, chip_seed: int = 0, noise: NoiseModel = NoiseModel(), *,
                  quantize: bool = True, seed: int = 0, chip_variation: float = 0.0,
                  bundle: list[LayerParams] | None = None):
-        self._chip_seed = int(chip_seed)
+        self.chip_seed = int(chip_seed)
         self.bundle = bundle
         self.noise = noise
         self.quantize = quantize
@@ -73,10 +73,6 @@ class BSS2Emulator(Backend):
             else NoiseModel.off()
         return cls(b.chip_seed, noise, quantize=b.quantize, seed=seed,
                    chip_variation=b.chip_variation, bundle=bundle)
-
-    @property
-    def chip_seed(self) -> int:
-        return self._chip_seed
 
     @property
     def stochastic(self) -> bool:

@@ -152,8 +152,9 @@ def _delay_kind(delays: torch.Tensor, n_in: int, n_out: int) -> tuple[DelayKind,
 
 def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None,
              threshold: float | torch.Tensor, tau_mem: float, tau_syn: float,
-             check_values: bool = True) -> tuple[Kernel, torch.Tensor]:
-    """Check the arguments; return the kernel and the threshold as a [B, N_out] tensor.
+             check_values: bool = True) -> torch.Tensor:
+    """Check the arguments (the tau ratio by finding its kernel); return the threshold as a
+    [B, N_out] tensor.
     check_values=False skips the NaN/inf scans of the tensors (trusted callers)."""
     if not torch.is_floating_point(t_in) or not torch.is_floating_point(weights):
         raise ValueError("t_in and weights must be floating-point tensors")
@@ -174,12 +175,12 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
             raise ValueError("delays must be finite")
         if delays is not None and not bool((delays >= 0).all()):
             raise ValueError("delays must be >= 0 (a spike cannot arrive before it is sent)")
-    kernel = kernel_for(tau_mem, tau_syn)
+    kernel_for(tau_mem, tau_syn)
     batch, n_out = t_in.shape[0], weights.shape[1]
     if isinstance(threshold, (int, float)):
         if not 0 < threshold < math.inf:
             raise ValueError(f"threshold must be positive and finite, got {threshold}")
-        return kernel, torch.full((batch, n_out), float(threshold), dtype=_F64, device=t_in.device)
+        return torch.full((batch, n_out), float(threshold), dtype=_F64, device=t_in.device)
     theta = torch.as_tensor(threshold, dtype=_F64, device=t_in.device)
     try:
         theta = theta.expand(batch, n_out).contiguous()
@@ -188,13 +189,13 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
                          f"got shape {tuple(theta.shape)}") from None
     if not bool(((theta > 0) & (theta < math.inf)).all()):
         raise ValueError("threshold must be positive and finite")
-    return kernel, theta
+    return theta
 
 
 def _apply(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None, tau_mem: float,
            tau_syn: float, threshold: float | torch.Tensor, t_given: torch.Tensor | None,
            opts: dict[str, float], check_values: bool = True) -> torch.Tensor:
-    _, theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn, check_values)
+    theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn, check_values)
     n_in, n_out = weights.shape
     kind, d = DelayKind.NONE, None
     if delays is not None:
