@@ -3,6 +3,8 @@
 Usage: python scripts/bench_engine.py [--repeats N] [--ratio 2] [--case NAME] [--impl torch]
                                      [--threads N]
 Each case runs in a fresh subprocess so that the peak resident memory (ru_maxrss) is its own.
+"spiking": the fraction of (sample, neuron) pairs that fire; "spikes": spikes per pair (the
+multi-spike case shd_ms, spike trains of up to 8 spikes).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ CASES = {
     "yinyang_out": dict(batch=150, n_in=30, n_out=3, spikes=1, gain=(1.0, 6.0)),
     "mnist": dict(batch=80, n_in=784, n_out=350, spikes=1, gain=(1.5, 5.0)),
     "shd": dict(batch=32, n_in=700, n_out=128, spikes=10, gain=(3.0, 25.0)),
+    # the same layer with multi-spike neurons (spike trains of up to 8 spikes, section 11)
+    "shd_ms": dict(batch=32, n_in=700, n_out=128, spikes=10, gain=(3.0, 25.0), max_spikes=8),
 }
 DELAYS = DELAY_TYPES
 
@@ -32,7 +36,7 @@ def _run_one(case: str, delay: str, ratio: float, repeats: int, impl: str,
              threads: int = 0) -> dict:
     import torch
 
-    from snndelay.engine import _impl, first_spike_times, set_implementation
+    from snndelay.engine import _impl, first_spike_times, set_implementation, spike_trains
 
     set_implementation(impl)
     if threads:  # exactly this many numba threads, for every layer size (no contention rule)
@@ -59,8 +63,13 @@ def _run_one(case: str, delay: str, ratio: float, repeats: int, impl: str,
     if d is not None:
         d = torch.rand(d, dtype=torch.float64).requires_grad_()
 
+    k = p.get("max_spikes", 1)
+
     def call():
-        out = first_spike_times(t_in, w, d, tau_mem=ratio)
+        if k > 1:
+            out = spike_trains(t_in, w, d, tau_mem=ratio, max_spikes=k)
+        else:
+            out = first_spike_times(t_in, w, d, tau_mem=ratio)
         torch.where(torch.isfinite(out), out, 0.0).sum().backward()
         return out
 
@@ -74,10 +83,13 @@ def _run_one(case: str, delay: str, ratio: float, repeats: int, impl: str,
         for _ in range(inner):
             out = call()
         times.append((time.perf_counter() - t0) / inner)
-    frac_spiking = float(torch.isfinite(out).double().mean())
+    fin = torch.isfinite(out)
+    frac_spiking = float((fin if k == 1 else fin[..., 0]).double().mean())
+    # spikes per (sample, neuron): 0 or 1 for first-spike layers, up to max_spikes for trains
+    per_neuron = float(fin.double().sum(-1).mean()) if k > 1 else frac_spiking
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return dict(case=case, delay=delay, ratio=ratio, seconds=min(times),
-                peak_mb=peak_mb, spiking=frac_spiking)
+                peak_mb=peak_mb, spiking=frac_spiking, spikes=per_neuron)
 
 
 def main() -> None:
@@ -97,7 +109,8 @@ def main() -> None:
                                   args.impl, args.threads)))
         return
     print(f"implementation: {args.impl}; best of {args.repeats} timings of forward+backward after a warm-up")
-    print(f"{'layer':<34}{'delay':<11}{'ms/call':>10}{'peak MB':>10}{'spiking':>9}")
+    print(f"{'layer':<40}{'delay':<11}{'ms/call':>10}{'peak MB':>10}{'spiking':>9}"
+          f"{'spikes':>8}")
     for case in args.case or CASES:
         for delay in args.delay or DELAYS:
             res = subprocess.run(
@@ -108,9 +121,10 @@ def main() -> None:
             r = json.loads(res.stdout.strip().splitlines()[-1])
             p = CASES[case]
             name = f"B={p['batch']} {p['n_in']}" + (f"x{p['spikes']}" if p["spikes"] > 1 else "") \
-                + f"->{p['n_out']} (ratio {args.ratio:g})"
-            print(f"{name:<34}{delay:<11}{1e3 * r['seconds']:>10.2f}{r['peak_mb']:>10.0f}"
-                  f"{r['spiking']:>9.2f}", flush=True)
+                + f"->{p['n_out']}" + (f" K={p['max_spikes']}" if "max_spikes" in p else "") \
+                + f" (ratio {args.ratio:g})"
+            print(f"{name:<40}{delay:<11}{1e3 * r['seconds']:>10.2f}{r['peak_mb']:>10.0f}"
+                  f"{r['spiking']:>9.2f}{r['spikes']:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":

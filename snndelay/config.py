@@ -40,6 +40,10 @@ class NeuronConfig:
     tau_mem: float = 2.0
     tau_syn: float = 1.0
     threshold: float = 1.0
+    # Spikes a neuron may emit: 1 = time-to-first-spike; K > 1 = spike trains with a reset by
+    # subtraction (docs/model.md section 11). One number for every layer, or one per layer
+    # (the output layer is read out by its first spike either way).
+    max_spikes: Any = 1
 
 
 @dataclass
@@ -84,6 +88,7 @@ class TrainingConfig:
     bump: float = 5e-4
     max_dw_norm: Optional[float] = 0.2
     input_noise: float = 0.0  # std (tau_s) of Gaussian jitter on training input times
+    max_loss: Optional[float] = 1.0e6  # a batch's mean loss above it stops the run (null: never)
     checkpoint_every: int = 1
     threads: int = 0  # 0: the CPUs this process may use (affinity, cgroup quota, *_NUM_THREADS)
 
@@ -161,6 +166,13 @@ class Config:
                               f"got {value!r}")
         return [float(v) for v in vals]
 
+    def max_spikes(self) -> list[int]:
+        vals = self.per_layer("neuron.max_spikes", self.neuron.max_spikes)
+        if any(v != int(v) or not 1 <= v <= MAX_SPIKES for v in vals):
+            raise ConfigError(f"neuron.max_spikes: must be integers in [1, {MAX_SPIKES}] (one, "
+                              f"or one per layer), got {self.neuron.max_spikes!r}")
+        return [int(v) for v in vals]
+
     def group_sizes(self) -> list[int]:
         vals = self.per_layer("delay.group_size", self.delay.group_size)
         if any(not math.isfinite(v) or v != int(v) or not 1 <= v <= MAX_NEURONS for v in vals):
@@ -213,6 +225,7 @@ MAX_SYNAPSES = 20_000_000  # all layers; float64 weights + delays + Adam's two m
 MAX_BATCH = 100_000
 MAX_EPOCHS = 1_000_000
 MAX_REPEATS = 10_000  # backend.eval_repeats
+MAX_SPIKES = 1_000  # neuron.max_spikes: the spike buffer per neuron and sample
 
 
 def _check_finite(node: Any, prefix: str) -> None:
@@ -256,6 +269,7 @@ def validate(cfg: Config) -> Config:
     need(abs(ratio - 1) < 1e-12 or abs(ratio - 2) < 1e-12, "neuron.tau_mem",
           "tau_mem / tau_syn must be 1 or 2 (closed-form spike times)", n.tau_mem)
     need(n.threshold > 0, "neuron.threshold", "must be > 0", n.threshold)
+    spikes = cfg.max_spikes()
     dl = cfg.delay
     need(dl.scale > 0, "delay.scale", "must be > 0", dl.scale)
     need(dl.shift >= 0, "delay.shift", "must be >= 0 (delays stay positive)", dl.shift)
@@ -283,6 +297,8 @@ def validate(cfg: Config) -> Config:
         need(0 <= getattr(t, key) <= 1, f"training.{key}", "must be in [0, 1]", getattr(t, key))
     need(t.bump > 0, "training.bump", "must be > 0", t.bump)
     need(t.input_noise >= 0, "training.input_noise", "must be >= 0", t.input_noise)
+    need(t.max_loss is None or t.max_loss > 0, "training.max_loss", "must be > 0 or null",
+         t.max_loss)
     need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
           "must be > 0 or null", t.max_dw_norm)
     need_int("training.checkpoint_every", t.checkpoint_every, 1, MAX_EPOCHS)
@@ -297,6 +313,10 @@ def validate(cfg: Config) -> Config:
     need(not b.chip_variation or b.name == "bss2_emulator", "backend.chip_variation",
           "only the emulator can change its chip (backend=bss2_emulator)", b.chip_variation)
     if b.name in ("bss2_emulator", "bss2"):
+        need(max(spikes) == 1, "neuron.max_spikes",
+             f"backend={b.name} runs time-to-first-spike neurons only (the chip's neurons are "
+             "read out by their first spike and its refractory reset is not a reset by "
+             "subtraction); set it to 1 or use backend=simulator", n.max_spikes)
         _check_bss2(cfg)
     if dl.type not in (DelayKind.AXONAL, DelayKind.DENDRITIC):
         need(all(g == 1 for g in groups), "delay.group_size",

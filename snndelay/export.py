@@ -47,7 +47,9 @@ FANOUT_WARN = 5_000_000
 SEMANTICS = (
     "snndelay time-to-first-spike network. Neurons fire at most once: only each neuron's first "
     "spike exists and is passed on (v_reset approximates this; a reader must drop later "
-    "spikes). The prediction is the output neuron that fires first (none: no prediction). "
+    "spikes), except in layers whose metadata says max_spikes K > 1: there each spike resets "
+    "the membrane to v_reset = 0 (synaptic current kept) and the first K spikes are passed on. "
+    "The prediction is the output neuron that fires first (none: no prediction). "
     "Input 'input' carries one spike per channel at the encoded time (see metadata "
     "snndelay.encoding); input 'bias' carries one spike per sample at snndelay.bias_time. "
     "Times are in ms with snndelay.time_unit_ms ms per model time unit.")
@@ -137,10 +139,13 @@ def to_nir(net: Network, cfg: Config, *, time_unit_ms: float = 1.0, buckets: int
         n_in, m = net.sizes[k], net.sizes[k + 1]
         d = None if p.delays is None else np.asarray(p.delays, dtype=np.float64) * x
         lif = f"lif{k}"
+        # A multi-spike layer subtracts theta at the crossing, where u = theta: exactly a reset
+        # to 0 with the synaptic current kept, CubaLIF's own reset (docs/model.md section 11).
+        v_reset = 0.0 if net.max_spikes[k] > 1 else V_RESET * n.threshold
         nodes[lif] = nir.CubaLIF(
             tau_syn=np.full(m, n.tau_syn * x), tau_mem=np.full(m, n.tau_mem * x),
             r=np.full(m, n.tau_mem * x), v_leak=np.zeros(m), v_threshold=np.full(m, n.threshold),
-            v_reset=np.full(m, V_RESET * n.threshold), w_in=np.ones(m))
+            v_reset=np.full(m, v_reset), w_in=np.ones(m))
         encoding = p.kind.value
         # (source node, weight rows, name prefix): the layer's inputs, then the bias spike
         rows = [(src, slice(0, n_in), "")] + ([("bias", slice(n_in, n_in + 1), "bias_")]
@@ -185,7 +190,7 @@ def to_nir(net: Network, cfg: Config, *, time_unit_ms: float = 1.0, buckets: int
                     edges.append((wire(f"{pre}lin{k}_{b}", nir.Linear(masked), delay), lif))
                 encoding = f"synaptic_buckets={len(centres)}"
         layers_meta.append({"kind": p.kind.value, "encoding": encoding, "inputs": n_in,
-                            "neurons": m})
+                            "neurons": m, "max_spikes": net.max_spikes[k]})
         src = lif
     nodes["output"] = nir.Output(output_type=np.array([net.sizes[-1]]))
     edges.append((src, "output"))

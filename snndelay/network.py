@@ -10,7 +10,7 @@ clamped, shared groups) is written once here with its vector-Jacobian product.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, cast
 
 import numpy as np
@@ -156,16 +156,25 @@ class _Layers(nn.ModuleList):
         return cast(SpikingLayer, super().__getitem__(idx))
 
 
+def first_spikes(t: np.ndarray) -> np.ndarray:
+    """A layer's first spike per neuron [B, N]: its spike times, or the first column of its
+    spike trains [B, N, K] (sorted; the readout of the losses, docs/model.md section 5)."""
+    return t[:, :, 0] if t.ndim == 3 else t
+
+
 class Network(nn.Module):
-    """A feed-forward stack of spiking layers sharing one neuron model."""
+    """A feed-forward stack of spiking layers sharing one neuron model; max_spikes (one per
+    layer, default 1) lets a layer's neurons fire repeatedly (docs/model.md section 11)."""
 
     def __init__(self, sizes: list[int], *, w_mean: list[float], w_std: list[float],
                  delays: list[DelaySpec], bias_time: float | None, tau_mem: float,
-                 tau_syn: float, threshold: float, seed: int):
+                 tau_syn: float, threshold: float, seed: int,
+                 max_spikes: list[int] | None = None):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.sizes = list(sizes)
         self.neuron = Neuron(float(tau_mem), float(tau_syn), float(threshold))
+        self.max_spikes = list(max_spikes) if max_spikes else [1] * (len(sizes) - 1)
         self.layers = _Layers(
             SpikingLayer(sizes[k], sizes[k + 1], w_mean=w_mean[k], w_std=w_std[k],
                          delay=delays[k], bias_time=bias_time, gen=gen)
@@ -192,12 +201,14 @@ class Network(nn.Module):
 
     def layer_params(self) -> list[LayerParams]:
         """Every layer as a LayerParams of the current parameter values (numpy, model units)."""
-        return [layer.params(self.neuron) for layer in self.layers]
+        return [layer.params(replace(self.neuron, max_spikes=k))
+                for layer, k in zip(self.layers, self.max_spikes)]
 
     def forward(self, t_in: np.ndarray, *, params: list[LayerParams] | None = None,
                 given: list[np.ndarray] | None = None
                 ) -> tuple[list[np.ndarray], list[LayerCache]]:
-        """(every layer's spike times [B, N_k] (+inf = silent), the caches backward needs) for
+        """(every layer's spike times [B, N_k] (+inf = silent; spike trains [B, N_k, K] for a
+        layer with max_spikes K > 1), the caches backward needs) for
         input times t_in [B, N_in] or [B, N_in, S]. params: the layers a backend realised
         (e.g. quantised; default layer_params()). given: spike times a backend measured, one
         array per layer: no solving, the caches hold them (straight-through, docs/model.md
@@ -212,9 +223,15 @@ class Network(nn.Module):
 
     def backward(self, caches: list[LayerCache], g_out: np.ndarray,
                  max_dw_norm: float = math.inf) -> None:
-        """Set .grad of every parameter from dL/dt of the last layer (numpy [B, N_out]): the
-        engine's spike-time backward (docs/model.md section 4) chained through the layers."""
+        """Set .grad of every parameter from dL/dt of the last layer (numpy [B, N_out]; for an
+        output layer of spike trains, the gradient of their first spikes or [B, N_out, K]):
+        the engine's spike-time backward (docs/model.md sections 4 and 11) chained through the
+        layers."""
         g = g_out
+        if caches[-1].core.ndim == 3 and g.ndim == 2:  # first-spike readout of trains
+            g = np.concatenate([g[:, :, None], np.zeros(caches[-1].core.shape[:2]
+                                                        + (caches[-1].core.shape[2] - 1,))],
+                               axis=2)
         for layer, cache in zip(reversed(self.layers), reversed(caches)):
             g, g_w, g_d = layer_backward(cache, g, max_dw_norm=max_dw_norm)
             layer.weight.grad = torch.from_numpy(np.ascontiguousarray(g_w))

@@ -189,7 +189,8 @@ def evaluate_run(run_dir: Path, split: str, repeats: int | None = None, model: s
     # On the backend the run was trained with (the emulated chip of its chip_seed, or the chip).
     res = evaluate(net, data, cfg, make_backend(cfg, seed=cfg.training.seed + 3),
                    cfg.backend.eval_repeats if repeats is None else repeats)
-    n_cls = int(data.labels.max()) + 1
+    # Every output neuron may win, also one whose class the split never shows.
+    n_cls = max(net.sizes[-1], int(data.labels.max()) + 1)
     confusion = torch.zeros(n_cls, n_cls + 1, dtype=torch.long)  # last column: no spike
     pred = torch.where(res.predictions < 0, n_cls, res.predictions)
     confusion.index_put_((data.labels, pred), torch.ones_like(pred), accumulate=True)

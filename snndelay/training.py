@@ -15,7 +15,7 @@ from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.config import Config
 from snndelay.errors import TrainingDiverged
 from snndelay.losses import LOSSES, predict
-from snndelay.network import DelaySpec, Network
+from snndelay.network import DelaySpec, Network, first_spikes
 from snndelay.optim import Adam
 from snndelay.records import Checkpoint
 from snndelay.threads import CpuMonitor
@@ -54,7 +54,7 @@ def build_network(cfg: Config) -> Network:
                    w_std=cfg.per_layer("network.weight_std", cfg.network.weight_std),
                    delays=specs, bias_time=cfg.network.bias_time, tau_mem=cfg.neuron.tau_mem,
                    tau_syn=cfg.neuron.tau_syn, threshold=cfg.neuron.threshold,
-                   seed=cfg.training.seed)
+                   max_spikes=cfg.max_spikes(), seed=cfg.training.seed)
 
 
 def loss_fn(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -71,26 +71,43 @@ class EvalResult:
     accuracy: float  # mean over the draws
     predictions: torch.Tensor  # first draw
     silent: list[float]  # fraction of silent (sample, neuron) pairs per layer, first draw
-    outputs: torch.Tensor  # first draw
+    outputs: torch.Tensor  # first spikes of the output layer, first draw
     accuracy_draws: list[float] = field(default_factory=list)  # one per run of the split
+    # per layer: fraction of (sample, neuron) pairs that filled their spike buffer
+    # (neuron.max_spikes; 0 for first-spike layers), first draw
+    saturated: list[float] = field(default_factory=list)
 
 
-def _evaluate_once(net: Network, split: Split, cfg: Config, backend: Backend
-                   ) -> tuple[float, np.ndarray, list[float], np.ndarray]:
-    """(mean loss, predictions, silent fraction per layer, output times) of one pass."""
+@dataclass
+class _Pass:
+    loss: float
+    predictions: np.ndarray
+    silent: list[float]
+    saturated: list[float]
+    outputs: np.ndarray
+
+
+def _evaluate_once(net: Network, split: Split, cfg: Config, backend: Backend) -> _Pass:
+    """Mean loss, predictions, silent and saturated fractions per layer, and output first
+    spikes of one pass."""
     loss = loss_fn(cfg)
     bs = cfg.training.eval_batch_size
     labels = split.labels.numpy()
     losses, preds, outs = [], [], []
     silent = np.zeros(len(net.layers))
+    full = np.zeros(len(net.layers))
     for b0 in range(0, len(labels), bs):
         times = backend.run(net, split.t_in[b0:b0 + bs].numpy()).times
-        losses.append(loss(times[-1], labels[b0:b0 + bs])[0])
-        preds.append(predict(times[-1]))
-        outs.append(times[-1])
-        silent += [np.isinf(t).sum() / t.shape[1] for t in times]
-    return (float(np.concatenate(losses).mean()), np.concatenate(preds),
-            (silent / len(labels)).tolist(), np.concatenate(outs))
+        out = first_spikes(times[-1])
+        losses.append(loss(out, labels[b0:b0 + bs])[0])
+        preds.append(predict(out))
+        outs.append(out)
+        silent += [np.isinf(first_spikes(t)).sum() / t.shape[1] for t in times]
+        full += [np.isfinite(t[:, :, -1]).sum() / t.shape[1] if t.ndim == 3 else 0.0
+                 for t in times]
+    n = len(labels)
+    return _Pass(float(np.concatenate(losses).mean()), np.concatenate(preds),
+                 (silent / n).tolist(), (full / n).tolist(), np.concatenate(outs))
 
 
 def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = None,
@@ -103,10 +120,11 @@ def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = 
     n_runs = max(repeats, 1) if backend.stochastic else 1
     labels = split.labels.numpy()
     runs = [_evaluate_once(net, split, cfg, backend) for _ in range(n_runs)]
-    accs = [float((pred == labels).mean()) for _, pred, _, _ in runs]
-    _, pred, silent, outs = runs[0]
-    return EvalResult(float(np.mean([loss for loss, _, _, _ in runs])), float(np.mean(accs)),
-                      torch.from_numpy(pred), silent, torch.from_numpy(outs), accs)
+    accs = [float((r.predictions == labels).mean()) for r in runs]
+    first = runs[0]
+    return EvalResult(float(np.mean([r.loss for r in runs])), float(np.mean(accs)),
+                      torch.from_numpy(first.predictions), first.silent,
+                      torch.from_numpy(first.outputs), accs, first.saturated)
 
 
 @dataclass
@@ -176,7 +194,7 @@ class Trainer:
         bump to the incoming weights of every neuron that missed a spike; True = skip step."""
         s = self.state
         for k, t in enumerate(times):
-            silent = np.isinf(t)
+            silent = np.isinf(first_spikes(t))  # no spike at all
             if float(silent.mean()) > self.max_missing[k]:
                 s.bump_value = s.bump_value * 2 if s.bump_layer == k else self.cfg.training.bump
                 s.bump_layer = k
@@ -195,6 +213,25 @@ class Trainer:
                     f"training diverged in epoch {self.state.epoch + 1}: {name} became NaN or "
                     "infinite; lower training.lr / training.lr_delay or the weight "
                     "initialisation (network.weight_mean, network.weight_std)")
+
+    def _check_loss(self, per_sample: np.ndarray, batch: int) -> None:
+        """Stop with one line when a batch's loss is not finite or exploded (above
+        training.max_loss): the gradients would be meaningless and the run would train on."""
+        limit = self.cfg.training.max_loss
+        mean = float(per_sample.mean()) if per_sample.size else 0.0
+        if math.isfinite(mean) and (limit is None or mean <= limit):
+            return
+        hint = ("lower training.lr or the weight initialisation (network.weight_mean, "
+                "network.weight_std)")
+        if self.cfg.loss.name == "ttfs_ce":
+            hint = ("its alpha exp(t / beta) term grows with the output spike times: raise "
+                    "loss.beta towards the input span in tau_s (e.g. loss.beta=20 on inputs "
+                    f"tens of tau_s long; now {self.cfg.loss.kwargs().get('beta')}) or lower "
+                    "loss.alpha; or " + hint)
+        raise TrainingDiverged(
+            f"training loss {mean:.3g} in epoch {self.state.epoch + 1}, batch {batch}: "
+            + ("not finite" if not math.isfinite(mean) else f"above training.max_loss={limit:g}")
+            + f"; {hint}")
 
     def _jitter(self, t_in: np.ndarray) -> np.ndarray:
         """Training inputs t + N(0, input_noise^2), clipped at 0; silent inputs stay silent."""
@@ -223,9 +260,11 @@ class Trainer:
             # says which parameters it realised; the gradient is the engine's spike-time
             # backward at those times (straight-through, docs/model.md sections 4 and 8).
             run = self.backend.run(self.net, t_b, training=True)
-            per_sample, g_out = self.loss(run.times[-1], y)
+            out = first_spikes(run.times[-1])  # the losses read the first output spikes
+            per_sample, g_out = self.loss(out, y)
+            self._check_loss(per_sample, b0 // bs + 1)
             loss_sum += float(per_sample.sum())
-            correct += int((predict(run.times[-1]) == y).sum())
+            correct += int((predict(out) == y).sum())
             if self._bump(run.times):
                 n_bumps += 1
                 continue
@@ -242,6 +281,8 @@ class Trainer:
                "train_acc": correct / len(order), "val_loss": val.loss, "val_acc": val.accuracy,
                "lr": self.opt.lrs[0], "bumps": n_bumps}
         row.update({f"silent_layer{k}": v for k, v in enumerate(val.silent)})
+        row.update({f"saturated_layer{k}": v for k, v in enumerate(val.saturated)
+                    if self.net.max_spikes[k] > 1})
         s = self.state
         if not s.rows or val.accuracy > s.rows[s.best_epoch - 1]["val_acc"]:
             s.best_epoch = s.epoch

@@ -158,3 +158,138 @@ def autograd_network(net, t_in: torch.Tensor, max_dw_norm: float = float("inf"))
                               threshold=net.threshold, max_dw_norm=max_dw_norm)
         out.append(t)
     return out
+
+
+def _ode_trains_kernel():
+    """The fine-step integration with reset, compiled (a Python loop over 10^5 steps per neuron
+    would take minutes)."""
+    from numba import njit
+
+    @njit(cache=True)
+    def run(arr, ww, theta, ratio, max_spikes, dt, t_end):
+        n, m = arr.shape
+        g = 1.0 / ratio
+        a_u = math.exp(-g * dt)
+        a_i = math.exp(-dt)
+        b_u = dt * math.exp(-dt) if ratio == 1.0 else (math.exp(-g * dt) - math.exp(-dt)) / (1.0 - g)
+        out = np.full((n, max_spikes), np.inf)
+        slope = np.zeros((n, max_spikes))
+        peak_gap = np.full((n, max_spikes), np.inf)  # how close u came to theta without a spike
+        steps = int(math.ceil(t_end / dt))
+        for p in range(n):
+            order = np.argsort(arr[p])
+            u = 0.0
+            cur = 0.0
+            nxt = 0
+            cnt = 0
+            for s in range(steps):
+                t1 = (s + 1) * dt
+                # Arrivals in (s dt, t1]: their current from T_k to t1 (decayed), and what it
+                # added to u over that part of the step (the step's exact response).
+                inj = 0.0
+                inj_u = 0.0
+                while nxt < m and arr[p, order[nxt]] <= t1:
+                    tk = arr[p, order[nxt]]
+                    rem = t1 - tk
+                    inj += ww[p, order[nxt]] * math.exp(-rem)
+                    if ratio == 1.0:
+                        inj_u += ww[p, order[nxt]] * rem * math.exp(-rem)
+                    else:
+                        inj_u += ww[p, order[nxt]] * (math.exp(-g * rem) - math.exp(-rem)) / (1.0 - g)
+                    nxt += 1
+                u_new = a_u * u + b_u * cur + inj_u
+                cur = a_i * cur + inj
+                if u_new >= theta:
+                    frac = (theta - u) / (u_new - u)
+                    out[p, cnt] = (s + frac) * dt
+                    slope[p, cnt] = (u_new - u) / dt
+                    # Subtract theta at the crossing; it decays with tau_m to the grid point.
+                    u_new -= theta * math.exp(-g * (1.0 - frac) * dt)
+                    cnt += 1
+                    if cnt == max_spikes:
+                        break
+                elif cnt < max_spikes and u_new < u and u >= u_new and theta - u < peak_gap[p, cnt]:
+                    peak_gap[p, cnt] = theta - u  # a local maximum below threshold
+                u = u_new
+        return out, slope, peak_gap
+
+    return run
+
+
+_ODE_TRAINS = None
+
+
+def ode_spike_trains(arr: np.ndarray, ww: np.ndarray, theta: float, ratio: float,
+                     max_spikes: int, *, dt: float = 1e-4, t_end: float | None = None):
+    """Spike trains of du/dt = -u / ratio + I with u -> u - theta at each crossing (docs/model.md
+    section 11), by exponential-Euler steps of dt (the scheme of ode_first_spikes, with arrivals
+    entering at their own time within a step; no closed form for the crossings). arr, ww: [..., K] arrival times and weights per neuron.
+
+    Returns (times [..., max_spikes] (+inf padded), slope at each crossing, peak_gap: how far
+    below theta the highest local maximum before the next spike stayed)."""
+    global _ODE_TRAINS
+    if _ODE_TRAINS is None:
+        _ODE_TRAINS = _ode_trains_kernel()
+    shape = arr.shape[:-1]
+    a = np.ascontiguousarray(arr.reshape(-1, arr.shape[-1]))
+    w = np.ascontiguousarray(ww.reshape(-1, ww.shape[-1]))
+    fin = np.isfinite(a)
+    if t_end is None:
+        t_end = (a[fin].max() if fin.any() else 0.0) + 30.0
+    t, s, gap = _ODE_TRAINS(a, w, float(theta), float(ratio), int(max_spikes), dt, float(t_end))
+    return (t.reshape(shape + (max_spikes,)), s.reshape(shape + (max_spikes,)),
+            gap.reshape(shape + (max_spikes,)))
+
+
+def exact_spike_train(arr: np.ndarray, ww: np.ndarray, theta: float, ratio: float,
+                      approx: np.ndarray, width: float = 5e-3) -> np.ndarray:
+    """Refine approximate spike times of one neuron to machine precision: spike k is the root of
+    u_k(t) = sum_i w_i k(t - T_i) - theta sum_{j<k} e^{-(t - t_j)/ratio} = theta bracketed
+    within +-width of approx[k] (Brent's method on the direct sum, no prefix sums, no Lambert W).
+    NaN where the bracket holds no sign change (grazing crossings)."""
+    from scipy.optimize import brentq
+
+    g = 1.0 / ratio
+    fin = np.isfinite(arr)
+    a, w = arr[fin], ww[fin]
+
+    def u(t: float, prev: list[float]) -> float:
+        s = np.maximum(t - a, 0.0)
+        if ratio == 1.0:
+            psp = s * np.exp(-s)
+        else:
+            psp = (np.exp(-g * s) - np.exp(-s)) / (1.0 - g)
+        psp = np.where(t > a, psp, 0.0)
+        return float((w * psp).sum() - theta * sum(math.exp(-g * (t - tj)) for tj in prev))
+
+    out = np.full(len(approx), np.inf)
+    prev: list[float] = []
+    for k, tk in enumerate(approx):
+        if not np.isfinite(tk):
+            break
+        lo = max(tk - width, prev[-1] + 1e-9 if prev else 0.0)
+        hi = tk + width
+        f_lo, f_hi = u(lo, prev) - theta, u(hi, prev) - theta
+        if not (f_lo < 0.0 < f_hi):
+            out[k:] = np.nan
+            break
+        out[k] = brentq(lambda t: u(t, prev) - theta, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=200)
+        prev.append(out[k])
+    return out
+
+
+def central_differences(net, loss, samples: int, h: float = 1e-6):
+    """(name, index, central difference of loss(), the parameter's .grad) for about `samples`
+    entries of every parameter of net, each perturbed by +-h in place and restored."""
+    out = []
+    for name, p in net.named_parameters():
+        flat, grad = p.data.view(-1), p.grad.reshape(-1)
+        for k in range(0, flat.numel(), max(1, flat.numel() // samples)):
+            old = float(flat[k])
+            flat[k] = old + h
+            up = loss()
+            flat[k] = old - h
+            down = loss()
+            flat[k] = old
+            out.append((name, k, (up - down) / (2 * h), float(grad[k])))
+    return out

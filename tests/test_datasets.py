@@ -2,11 +2,11 @@
 tonic from an HDF5 file written here; encodings, splits, missing-file errors, short runs."""
 
 import gzip
-import zipfile
 
 import numpy as np
 import pytest
 import torch
+from shd_files import write_shd
 from typer.testing import CliRunner
 
 from snndelay import data
@@ -143,36 +143,10 @@ def test_mnist_short_training_run(tmp_path):
 
 
 # -- SHD --------------------------------------------------------------------------------------
-def _write_shd(root, part, n, seed, zip_too=True):
-    h5py = pytest.importorskip("h5py")
-    rng = np.random.default_rng(seed)
-    folder = root / "SHD"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"shd_{part}.h5"
-    labels = rng.integers(0, 20, n)
-    with h5py.File(path, "w") as f:
-        vf, vu = h5py.vlen_dtype(np.float32), h5py.vlen_dtype(np.uint16)
-        times = f.create_dataset("spikes/times", (n,), dtype=vf)
-        units = f.create_dataset("spikes/units", (n,), dtype=vu)
-        for k in range(n):
-            m = rng.integers(50, 200)
-            # label-dependent channels fire early
-            u = np.concatenate([rng.integers(0, 700, m - 20), 30 * labels[k] + np.arange(20)])
-            t = np.concatenate([rng.uniform(0.1, 0.9, m - 20), rng.uniform(0.0, 0.05, 20)])
-            times[k], units[k] = t.astype(np.float32), u.astype(np.uint16)
-        f.create_dataset("labels", data=labels.astype(np.uint16))
-        f.create_dataset("extra/keys", data=np.array([f"d{k}".encode() for k in range(20)]))
-        f.create_dataset("extra/speaker", data=rng.integers(0, 10, n).astype(np.uint16))
-    if zip_too:
-        with zipfile.ZipFile(str(path) + ".zip", "w") as z:
-            z.write(path, path.name)
-    return labels
-
-
 def test_shd_through_tonic_gives_multi_spike_inputs(tmp_path):
     pytest.importorskip("tonic")
-    train_labels = _write_shd(tmp_path, "train", 30, 0)
-    test_labels = _write_shd(tmp_path, "test", 12, 1)
+    train_labels = write_shd(tmp_path, "train", 30, 0)
+    test_labels = write_shd(tmp_path, "test", 12, 1)
     d = _dataset(["experiment=shd_ws", f"dataset.root={tmp_path}", "dataset.val_size=6",
                   "dataset.max_spikes=3"])
     test, train, val = (data.load(d, s) for s in ("test", "train", "val"))
@@ -190,15 +164,15 @@ def test_shd_missing_files_say_which_instead_of_downloading(tmp_path):
     pytest.importorskip("tonic")
     with pytest.raises(DatasetMissing, match="shd_train.h5"):
         data.load(_dataset(["dataset=shd", f"dataset.root={tmp_path}"]), "train")
-    _write_shd(tmp_path, "train", 5, 0, zip_too=False)  # the .h5 alone: tonic would download
+    write_shd(tmp_path, "train", 5, 0, zip_too=False)  # the .h5 alone: tonic would download
     with pytest.raises(DatasetMissing, match=r"shd_train\.h5\.zip"):
         data.load(_dataset(["dataset=shd", f"dataset.root={tmp_path}"]), "train")
 
 
 def test_shd_short_training_run(tmp_path):
     pytest.importorskip("tonic")
-    _write_shd(tmp_path, "train", 40, 0)
-    _write_shd(tmp_path, "test", 10, 1)
+    write_shd(tmp_path, "train", 40, 0)
+    write_shd(tmp_path, "test", 10, 1)
     res = runner.invoke(app, ["train", "experiment=shd_ws", f"dataset.root={tmp_path}",
                               "dataset.val_size=8", "dataset.max_spikes=2",
                               "dataset.channel_factor=10", "network.hidden=[16]",
@@ -216,7 +190,7 @@ def test_every_dataset_describes_itself_and_has_its_config_option():
     for name, info in REGISTRY.items():
         cfg = compose([f"dataset={name}"])[1]
         assert type(cfg.dataset) is info.schema and cfg.dataset.name == name
-        assert cfg.n_classes() == info.n_classes and cfg.n_inputs() == info.channels(cfg.dataset)
+        assert cfg.n_classes() == info.classes(cfg.dataset) and cfg.n_inputs() == info.channels(cfg.dataset)
 
 
 @pytest.mark.parametrize("overrides,where", [

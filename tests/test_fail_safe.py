@@ -17,7 +17,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_datasets import _fake_mnist, _write_idx, _write_shd
+from shd_files import write_shd
+from test_datasets import _fake_mnist, _write_idx
 from typer.testing import CliRunner
 
 from snndelay import errors
@@ -174,8 +175,8 @@ def test_labels_out_of_range_count_mismatch_and_empty_splits(tmp_path, no_traini
 
 def test_a_file_that_is_not_hdf5_is_one_line(tmp_path, no_training):
     pytest.importorskip("tonic")
-    _write_shd(tmp_path, "train", 20, 0)
-    _write_shd(tmp_path, "test", 8, 1)
+    write_shd(tmp_path, "train", 20, 0)
+    write_shd(tmp_path, "test", 8, 1)
     (tmp_path / "SHD" / "shd_test.h5").write_bytes(b"this is no HDF5 file" * 10)
     line = _one_line_exit_2(runner.invoke(app, [
         "train", "experiment=shd_ws", f"dataset.root={tmp_path}", "dataset.val_size=4",

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from reference import autograd_network
+from reference import autograd_network, central_differences
 
 from snndelay.losses import LOSSES, predict, shift_mse, torch_loss
 from snndelay.network import DelaySpec, Network
@@ -82,17 +82,8 @@ def test_network_gradient_matches_finite_differences(kind, pos, group, spikes):
 
     outs, caches = net(t_in)
     net.backward(caches, LOSSES["shift_mse"](outs[-1], y)[1] / len(y))
-    h = 1e-6
-    for name, p in net.named_parameters():
-        flat, grad = p.data.view(-1), p.grad.reshape(-1)
-        for k in range(0, flat.numel(), max(1, flat.numel() // 7)):
-            old = float(flat[k])
-            flat[k] = old + h
-            up = loss()
-            flat[k] = old - h
-            down = loss()
-            flat[k] = old
-            assert abs((up - down) / (2 * h) - float(grad[k])) < 1e-6, (name, k)
+    for name, k, fd, grad in central_differences(net, loss, 7):
+        assert abs(fd - grad) < 1e-6, (name, k)
 
 
 @pytest.mark.parametrize("name,kw", [("shift_mse", {"dt": 0.2}),

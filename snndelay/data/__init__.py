@@ -127,6 +127,7 @@ class ShdConfig(DatasetConfig):
     max_spikes: int = 8  # spikes kept per (merged) channel
     tau_s_ms: float = 10.0  # tau_s in ms (event times become tau_s units)
     t_max_ms: Optional[float] = 1000.0  # ignore events after this time
+    n_classes: Optional[int] = None  # null: from the labels of the training file (SHD: 20)
 
     def check(self) -> None:
         super().check()
@@ -136,25 +137,37 @@ class ShdConfig(DatasetConfig):
         need(self.tau_s_ms > 0, "dataset.tau_s_ms", "must be > 0", self.tau_s_ms)
         need(self.t_max_ms is None or self.t_max_ms > 0, "dataset.t_max_ms",
              "must be > 0 or null", self.t_max_ms)
+        if self.n_classes is not None:
+            need_int("dataset.n_classes", self.n_classes, 2, 100_000)
 
 
 # -- what each dataset is ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A dataset's description: schema, input channels (before replication), classes, the
-    files it reads (for users; "" when generated or bundled), and its encoder
-    "module:function" (d, split) -> (spike times, labels, features), imported on first use."""
+    """A dataset's description: schema, input channels (before replication), classes (a
+    number, or "module:function" (d) -> int for datasets whose files say), the files it reads
+    (for users; "" when generated or bundled), and its encoder "module:function" (d, split) ->
+    (spike times, labels, features); functions are imported on first use."""
 
     name: str
     schema: type[DatasetConfig]
     channels: Callable[[Any], int]
-    n_classes: int
+    n_classes: int | str
     files: str
     encoder: str
 
+    def classes(self, d: Any) -> int:
+        if isinstance(self.n_classes, int):
+            return self.n_classes
+        return int(_call(self.n_classes, d))
+
     def encode(self, d: Any, split: str) -> tuple[Any, Any, Any]:
-        module, func = self.encoder.split(":")
-        return getattr(importlib.import_module(f"snndelay.data.{module}"), func)(d, split)
+        return _call(self.encoder, d, split)
+
+
+def _call(where: str, *args: Any) -> Any:
+    module, func = where.split(":")
+    return getattr(importlib.import_module(f"snndelay.data.{module}"), func)(*args)
 
 
 REGISTRY: dict[str, DatasetInfo] = {info.name: info for info in (
@@ -163,7 +176,7 @@ REGISTRY: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo("mnist", MnistConfig, lambda d: (d.resize or 28) ** 2, 10,
                 "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
                 "t10k-labels-idx1-ubyte (plain or .gz) in dataset.root", "images:encode_mnist"),
-    DatasetInfo("shd", ShdConfig, lambda d: -(-700 // max(1, d.channel_factor)), 20,
+    DatasetInfo("shd", ShdConfig, lambda d: -(-700 // max(1, d.channel_factor)), "shd:classes",
                 "SHD/shd_train.h5 and SHD/shd_test.h5 (with their .zip files) in dataset.root",
                 "shd:encode"),
 )}
@@ -180,7 +193,9 @@ def n_inputs(d: Any) -> int:
 
 
 def n_classes(d: Any) -> int:
-    return REGISTRY[d.name].n_classes
+    """Output neurons: the dataset's classes (for SHD-format files: dataset.n_classes, else
+    read from the training file's labels)."""
+    return REGISTRY[d.name].classes(d)
 
 
 # (The Yin-Yang generator is snndelay.data.yinyang.yinyang: its name is also its module's.)

@@ -9,6 +9,7 @@ downloaded.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,34 @@ def _tonic_shd(root: str | None, part: str):
         raise DataError(f"{h5}: cannot be read as an SHD file ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:160] if str(exc) else 'damaged file'})"
                         ) from None
+
+
+@functools.lru_cache(maxsize=16)
+def _file_classes(path: str, mtime: float) -> int | None:
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            labels = np.asarray(f["labels"])
+        return int(labels.max()) + 1 if labels.size else None
+    except Exception:  # noqa: BLE001 - unreadable here: the loader reports it with the reason
+        return None
+
+
+def classes(d) -> int:
+    """Output neurons for an SHD-format dataset: dataset.n_classes when set, else the largest
+    label of the training file plus one (SHD: 20; spoken-digit files in SHD format: 10); SHD's
+    20 when the file cannot be read yet (loading it then names the problem)."""
+    if d.n_classes is not None:
+        return int(d.n_classes)
+    if not d.root:
+        return N_CLASSES
+    h5 = shd_expected_files(d.root, "train")[0]
+    try:
+        found = _file_classes(str(h5), h5.stat().st_mtime)
+    except OSError:
+        found = None
+    return N_CLASSES if found is None else found
 
 
 def encode_events(times_s: np.ndarray, units: np.ndarray, *, channel_factor: int = 1,

@@ -1,6 +1,7 @@
 """The exact-gradient engine: pure functions over float64 tensors, no I/O.
 
 first_spike_times     forward (closed form on sorted prefix sums) + exact spike-time backward
+spike_trains          the same for neurons that fire repeatedly (reset by subtraction)
 spike_times_with_grad given (e.g. measured) spike times, attach the same exact gradients
 layer_forward         the same on a typed LayerParams (numpy or torch, no autograd), with
 layer_backward        its hand-chained backward: what networks and backends use
@@ -23,6 +24,7 @@ _WHERE = {
     "Arrivals": "prepare", "arrivals": "prepare",
     "LayerCache": "layer", "first_spike_times": "layer", "layer_backward": "layer",
     "layer_forward": "layer", "solve_arrivals": "layer", "spike_times_with_grad": "layer",
+    "spike_trains": "layer", "solve_spike_trains": "solver",
     "get_implementation": "_impl", "set_implementation": "_impl",
     "spike_time_grads": "backward", "KERNELS": "kernels", "Kernel": "kernels",
     "kernel_for": "kernels", "lambertw0": "lambertw", "solve_first_spikes": "solver",

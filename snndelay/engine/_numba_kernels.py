@@ -63,34 +63,32 @@ def lambertw0_scalar(z: float) -> float:
 
 
 @njit(cache=True, inline="always")
-def _window(a, s, wk, hi, dec, theta, lambert):
-    """One window of the scan. An arrival of weight wk starts the window [0, hi] (its own
-    frame; hi = +inf for the last one); dec = e^{-hi} (ratio 1) or e^{-hi/2} (ratio 2).
-    Returns (a, s, t): the sums shifted into the next window's frame, and the crossing time
-    within this window (-1.0 when u stays below theta).
-    Ratio 1: a = sum w e^{T_i - T}, s = sum w (T_i - T) e^{T_i - T};
-    ratio 2: a = sum w e^{T_i - T}, s = sum w e^{(T_i - T)/2}."""
-    a += wk
+def _crossing(a, s, rst, lo, elo, hi, dec, theta, lambert):
+    """The first upward crossing of theta in [lo, hi] of one window (its own frame, the window
+    starts at 0), -1.0 when u stays below theta there. rst = sum over the neuron's earlier
+    spikes t_j of e^{(t_j - T) / r} in this frame (docs/model.md section 11: the reset shifts
+    one prefix sum); lo: 0 or the previous spike within this window, elo = e^{-lo} (ratio 1)
+    or e^{-lo/2} (ratio 2); dec = e^{-hi} or e^{-hi/2}.
+    Ratio 1: u = (A t - B') e^{-t} with B' = s + theta rst;
+    ratio 2: u = y (A_m' - A y / 2), y = 2 e^{-t/2}, A_m' = s - theta rst / 2."""
+    if a <= 0.0:  # A > 0 at every upward crossing (section 2)
+        return -1.0
     if lambert:
-        if a > 0.0:
-            t_e = min(max(1.0 + s / a, 0.0), hi)  # the peak 1 + B/A clamped into the window
-            e = dec if t_e == hi else (1.0 if t_e == 0.0 else math.exp(-t_e))
-            if (t_e * a - s) * e >= theta:
-                b_over_a = s / a
-                # z = -(theta/A) e^{B/A} >= -1/e wherever the window reaches threshold
-                z = max(-(theta / a) * math.exp(b_over_a), -1.0 / math.e)
-                return a, s, max(b_over_a - lambertw0_scalar(z), 0.0)
-        if hi < np.inf:
-            s = (s - hi * a) * dec
-        return a * dec, s, -1.0
-    s += wk
-    if a > 0.0:
-        # y = 2 e^{-t/2} runs from 2 (window start) down to 2 e^{-hi/2}; u = y (A_m - A y/2)
-        y = min(max(s / a, 2.0 * dec), 2.0)
-        if y * (s - 0.5 * a * y) >= theta:
-            disc = max(s * s - 2.0 * theta * a, 0.0)
-            return a, s, max(_TWO_LN2 - 2.0 * math.log((s + math.sqrt(disc)) / a), 0.0)
-    return a * dec * dec, s * dec, -1.0
+        b = s + theta * rst
+        t_e = min(max(1.0 + b / a, lo), hi)  # the peak 1 + B'/A clamped into the window
+        e = dec if t_e == hi else (elo if t_e == lo else math.exp(-t_e))
+        if (t_e * a - b) * e >= theta:
+            b_over_a = b / a
+            # z = -(theta/A) e^{B'/A} >= -1/e wherever the window reaches threshold
+            z = max(-(theta / a) * math.exp(b_over_a), -1.0 / math.e)
+            return max(b_over_a - lambertw0_scalar(z), lo)
+        return -1.0
+    am = s - 0.5 * theta * rst
+    y = min(max(am / a, 2.0 * dec), 2.0 * elo)
+    if y * (am - 0.5 * a * y) >= theta:
+        disc = max(am * am - 2.0 * theta * a, 0.0)
+        return max(_TWO_LN2 - 2.0 * math.log((am + math.sqrt(disc)) / a), lo)
+    return -1.0
 
 
 @njit(cache=True)
@@ -104,17 +102,47 @@ def _decays(arr, n, lambert, dec):
 
 
 @njit(cache=True)
-def _scan(arr, idx, wrow, n, theta, lambert, dec):
-    """First spike time of one neuron: arr[k] sorted arrival times (first n finite), weight of
-    arrival k is wrow[idx[k]], dec from _decays. +inf when the potential stays below theta."""
+def _scan(arr, idx, wrow, n, theta, lambert, dec, out):
+    """Spike times of one neuron into out[:K] (+inf padded): arr[k] sorted arrival times
+    (first n finite), weight of arrival k is wrow[idx[k]], dec from _decays. The sums live in
+    the frame of the current window's start; after a spike the search continues in the same
+    window from that spike (docs/model.md sections 2 and 11). K = 1: the first spike only."""
+    n_max = out.shape[0]
+    rate = 1.0 if lambert else 0.5
     a = 0.0
     s = 0.0
+    rst = 0.0
+    cnt = 0
     for k in range(n):
         hi = arr[k + 1] - arr[k] if k + 1 < n else np.inf
-        a, s, t = _window(a, s, wrow[idx[k]], hi, dec[k], theta, lambert)
-        if t >= 0.0:
-            return arr[k] + t
-    return np.inf
+        wk = wrow[idx[k]]
+        a += wk
+        if not lambert:
+            s += wk
+        lo = 0.0
+        elo = 1.0
+        while True:
+            t = _crossing(a, s, rst, lo, elo, hi, dec[k], theta, lambert)
+            if t < 0.0:
+                break
+            out[cnt] = arr[k] + t
+            cnt += 1
+            if cnt == n_max:
+                return
+            ert = math.exp(rate * t)
+            rst += ert  # this spike's reset, in the window's frame
+            lo = t
+            elo = 1.0 / ert  # e^{-rate lo}
+        if hi < np.inf:  # into the next window's frame
+            if lambert:
+                s = (s - hi * a) * dec[k]
+                a *= dec[k]
+            else:
+                a *= dec[k] * dec[k]
+                s *= dec[k]
+            rst *= dec[k]
+    for c in range(cnt, n_max):
+        out[c] = np.inf
 
 
 @njit(cache=True)
@@ -133,12 +161,12 @@ def _insertion_sort(keys, idx, n):
 
 
 @njit(parallel=True, cache=True)
-def forward_shared(t_in, w_t, theta, lambert, n_chunks):
+def forward_shared(t_in, w_t, theta, lambert, max_spikes, n_chunks):
     """All neurons of a sample share the arrival order: t_in [B, N], w_t [M, N], theta [B, M];
-    one sort and one set of window decays per sample."""
+    one sort and one set of window decays per sample. Spike times [B, M, max_spikes]."""
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
-    out = np.empty((n_b, n_out))
+    out = np.empty((n_b, n_out, max_spikes))
     per = (n_b + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         dec = np.empty(n_in)
@@ -150,7 +178,7 @@ def forward_shared(t_in, w_t, theta, lambert, n_chunks):
                 n_fin += 1
             _decays(arr, n_fin, lambert, dec)  # shared by all neurons of the sample
             for j in range(n_out):
-                out[b, j] = _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert, dec)
+                _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert, dec, out[b, j])
     return out
 
 
@@ -214,13 +242,14 @@ def _exp_table(x, rate):
 
 
 @njit(parallel=True, cache=True)
-def forward_synaptic(t_in, d_t, w_t, theta, lambert, n_chunks):
+def forward_synaptic(t_in, d_t, w_t, theta, lambert, max_spikes, n_chunks):
     """Per-synapse delays: each neuron sorts its own arrivals t_in[b, i] + d_t[j, i]
     (insertion sort for short rows, bucket sort otherwise). Samples are split into n_chunks
-    contiguous chunks, one per thread, each with its own scratch buffers."""
+    contiguous chunks, one per thread, each with its own scratch buffers. Spike times
+    [B, M, max_spikes]."""
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
-    out = np.empty((n_b, n_out))
+    out = np.empty((n_b, n_out, max_spikes))
     rate = 1.0 if lambert else 0.5
     d_abs = np.abs(d_t).max() if d_t.size else 0.0
     q = _exp_table(d_t, -rate)  # e^{-r d}
@@ -270,17 +299,25 @@ def forward_synaptic(t_in, d_t, w_t, theta, lambert, n_chunks):
                         dec[n - 1] = 0.0
                 else:
                     _decays(srt, n, lambert, dec)
-                out[b, j] = _scan(srt, perm, w_t[j], n, theta[b, j], lambert, dec)
+                _scan(srt, perm, w_t[j], n, theta[b, j], lambert, dec, out[b, j])
     return out
 
 
 @njit(parallel=True, cache=True)
-def backward(t_in, w_t, d_t, has_d, t_out, g, lambert, min_slope, max_dw_norm, n_chunks):
-    """dL/dt_in [B, N], dL/dW^T [M, N], dL/dd^T [M, N] (zeros when has_d is False). A
-    (sample, neuron) whose largest |dL/dt * dt/dw_i| exceeds max_dw_norm adds nothing to dL/dW."""
+def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_norm, n_chunks):
+    """dL/dt_in [B, N], dL/dW^T [M, N], dL/dd^T [M, N] (zeros when has_d is False) from
+    dL/dt_out g [B, M, K] at the spike trains t_out [B, M, K] (sorted, +inf padded); theta
+    [B, M] (the reset's size, used when K > 1). Per neuron: the slopes u'(t_k) including the
+    reset kernel of its earlier spikes, then the adjoints lambda_k from the last spike to the
+    first as a running suffix sum (docs/model.md sections 4 and 11). A spike whose largest
+    |lambda_k dt_k/dw_i| exceeds max_dw_norm adds nothing to dL/dW."""
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
+    n_k = t_out.shape[2]
     rate = 1.0 if lambert else 0.5
+    # c theta / r with the kernel's scale c (1 for ratio 1, 1/2 for ratio 2): the reset
+    # kernel's slope in the units of psp_scaled
+    coef = 1.0 if lambert else 0.25
     grad_t = np.zeros((n_b, n_in))
     gw = np.zeros((n_chunks, n_out, n_in))
     gd = np.zeros((n_chunks, n_out, n_in))
@@ -288,9 +325,11 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, lambert, min_slope, max_dw_norm, n
     q = _exp_table(d_t, rate) if has_d else np.ones((1, 1))  # e^{r d}
     per = (n_b + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
-        kbuf = np.empty(n_in)
-        dkbuf = np.empty(n_in)
+        kbuf = np.empty((n_k, n_in))
+        dkbuf = np.empty((n_k, n_in))
         p = np.empty(n_in)
+        mu = np.empty(n_k)
+        mu_w = np.empty(n_k)
         for b in range(c * per, min(n_b, (c + 1) * per)):
             t0, t1 = _finite_range(t_in[b])
             sample_ok = rate * (t1 - t0 + d_abs) < _FACTOR_SPAN
@@ -298,41 +337,66 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, lambert, min_slope, max_dw_norm, n
                 for i in range(n_in):  # e^{r (t_i - t0)}; unused where t_i = +inf
                     p[i] = math.exp(rate * (t_in[b, i] - t0)) if t_in[b, i] < np.inf else 0.0
             for j in range(n_out):
-                t = t_out[b, j]
-                gg = g[b, j]
-                if not math.isfinite(t) or gg == 0.0:
+                n_spk = 0
+                any_g = False
+                while n_spk < n_k and math.isfinite(t_out[b, j, n_spk]):
+                    any_g |= g[b, j, n_spk] != 0.0
+                    n_spk += 1
+                if n_spk == 0 or not any_g:
                     continue
-                factor = sample_ok and rate * (t - t0 + d_abs) < _FACTOR_SPAN
-                r = math.exp(-rate * (t - t0)) if factor else 0.0
-                slope = 0.0
-                kmax = 0.0
-                for i in range(n_in):
-                    x = t_in[b, i] - t  # T_i - t*, causal where < 0
-                    if has_d:
-                        x += d_t[j, i]
-                    if x < 0.0:
-                        # e^{r x}, from the factor tables where they are safe
-                        if factor:
-                            erx = p[i] * r * (q[j, i] if has_d else 1.0)
+                reset = 0.0  # sum_{m<k} e^{-r (t_k - t_m)}
+                for k in range(n_spk):
+                    t = t_out[b, j, k]
+                    if k > 0:
+                        reset = (reset + 1.0) * math.exp(-rate * (t - t_out[b, j, k - 1]))
+                    factor = sample_ok and rate * (t - t0 + d_abs) < _FACTOR_SPAN
+                    r = math.exp(-rate * (t - t0)) if factor else 0.0
+                    slope = 0.0
+                    kmax = 0.0
+                    for i in range(n_in):
+                        x = t_in[b, i] - t  # T_i - t_k, causal where < 0
+                        if has_d:
+                            x += d_t[j, i]
+                        if x < 0.0:
+                            # e^{r x}, from the factor tables where they are safe
+                            if factor:
+                                erx = p[i] * r * (q[j, i] if has_d else 1.0)
+                            else:
+                                erx = math.exp(rate * x)
+                            if lambert:  # k = s e^{-s}, k' = (1 - s) e^{-s}, s = -x
+                                kbuf[k, i] = -x * erx
+                                dkbuf[k, i] = erx + x * erx
+                            else:  # k/2 = e^{-s/2} - e^{-s}, k'/2 = e^{-s} - e^{-s/2}/2
+                                kbuf[k, i] = erx - erx * erx
+                                dkbuf[k, i] = erx * erx - 0.5 * erx
                         else:
-                            erx = math.exp(rate * x)
-                        if lambert:  # k = s e^{-s}, k' = (1 - s) e^{-s}, s = -x
-                            kbuf[i] = -x * erx
-                            dkbuf[i] = erx + x * erx
-                        else:  # k/2 = e^{-s/2} - e^{-s}, k'/2 = e^{-s} - e^{-s/2}/2
-                            kbuf[i] = erx - erx * erx
-                            dkbuf[i] = erx * erx - 0.5 * erx
-                    else:
-                        kbuf[i] = 0.0
-                        dkbuf[i] = 0.0
-                    slope += w_t[j, i] * dkbuf[i]
-                    kmax = max(kmax, kbuf[i])
-                f = gg / max(slope, min_slope)
-                f_w = 0.0 if kmax * abs(f) > max_dw_norm else f
+                            kbuf[k, i] = 0.0
+                            dkbuf[k, i] = 0.0
+                        slope += w_t[j, i] * dkbuf[k, i]
+                        kmax = max(kmax, kbuf[k, i])
+                    if k > 0:
+                        slope += coef * theta[b, j] * reset
+                    mu[k] = max(slope, min_slope)  # the slope, until the adjoints replace it
+                    mu_w[k] = kmax
+                # lambda_k = g_k + c theta / r * sum_{m>k} mu_m e^{-r (t_m - t_k)}: suffix sum
+                suffix = 0.0
+                for k in range(n_spk - 1, -1, -1):
+                    lam = g[b, j, k] + coef * theta[b, j] * suffix if k < n_spk - 1 else g[b, j, k]
+                    f = lam / mu[k]
+                    mu[k] = f
+                    mu_w[k] = 0.0 if mu_w[k] * abs(f) > max_dw_norm else f
+                    if k > 0:
+                        suffix = (suffix + f) * math.exp(
+                            -rate * (t_out[b, j, k] - t_out[b, j, k - 1]))
                 for i in range(n_in):
-                    if kbuf[i] != 0.0 or dkbuf[i] != 0.0:
-                        da = w_t[j, i] * dkbuf[i] * f
+                    da = 0.0
+                    dw = 0.0
+                    for k in range(n_spk):
+                        if kbuf[k, i] != 0.0 or dkbuf[k, i] != 0.0:
+                            da += w_t[j, i] * dkbuf[k, i] * mu[k]
+                            dw += kbuf[k, i] * mu_w[k]
+                    if da != 0.0 or dw != 0.0:
                         grad_t[b, i] += da
                         gd[c, j, i] += da
-                        gw[c, j, i] -= kbuf[i] * f_w
+                        gw[c, j, i] -= dw
     return grad_t, gw.sum(axis=0), gd.sum(axis=0)

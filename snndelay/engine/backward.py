@@ -31,51 +31,88 @@ MIN_SLOPE = 1.0e-10
 def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor,
                      weights: torch.Tensor, d_syn: torch.Tensor | None, kernel: Kernel, *,
                      min_slope: float = MIN_SLOPE, max_dw_norm: float = math.inf,
-                     chunk_elems: int = CHUNK_ELEMS
+                     chunk_elems: int = CHUNK_ELEMS, theta: torch.Tensor | float = 1.0
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Vector-Jacobian product of the spike times (tau_s units).
 
-    grad_out, t_out [B, M]; t_in [B, N]; weights [N, M]; d_syn None or [N, M].
-    Returns (dL/dt_in [B, N], dL/dW [N, M], dL/dd_syn [N, M] or None). Silent neurons
-    (t_out = +inf) contribute nothing. max_dw_norm (docs/model.md section 4): a (sample, neuron)
-    whose largest |dL/dt_j * dt_j/dw_ij| exceeds it adds nothing to dL/dW (near-grazing
-    crossings); inf keeps every term. Work tensors are [C, N, M] per chunk of C samples.
+    grad_out, t_out [B, M] (first spikes), or [B, M, K] (spike trains, sorted, +inf padded;
+    theta, a number or [B, M], sizes the reset: docs/model.md section 11); t_in [B, N];
+    weights [N, M]; d_syn None or [N, M]. Returns (dL/dt_in [B, N], dL/dW [N, M], dL/dd_syn
+    [N, M] or None). Silent neurons (t_out = +inf) contribute nothing. max_dw_norm
+    (docs/model.md section 4): a spike whose largest |lambda * dt/dw_ij| exceeds it adds
+    nothing to dL/dW (near-grazing crossings); inf keeps every term. Work tensors are
+    [C, N, M, K] per chunk of C samples.
     """
     if _impl.use_numba(t_in, kernel.ratio):
         return _grads_numba(grad_out, t_out, t_in, weights, d_syn, kernel.ratio == 1.0,
-                            min_slope, max_dw_norm)
+                            min_slope, max_dw_norm, theta)
     batch, n_in = t_in.shape
-    spiking = torch.isfinite(t_out)
+    t_k = t_out if t_out.dim() == 3 else t_out[:, :, None]
+    g_k = grad_out if grad_out.dim() == 3 else grad_out[:, :, None]
+    n_k = t_k.shape[2]
+    spiking = torch.isfinite(t_k)
     # A silent neuron gets t* = -inf: then no input is causal and every term is 0.
-    t_spk = torch.where(spiking, t_out, torch.full_like(t_out, float("-inf")))
-    g = torch.where(spiking, grad_out, torch.zeros_like(grad_out))
+    t_spk = torch.where(spiking, t_k, torch.full_like(t_k, float("-inf")))
+    g = torch.where(spiking, g_k, torch.zeros_like(g_k))
+    rate = kernel.reset_rate
+    if n_k > 1:
+        th = torch.as_tensor(theta, dtype=t_in.dtype, device=t_in.device).expand(
+            t_k.shape[:2])[:, :, None]
+        # e^{-(t_k - t_(k-1)) / r} between consecutive spikes of a neuron (0 past its last)
+        both = spiking[:, :, 1:] & spiking[:, :, :-1]
+        gap = torch.where(both, t_k[:, :, 1:] - t_k[:, :, :-1], torch.zeros_like(t_k[:, :, 1:]))
+        dec = torch.where(both, torch.exp(-rate * gap), torch.zeros_like(gap))
     grad_t = torch.zeros_like(t_in)
     grad_w = torch.zeros_like(weights)
     grad_d = None if d_syn is None else torch.zeros_like(weights)
-    rows = _rows_per_chunk(batch, weights.numel(), chunk_elems)
+    rows = _rows_per_chunk(batch, weights.numel() * n_k, chunk_elems)
     for b0 in range(0, batch, rows):
         b1 = min(batch, b0 + rows)
-        t = t_in[b0:b1, :, None]
-        x = t - t_spk[b0:b1, None, :] if d_syn is None else (t + d_syn).sub_(t_spk[b0:b1, None, :])
-        # x = T_i - t*; causal inputs have x < 0 (T_i = +inf or t* = -inf give x = +inf).
+        t = t_in[b0:b1, :, None, None]
+        spk = t_spk[b0:b1, None, :, :]  # [C, 1, M, K]
+        if d_syn is None:
+            x = t - spk
+        else:
+            x = t + d_syn[:, :, None]  # [C, N, M, 1]
+            x = x.sub_(spk) if n_k == 1 else x - spk
+        # x = T_i - t_k; causal inputs have x < 0 (T_i = +inf or t_k = -inf give x = +inf).
         x.masked_fill_(x >= 0, _NON_CAUSAL_X)
-        k, dk = kernel.psp_scaled(x)  # both scaled by the same c > 0
-        w_dk = dk.mul_(weights)
-        slope = w_dk.sum(dim=1, keepdim=True)  # c u'(t*)  [C, 1, M]
-        f = g[b0:b1, None, :] / slope.clamp(min=min_slope)  # dL/dt* / (c u'(t*))
-        d_arrival = w_dk.mul_(f)  # dL/dT_ij
+        k, dk = kernel.psp_scaled(x)  # both scaled by the same c > 0  [C, N, M, K]
+        w_dk = dk.mul_(weights[:, :, None])
+        slope = w_dk.sum(dim=1)  # c u'(t_k) from the inputs  [C, M, K]
+        gc = g[b0:b1]
+        if n_k == 1:
+            f = gc / slope.clamp(min=min_slope)  # dL/dt* / (c u'(t*))
+        else:
+            dc = dec[b0:b1]
+            # + the reset kernels of the earlier spikes: c theta / r sum_{j<k} e^{-(t_k-t_j)/r}
+            reset = torch.zeros_like(slope)
+            for kk in range(1, n_k):
+                reset[:, :, kk] = (reset[:, :, kk - 1] + 1.0) * dc[:, :, kk - 1]
+            slope = slope.add_(kernel.reset_slope * th[b0:b1] * reset).clamp_(min=min_slope)
+            # adjoints lambda_k = g_k + c theta / r sum_{m>k} f_m e^{-(t_m-t_k)/r}, f = lambda/slope:
+            # a running suffix sum from the last spike to the first
+            f = torch.empty_like(slope)
+            suffix = torch.zeros_like(slope[:, :, 0])
+            coef = kernel.reset_slope * th[b0:b1, :, 0]
+            for kk in range(n_k - 1, -1, -1):
+                f[:, :, kk] = (gc[:, :, kk] + coef * suffix) / slope[:, :, kk]
+                if kk > 0:
+                    suffix = (suffix + f[:, :, kk]) * dc[:, :, kk - 1]
+        d_arrival = w_dk.mul_(f[:, None]).sum(dim=3)  # dL/dT_ij  [C, N, M]
         grad_t[b0:b1] = d_arrival.sum(dim=2)
         if grad_d is not None:
             grad_d += d_arrival.sum(dim=0)
-        if max_dw_norm < math.inf:  # k >= 0, so k * |f| = |dL/dt * dt/dw| per input
-            f = torch.where(k.amax(dim=1, keepdim=True) * f.abs() > max_dw_norm, 0.0, f)
-        grad_w -= k.mul_(f).sum(dim=0)
+        if max_dw_norm < math.inf:  # k >= 0, so k * |f| = |lambda * dt/dw| per input
+            f = torch.where(k.amax(dim=1) * f.abs() > max_dw_norm, 0.0, f)
+        grad_w -= k.mul_(f[:, None]).sum(dim=(0, 3))
     return grad_t, grad_w, grad_d
 
 
 def _grads_numba(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor,
                  d_syn: torch.Tensor | None,
-                 lambert: bool, min_slope: float, max_dw_norm: float
+                 lambert: bool, min_slope: float, max_dw_norm: float,
+                 theta: torch.Tensor | float = 1.0
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The compiled CPU loops (engine.compiled; same arguments and results)."""
     from snndelay.engine import compiled
@@ -83,8 +120,9 @@ def _grads_numba(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor
     def arr(x: torch.Tensor) -> np.ndarray:
         return x.detach().numpy()
 
+    th = arr(theta) if isinstance(theta, torch.Tensor) else theta
     g_t, g_w, g_d = compiled.backward(arr(grad_out), arr(t_out), arr(t_in), arr(weights),
                                       None if d_syn is None else arr(d_syn), lambert,
-                                      min_slope, max_dw_norm)
+                                      min_slope, max_dw_norm, th)
     return torch.from_numpy(g_t), torch.from_numpy(g_w), (None if g_d is None
                                                           else torch.from_numpy(g_d))

@@ -26,11 +26,12 @@ def available(ratio: float) -> bool:
 
 
 def forward(t: np.ndarray, w: np.ndarray, d_syn: np.ndarray | None, theta: Any,
-            lambert: bool) -> np.ndarray:
-    """First spike times [B, M] (+inf = silent) of arrival-ready times t [B, N] through
-    weights w [N, M] with per-synapse delays d_syn [N, M] (or None: one shared order); theta
-    broadcasts to [B, M]. The crossing is invariant to scaling w and theta together, so each
-    neuron's weights are normalised to max |w| = 1 first (no overflow of the prefix sums)."""
+            lambert: bool, max_spikes: int = 1) -> np.ndarray:
+    """Spike times [B, M, max_spikes] (sorted, +inf padded; max_spikes = 1: the first spike)
+    of arrival-ready times t [B, N] through weights w [N, M] with per-synapse delays d_syn
+    [N, M] (or None: one shared order); theta broadcasts to [B, M]. The crossings are invariant
+    to scaling w and theta together (the reset subtracts theta), so each neuron's weights are
+    normalised to max |w| = 1 first (no overflow of the prefix sums)."""
     from snndelay.engine import _numba_kernels as nk
 
     t = np.ascontiguousarray(t, dtype=np.float64)
@@ -41,23 +42,31 @@ def forward(t: np.ndarray, w: np.ndarray, d_syn: np.ndarray | None, theta: Any,
     with _impl.threads_for(t.size * w.shape[1]) as threads:
         chunks = max(1, min(t.shape[0], threads))
         if d_syn is None:
-            return nk.forward_shared(t, w_t, th, lambert, chunks)
-        return nk.forward_synaptic(t, np.ascontiguousarray(d_syn.T), w_t, th, lambert, chunks)
+            return nk.forward_shared(t, w_t, th, lambert, max_spikes, chunks)
+        return nk.forward_synaptic(t, np.ascontiguousarray(d_syn.T), w_t, th, lambert,
+                                   max_spikes, chunks)
 
 
 def backward(g_out: np.ndarray, t_out: np.ndarray, t: np.ndarray, w: np.ndarray,
-             d_syn: np.ndarray | None, lambert: bool, min_slope: float, max_dw_norm: float
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+             d_syn: np.ndarray | None, lambert: bool, min_slope: float, max_dw_norm: float,
+             theta: Any = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(dL/dT [B, N], dL/dw [N, M], dL/dd_syn [N, M] or None) given dL/dt_out [B, M] at the
-    spike times t_out (docs/model.md section 4; max_dw_norm as in spike_time_grads). The
-    per-chunk sums use a fixed number of chunks: the same gradients on any thread count."""
+    spike times t_out [B, M] (docs/model.md section 4), or at spike trains [B, M, K] with
+    their thresholds theta (broadcast to [B, M]; section 11); max_dw_norm as in
+    spike_time_grads. The per-chunk sums use a fixed number of chunks: the same gradients on
+    any thread count."""
     from snndelay.engine import _numba_kernels as nk
 
     has_d = d_syn is not None
     d_t = np.ascontiguousarray(d_syn.T) if d_syn is not None else _NO_DELAYS
-    with _impl.threads_for(t.size * w.shape[1]):
+    trains = t_out.ndim == 3
+    t_k = t_out if trains else t_out[:, :, None]
+    g_k = g_out if trains else g_out[:, :, None]
+    th = np.broadcast_to(np.asarray(theta, dtype=np.float64), t_k.shape[:2])
+    with _impl.threads_for(t.size * w.shape[1] * t_k.shape[2]):
         g_t, g_w_t, g_d_t = nk.backward(np.ascontiguousarray(t), np.ascontiguousarray(w.T),
-                                        d_t, has_d, np.ascontiguousarray(t_out),
-                                        np.ascontiguousarray(g_out), lambert, float(min_slope),
-                                        float(max_dw_norm), _impl.backward_chunks(t.shape[0]))
+                                        d_t, has_d, np.ascontiguousarray(t_k),
+                                        np.ascontiguousarray(g_k), np.ascontiguousarray(th),
+                                        lambert, float(min_slope), float(max_dw_norm),
+                                        _impl.backward_chunks(t.shape[0]))
     return g_t, g_w_t.T, (g_d_t.T if has_d else None)

@@ -43,6 +43,22 @@ class Kernel:
 
     # bound(+inf), the value that closes the last window.
     bound_inf: float = math.inf
+    # The reset of a multi-spike neuron (docs/model.md section 11): theta * e^{-(t - t_j) / r}
+    # subtracted from u shifts prefix-sum term reset_term by reset_coef * theta * R, with
+    # R = sum_j e^{reset_rate t_j} (reset_rate = 1 / r); its slope in psp_scaled's units is
+    # reset_slope * theta * e^{-(t - t_j) / r} (reset_slope = c / r).
+    reset_term: int = 1
+    reset_coef: float = 1.0
+    reset_rate: float = 1.0
+    reset_slope: float = 1.0
+
+    def with_reset(self, sums: torch.Tensor, theta: torch.Tensor, r: torch.Tensor
+                   ) -> torch.Tensor:
+        """Stacked prefix sums [terms, ...] with the reset of earlier spikes applied; r = sum_j
+        e^{reset_rate (t_j - origin)} in the sums' frame."""
+        terms = list(sums.unbind(0))
+        terms[self.reset_term] = terms[self.reset_term] + self.reset_coef * theta * r
+        return torch.stack(torch.broadcast_tensors(*terms))
 
     def bound(self, t: torch.Tensor) -> torch.Tensor:
         """The form in which reaches() takes a window bound t (may be +inf); computed once per
@@ -68,6 +84,7 @@ class LambertKernel(Kernel):
 
     ratio: float = 1.0
     terms: tuple[tuple[float, bool], ...] = ((1.0, False), (1.0, True))
+    # B' = B + theta R (reset_coef 1, reset_rate 1, reset_slope 1: the base defaults)
 
     def psp_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # c = 1: k = s e^{-s} = -x e^x, k' = (1 - s) e^{-s} = e^x + x e^x.
@@ -102,6 +119,9 @@ class QuadraticKernel(Kernel):
     ratio: float = 2.0
     terms: tuple[tuple[float, bool], ...] = ((1.0, False), (0.5, False))
     bound_inf: float = 0.0
+    reset_coef: float = -0.5  # A_m' = A_m - theta R / 2
+    reset_rate: float = 0.5
+    reset_slope: float = 0.25  # c = 1/2, r = 2
 
     def bound(self, t: torch.Tensor) -> torch.Tensor:
         return torch.exp(-0.5 * t).mul_(2.0)  # y = 2 e^{-t/2}, decreasing in t

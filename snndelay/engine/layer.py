@@ -23,7 +23,7 @@ from snndelay.engine import compiled
 from snndelay.engine.backward import MIN_SLOPE, spike_time_grads
 from snndelay.engine.kernels import Kernel, kernel_for
 from snndelay.engine.prepare import Arrivals, arrivals, core_times, fold_grads, output_times
-from snndelay.engine.solver import solve_first_spikes
+from snndelay.engine.solver import solve_spike_trains
 from snndelay.engine.types import DelayKind, LayerParams, Neuron
 
 _F64 = torch.float64
@@ -35,79 +35,92 @@ def _theta_tensor(theta: Any, batch: int, n_out: int, like: torch.Tensor) -> tor
 
 
 def solve_arrivals(arr: Arrivals, theta: Any, neuron: Neuron) -> Any:
-    """First crossing times [B, M] (tau_s units, before any dendritic shift; +inf = silent) of
-    arrival-ready inputs; theta: a number, [M] or [B, M]. numpy in, numpy out (the compiled
-    loops when available); torch in, torch out."""
+    """Crossing times (tau_s units, before any dendritic shift; +inf = silent) of arrival-ready
+    inputs: first spikes [B, M] when neuron.max_spikes is 1, else spike trains [B, M, K]
+    (sorted, +inf padded; docs/model.md section 11). theta: a number, [M] or [B, M]. numpy in,
+    numpy out (the compiled loops when available); torch in, torch out."""
     kernel = kernel_for(neuron.tau_mem, neuron.tau_syn)
     batch, n_out = arr.t.shape[0], arr.w.shape[1]
+    n_k = neuron.max_spikes
+    out: Any
     if isinstance(arr.t, np.ndarray):
         if compiled.available(kernel.ratio):
-            return compiled.forward(arr.t, arr.w, arr.d_syn, theta, kernel.ratio == 1.0)
-        t = torch.from_numpy(arr.t)
-        d_syn = None if arr.d_syn is None else torch.from_numpy(arr.d_syn)
-        return solve_first_spikes(t, torch.from_numpy(arr.w), d_syn,
-                                  _theta_tensor(theta, batch, n_out, t), kernel).numpy()
-    return solve_first_spikes(arr.t, arr.w, arr.d_syn, _theta_tensor(theta, batch, n_out, arr.t),
-                              kernel)
+            out = compiled.forward(arr.t, arr.w, arr.d_syn, theta, kernel.ratio == 1.0, n_k)
+        else:
+            t = torch.from_numpy(arr.t)
+            d_syn = None if arr.d_syn is None else torch.from_numpy(arr.d_syn)
+            out = solve_spike_trains(t, torch.from_numpy(arr.w), d_syn,
+                                     _theta_tensor(theta, batch, n_out, t), kernel, n_k).numpy()
+    else:
+        out = solve_spike_trains(arr.t, arr.w, arr.d_syn,
+                                 _theta_tensor(theta, batch, n_out, arr.t), kernel, n_k)
+    return out[:, :, 0] if n_k == 1 else out
 
 
-def _arrival_grads(g: Any, core: Any, arr: Arrivals, kernel: Kernel, min_slope: float,
-                   max_dw_norm: float) -> tuple[Any, Any, Any]:
-    """The spike-time backward (section 4) on arrival-ready inputs, numpy or torch."""
+def _arrival_grads(g: Any, core: Any, arr: Arrivals, kernel: Kernel, theta: Any,
+                   min_slope: float, max_dw_norm: float) -> tuple[Any, Any, Any]:
+    """The spike-time backward (sections 4 and 11) on arrival-ready inputs, numpy or torch;
+    theta (the reset's size) matters for spike trains only."""
     if isinstance(arr.t, np.ndarray):
         if compiled.available(kernel.ratio):
             return compiled.backward(g, core, arr.t, arr.w, arr.d_syn, kernel.ratio == 1.0,
-                                     min_slope, max_dw_norm)
+                                     min_slope, max_dw_norm, theta)
         d_syn = None if arr.d_syn is None else torch.from_numpy(arr.d_syn)
+        th = torch.from_numpy(np.asarray(theta, dtype=np.float64))
         g_t, g_w, g_d = spike_time_grads(torch.from_numpy(g), torch.from_numpy(core),
                                          torch.from_numpy(arr.t), torch.from_numpy(arr.w), d_syn,
-                                         kernel, min_slope=min_slope, max_dw_norm=max_dw_norm)
+                                         kernel, min_slope=min_slope, max_dw_norm=max_dw_norm,
+                                         theta=th)
         return g_t.numpy(), g_w.numpy(), None if g_d is None else g_d.numpy()
     return spike_time_grads(g, core, arr.t, arr.w, arr.d_syn, kernel, min_slope=min_slope,
-                            max_dw_norm=max_dw_norm)
+                            max_dw_norm=max_dw_norm, theta=theta)
 
 
 @dataclass
 class LayerCache:
     """What layer_backward needs: the layer, its arrival-ready inputs, the solver-frame spike
-    times (tau_s units, no dendritic shift) and the input's shape."""
+    times (tau_s units, no dendritic shift), the input's shape and the thresholds the spikes
+    were found with (the reset of a spike train depends on them)."""
 
     layer: LayerParams
     arr: Arrivals
     core: Any
     in_shape: tuple[int, ...]
+    theta: Any = None
 
 
 def layer_forward(t_in: Any, layer: LayerParams, *, theta: Any = None, t_given: Any = None
                   ) -> tuple[Any, LayerCache]:
-    """First spike times [B, N_out] (+inf = silent) of `layer` driven by t_in [B, N] or
-    [B, N, S], and the cache for layer_backward. theta: thresholds (a number, [N_out] or
+    """First spike times [B, N_out] (+inf = silent), or spike trains [B, N_out, K] when
+    layer.neuron.max_spikes = K > 1, of `layer` driven by t_in [B, N] or [B, N, S], and the
+    cache for layer_backward. theta: thresholds (a number, [N_out] or
     [B, N_out]; default the layer's neuron.threshold). t_given: spike times measured elsewhere
     (hardware): the solver is skipped, the output is exactly t_given and the cache holds it, so
     that layer_backward gives the nominal model's gradient at those times (straight-through,
     docs/model.md section 8)."""
     arr = arrivals(t_in, layer)
     tau = layer.neuron.tau_syn
+    th = layer.neuron.threshold if theta is None else theta
     if t_given is None:
-        core = solve_arrivals(arr, layer.neuron.threshold if theta is None else theta,
-                              layer.neuron)
+        core = solve_arrivals(arr, th, layer.neuron)
         out = output_times(core, arr, tau)
     else:
         core = core_times(t_given, arr, tau)
         out = t_given
-    return out, LayerCache(layer, arr, core, tuple(t_in.shape))
+    return out, LayerCache(layer, arr, core, tuple(t_in.shape), th)
 
 
 def layer_backward(cache: LayerCache, g_out: Any, *, min_slope: float = MIN_SLOPE,
                    max_dw_norm: float = math.inf) -> tuple[Any, Any, Any]:
     """(dL/dt_in in t_in's shape, dL/dweights [N_rows, N_out], dL/ddelays in the kind's shape
-    or None) given dL/dt_out [B, N_out]. max_dw_norm drops the weight gradient of a (sample,
+    or None) given dL/dt_out in the output's shape ([B, N_out] or [B, N_out, K]). max_dw_norm drops the weight gradient of a (sample,
     neuron) whose largest |dL/dt * dt/dw| exceeds it (docs/model.md section 4)."""
     layer, arr = cache.layer, cache.arr
     tau = layer.neuron.tau_syn
     kernel = kernel_for(layer.neuron.tau_mem, tau)
     g = g_out * tau if tau != 1.0 else g_out  # per tau_s unit of the scaled times
-    g_t, g_w, g_dsyn = _arrival_grads(g, cache.core, arr, kernel, min_slope, max_dw_norm)
+    th = layer.neuron.threshold if cache.theta is None else cache.theta
+    g_t, g_w, g_dsyn = _arrival_grads(g, cache.core, arr, kernel, th, min_slope, max_dw_norm)
     return fold_grads(layer, arr, cache.in_shape, cache.core, g, g_t, g_w, g_dsyn)
 
 
@@ -194,7 +207,8 @@ def _prepare(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | N
 
 def _apply(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None, tau_mem: float,
            tau_syn: float, threshold: float | torch.Tensor, t_given: torch.Tensor | None,
-           opts: dict[str, float], check_values: bool = True) -> torch.Tensor:
+           opts: dict[str, float], check_values: bool = True, max_spikes: int = 1
+           ) -> torch.Tensor:
     theta = _prepare(t_in, weights, delays, threshold, tau_mem, tau_syn, check_values)
     n_in, n_out = weights.shape
     kind, d = DelayKind.NONE, None
@@ -205,7 +219,7 @@ def _apply(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | Non
     d_kind = None if d is None else (d.reshape(-1) if kind is not DelayKind.SYNAPTIC else d)
     given = None if t_given is None else t_given.to(_F64)
     return _LayerFn.apply(t_in.to(_F64), weights.to(_F64), d_kind, theta, kind,
-                          Neuron(tau_mem, tau_syn, 1.0), given, opts)
+                          Neuron(tau_mem, tau_syn, 1.0, max_spikes), given, opts)
 
 
 def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None = None,
@@ -228,6 +242,32 @@ def first_spike_times(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.T
     """
     return _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, None,
                   dict(min_slope=min_slope, max_dw_norm=max_dw_norm), check_values)
+
+
+def spike_trains(t_in: torch.Tensor, weights: torch.Tensor, delays: torch.Tensor | None = None,
+                 *, tau_mem: float = 2.0, tau_syn: float = 1.0,
+                 threshold: float | torch.Tensor = 1.0, max_spikes: int = 8,
+                 min_slope: float = MIN_SLOPE, max_dw_norm: float = math.inf,
+                 check_values: bool = True) -> torch.Tensor:
+    """Spike trains [B, N_out, max_spikes] (each row sorted, +inf padded) of LIF neurons that
+    subtract the threshold from the membrane at each spike (u: theta -> 0, synaptic current
+    kept; docs/model.md section 11), driven by input spikes.
+
+    Arguments as first_spike_times (t_in [B, N_in] or [B, N_in, S], delays axonal [N_in, 1],
+    dendritic [1, N_out] or synaptic [N_in, N_out]). A neuron emits at most max_spikes spikes
+    (a neuron that hits the limit has a finite last entry). Differentiable in t_in, weights and
+    delays with the exact spike-train gradients: the implicit function theorem at every spike,
+    including its dependence on the neuron's own earlier spikes, chained from the last spike to
+    the first as a running suffix sum. max_spikes = 1 gives exactly first_spike_times[..., None].
+    """
+    if isinstance(max_spikes, bool) or not isinstance(max_spikes, int) or max_spikes < 1:
+        raise ValueError(f"max_spikes must be an integer >= 1, got {max_spikes!r}")
+    if max_spikes == 1:
+        return first_spike_times(t_in, weights, delays, tau_mem=tau_mem, tau_syn=tau_syn,
+                                 threshold=threshold, min_slope=min_slope,
+                                 max_dw_norm=max_dw_norm, check_values=check_values)[..., None]
+    return _apply(t_in, weights, delays, tau_mem, tau_syn, threshold, None,
+                  dict(min_slope=min_slope, max_dw_norm=max_dw_norm), check_values, max_spikes)
 
 
 def spike_times_with_grad(t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor,

@@ -101,10 +101,16 @@ def arrivals(t_in: Any, layer: LayerParams) -> Arrivals:
     return Arrivals(t, w, d_syn, d_out, spikes)
 
 
+def _per_neuron(d_out: Any, times: Any) -> Any:
+    """d_out [M] shaped to broadcast against spike times [B, M] or spike trains [B, M, K]."""
+    return d_out[None, :, None] if times.ndim == 3 else d_out[None, :]
+
+
 def output_times(core: Any, arr: Arrivals, tau_syn: float) -> Any:
-    """A neuron's spike times in model units from the solver's times (tau_s units, before any
-    dendritic shift): + d_out, times tau_syn. No spike (+inf) stays no spike."""
-    out = core + arr.d_out[None, :] if arr.d_out is not None else core
+    """A neuron's spike times ([B, M] or trains [B, M, K]) in model units from the solver's
+    times (tau_s units, before any dendritic shift): + d_out, times tau_syn. No spike (+inf)
+    stays no spike."""
+    out = core + _per_neuron(arr.d_out, core) if arr.d_out is not None else core
     return out * tau_syn if tau_syn != 1.0 else out
 
 
@@ -113,13 +119,13 @@ def core_times(t_out: Any, arr: Arrivals, tau_syn: float) -> Any:
     the solver would have returned (tau_s units, dendritic shift removed)."""
     t = _f64(t_out)
     t = t / tau_syn if tau_syn != 1.0 else t
-    return t - arr.d_out[None, :] if arr.d_out is not None else t
+    return t - _per_neuron(arr.d_out, t) if arr.d_out is not None else t
 
 
 def fold_grads(layer: LayerParams, arr: Arrivals, in_shape: tuple[int, ...], core: Any,
                g_core: Any, g_t: Any, g_w: Any, g_dsyn: Any) -> tuple[Any, Any, Any]:
     """The adjoint of arrivals(): from the gradients with respect to the arrival-ready
-    quantities (g_core = dL/dt_core [B, M], g_t = dL/dT [B, R], g_w [R, M], g_dsyn [R, M] or
+    quantities (g_core = dL/dt_core [B, M] or [B, M, K], g_t = dL/dT [B, R], g_w [R, M], g_dsyn [R, M] or
     None, all in tau_s units) to (dL/dt_in in in_shape, dL/dweights [N_rows, M], dL/ddelays in
     the kind's shape or None). Copies of a channel's weight and delay sum their gradients; the
     bias row's input gradient is dropped; the scaling by tau_syn is undone."""
@@ -136,6 +142,8 @@ def fold_grads(layer: LayerParams, arr: Arrivals, in_shape: tuple[int, ...], cor
     elif layer.kind is DelayKind.DENDRITIC:  # only spiking neurons depend on their delay
         fin = torch.isfinite(core) if _is_torch(core) else np.isfinite(core)
         g_d = (g_core * fin).sum(0)
+        if g_d.ndim == 2:  # spike trains: every spike moves with the neuron's delay
+            g_d = g_d.sum(1)
     elif layer.kind is DelayKind.SYNAPTIC:
         g_d = g_dsyn
     n_in = in_shape[1]

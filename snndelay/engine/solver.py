@@ -113,13 +113,28 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
     [N, M] per-synapse delays, theta [B, M] > 0. stable=True forces the per-window log-domain
     sums (otherwise used only when arrivals may span more than SAFE_SPAN).
     """
+    return solve_spike_trains(t_in, weights, d_syn, theta, kernel, 1, stable=stable,
+                              chunk_elems=chunk_elems)[:, :, 0]
+
+
+def solve_spike_trains(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
+                       theta: torch.Tensor, kernel: Kernel, max_spikes: int, *,
+                       stable: bool = False, chunk_elems: int = CHUNK_ELEMS) -> torch.Tensor:
+    """Spike times [B, M, max_spikes] (tau_s units, sorted, +inf padded) of a layer whose
+    neurons subtract theta at each spike (docs/model.md section 11; max_spikes = 1: the first
+    spike, section 2). Arguments as solve_first_spikes.
+
+    Spike k is the first window, ending after spike k-1, whose potential reaches theta from
+    max(window start, t_(k-1)); the earlier spikes' reset shifts one prefix sum by
+    theta * sum_j e^{(t_j - origin) / r}. One vectorised pass over the windows per spike.
+    """
     batch, n_in = t_in.shape
     n_out = weights.shape[1]
     inf = float("inf")
     if batch == 0 or n_in == 0 or n_out == 0:
-        return torch.full((batch, n_out), inf, dtype=t_in.dtype, device=t_in.device)
+        return torch.full((batch, n_out, max_spikes), inf, dtype=t_in.dtype, device=t_in.device)
     if not stable and _impl.use_numba(t_in, kernel.ratio):
-        return _solve_numba(t_in, weights, d_syn, theta, kernel.ratio == 1.0)
+        return _solve_numba(t_in, weights, d_syn, theta, kernel.ratio == 1.0, max_spikes)
     # The crossing is invariant to scaling (w, theta) together: normalise each neuron's
     # weights to max |w| = 1 so huge or tiny weights cannot overflow the prefix sums.
     scale = weights.abs().amax(dim=0).clamp_(min=torch.finfo(weights.dtype).tiny)
@@ -139,10 +154,12 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
     outs = []
     for b0 in range(0, batch, rows):
         b1 = min(batch, b0 + rows)
+        out = torch.full((b1 - b0, n_out, max_spikes), inf, dtype=t_in.dtype,
+                         device=t_in.device)
+        outs.append(out)
         # Non-spiking inputs sort last; drop the arrivals that no row of the chunk has.
         n_max = max(n_fin[b0:b1])
         if n_max == 0:
-            outs.append(torch.full((b1 - b0, n_out), inf, dtype=t_in.dtype, device=t_in.device))
             continue
         if shared:
             t = ts[b0:b1, :n_max, None]  # [C, N, 1]
@@ -158,38 +175,63 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
             pad = (0, 1)
         t0 = t.narrow(ax, 0, 1).nan_to_num(posinf=0.0)  # a row without arrivals never fires
         tr = t - t0  # >= 0; +inf for missing arrivals
+        nxt = F.pad(tr.narrow(ax, 1, n_max - 1), pad, value=inf)  # each window's end
+        # The frame each window's sums are formed in: the row's (t0) or the window's own start.
+        origin: torch.Tensor | float = 0.0
         if long_span:
             fin = torch.isfinite(tr)
-            sums = _window_sums_stable(kernel, w, tr, fin, ax)
             origin = tr.nan_to_num(posinf=0.0)
-            nxt = F.pad(tr.narrow(ax, 1, n_max - 1), pad, value=inf)
+            sums = _window_sums_stable(kernel, w, tr, fin, ax)
             lo, hi = kernel.bound(tr - origin), kernel.bound(nxt - origin)
         else:
             sums = _frame_sums(kernel, w, tr, ax)
             lo = kernel.bound(tr)
             hi = F.pad(lo.narrow(ax, 1, n_max - 1), pad, value=kernel.bound_inf)
-        # Windows past the last arrival have lo = hi = bound(inf): they never reach threshold.
-        reach = kernel.reaches(sums, lo, hi, th)
-        has, first = reach.view(torch.uint8).max(dim=ax, keepdim=True)  # first window that fires
-        shape = reach.shape
-        if long_span:  # re-form the chosen window's sums in its own frame (full precision)
-            sel = _selected_window_sums(kernel, w, tr, fin, first, ax)
-            t_lo = torch.gather(origin.expand(shape), ax, first).squeeze(ax)
-            t_win = kernel.crossing(sel, th.squeeze(ax)) + t_lo
-        else:
-            picked = torch.gather(sums.expand((len(kernel.terms),) + shape), ax + 1,
-                                  first.expand((len(kernel.terms),) + first.shape)).squeeze(ax + 1)
-            t_lo = torch.gather(tr.expand(shape), ax, first).squeeze(ax)
-            t_win = kernel.crossing(picked.unbind(0), th.squeeze(ax))
-        # Not before its window's start: rounding at a window edge must not drop an input from
-        # the causal set the backward sees.
-        t_abs = torch.maximum(t_win, t_lo).add_(t0.squeeze(ax))
-        outs.append(torch.where(has.squeeze(ax).bool(), t_abs, inf))
+        th_k = th.squeeze(ax)
+        start = tr
+        t_prev = log_r = None  # the previous spike and log sum_j e^{rate t_j}, rel. to t0
+        for k in range(max_spikes):
+            sums_k, lo_k = sums, lo
+            if t_prev is not None and log_r is not None:
+                tp = t_prev.unsqueeze(ax)
+                start = torch.maximum(tr, tp)  # a window is searched from the previous spike on
+                lo_k = kernel.bound(start - origin)
+                r = torch.exp((log_r.unsqueeze(ax) - kernel.reset_rate * origin).clamp_(max=700.0))
+                sums_k = kernel.with_reset(sums, th, r)
+            # Windows past the last arrival have lo = hi = bound(inf): they never reach threshold.
+            reach = kernel.reaches(sums_k, lo_k, hi, th)
+            if t_prev is not None:
+                reach &= nxt > t_prev.unsqueeze(ax)  # windows that end after the previous spike
+            has, first = reach.view(torch.uint8).max(dim=ax, keepdim=True)  # first that fires
+            shape = reach.shape
+            if isinstance(origin, torch.Tensor):  # long spans: re-form the chosen window's
+                # sums in its own frame (full precision)
+                sel = _selected_window_sums(kernel, w, tr, fin, first, ax)
+                t_org = torch.gather(origin.expand(shape), ax, first).squeeze(ax)
+                if log_r is not None:
+                    r_sel = torch.exp((log_r - kernel.reset_rate * t_org).clamp_(max=700.0))
+                    sel = tuple(kernel.with_reset(torch.stack(sel), th_k, r_sel).unbind(0))
+                t_win = kernel.crossing(sel, th_k) + t_org
+            else:
+                picked = torch.gather(sums_k.expand((len(kernel.terms),) + shape), ax + 1,
+                                      first.expand((len(kernel.terms),) + first.shape)
+                                      ).squeeze(ax + 1)
+                t_win = kernel.crossing(picked.unbind(0), th_k)
+            # Not before its window's start (or the previous spike): rounding at a window edge
+            # must not drop an input from the causal set the backward sees.
+            t_lo = torch.gather(start.expand(shape), ax, first).squeeze(ax)
+            t_rel = torch.where(has.squeeze(ax).bool(), torch.maximum(t_win, t_lo), inf)
+            out[:, :, k] = t_rel + t0.squeeze(ax)
+            if k + 1 == max_spikes or not bool(torch.isfinite(t_rel).any()):
+                break
+            e = kernel.reset_rate * t_rel  # +inf where silent: no window is searched again
+            log_r = e if log_r is None else torch.logaddexp(log_r, e)
+            t_prev = t_rel
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 def _solve_numba(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
-                 theta: torch.Tensor, lambert: bool) -> torch.Tensor:
+                 theta: torch.Tensor, lambert: bool, max_spikes: int) -> torch.Tensor:
     """The compiled CPU loops (engine.compiled; same arguments and result)."""
     from snndelay.engine import compiled
 
@@ -198,4 +240,4 @@ def _solve_numba(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor 
 
     return torch.from_numpy(compiled.forward(arr(t_in), arr(weights),
                                              None if d_syn is None else arr(d_syn),
-                                             arr(theta), lambert))
+                                             arr(theta), lambert, max_spikes))

@@ -36,11 +36,14 @@ DELAY_TYPES = tuple(k.value for k in DelayKind)
 @dataclass(frozen=True)
 class Neuron:
     """LIF constants: membrane and synaptic time constants (their ratio must be 1 or 2 for the
-    closed forms, docs/model.md section 2) and the firing threshold."""
+    closed forms, docs/model.md section 2), the firing threshold, and how many spikes a neuron
+    may emit: 1 = time-to-first-spike (the layer's output is [B, N_out]); K > 1 = a spike
+    train [B, N_out, K] with a reset by subtraction of theta after each spike (section 11)."""
 
     tau_mem: float = 2.0
     tau_syn: float = 1.0
     threshold: float = 1.0
+    max_spikes: int = 1
 
     @property
     def ratio(self) -> float:
