@@ -74,7 +74,8 @@ def _crossing(a, s, rst, lo, elo, hi, dec, theta, lambert):
     if a <= 0.0:  # A > 0 at every upward crossing (section 2)
         return -1.0
     if lambert:
-        b = s + theta * rst
+        # (rst = 0 before a neuron's first spike: the literal 0.0 of _scan folds away)
+        b = s + theta * rst if rst != 0.0 else s
         t_e = min(max(1.0 + b / a, lo), hi)  # the peak 1 + B'/A clamped into the window
         e = dec if t_e == hi else (elo if t_e == lo else math.exp(-t_e))
         if (t_e * a - b) * e >= theta:
@@ -83,7 +84,7 @@ def _crossing(a, s, rst, lo, elo, hi, dec, theta, lambert):
             z = max(-(theta / a) * math.exp(b_over_a), -1.0 / math.e)
             return max(b_over_a - lambertw0_scalar(z), lo)
         return -1.0
-    am = s - 0.5 * theta * rst
+    am = s - 0.5 * theta * rst if rst != 0.0 else s
     y = min(max(am / a, 2.0 * dec), 2.0 * elo)
     if y * (am - 0.5 * a * y) >= theta:
         disc = max(am * am - 2.0 * theta * a, 0.0)
@@ -101,48 +102,67 @@ def _decays(arr, n, lambert, dec):
         dec[n - 1] = 0.0
 
 
+@njit(cache=True, inline="always")
+def _next_frame(a, s, hi, d, lambert):
+    """The window sums carried into the next window's frame, hi later (d = its dec); after
+    the last arrival (d = 0) nothing follows."""
+    if lambert:
+        if hi < np.inf:
+            s = (s - hi * a) * d
+        return a * d, s
+    return a * d * d, s * d
+
+
 @njit(cache=True)
-def _scan(arr, idx, wrow, n, theta, lambert, dec, out):
-    """Spike times of one neuron into out[:K] (+inf padded): arr[k] sorted arrival times
+def _scan(arr, idx, wrow, n, theta, lambert, dec, out, b, j):
+    """Spike times of neuron j of sample b into out[b, j, :K] (+inf padded): arr[k] sorted arrival times
     (first n finite), weight of arrival k is wrow[idx[k]], dec from _decays. The sums live in
     the frame of the current window's start; after a spike the search continues in the same
     window from that spike (docs/model.md sections 2 and 11). K = 1: the first spike only."""
-    n_max = out.shape[0]
-    rate = 1.0 if lambert else 0.5
+    n_max = out.shape[2]
     a = 0.0
     s = 0.0
-    rst = 0.0
-    cnt = 0
+    t = -1.0
+    hi = np.inf
+    first = n  # the window of the first spike
+    # Up to the first spike there is no reset: a loop of its own, where the literal zeros
+    # fold away (first-spike layers scan 1.5x faster than with the reset carried along).
     for k in range(n):
         hi = arr[k + 1] - arr[k] if k + 1 < n else np.inf
-        wk = wrow[idx[k]]
-        a += wk
+        a += wrow[idx[k]]
         if not lambert:
-            s += wk
-        lo = 0.0
-        elo = 1.0
+            s += wrow[idx[k]]
+        t = _crossing(a, s, 0.0, 0.0, 1.0, hi, dec[k], theta, lambert)
+        if t >= 0.0:
+            first = k
+            break
+        a, s = _next_frame(a, s, hi, dec[k], lambert)
+    k = first
+    cnt = 0
+    if t >= 0.0:
+        rate = 1.0 if lambert else 0.5
+        rst = 0.0  # sum over the spikes so far of e^{rate (t_j - T_k)}, in window k's frame
         while True:
-            t = _crossing(a, s, rst, lo, elo, hi, dec[k], theta, lambert)
-            if t < 0.0:
-                break
-            out[cnt] = arr[k] + t
-            cnt += 1
-            if cnt == n_max:
-                return
-            ert = math.exp(rate * t)
-            rst += ert  # this spike's reset, in the window's frame
-            lo = t
-            elo = 1.0 / ert  # e^{-rate lo}
-        if hi < np.inf:  # into the next window's frame
-            if lambert:
-                s = (s - hi * a) * dec[k]
-                a *= dec[k]
-            else:
-                a *= dec[k] * dec[k]
-                s *= dec[k]
+            while t >= 0.0:  # a spike in window k; search on from it (u = 0 there)
+                out[b, j, cnt] = arr[k] + t
+                cnt += 1
+                if cnt == n_max:
+                    return
+                ert = math.exp(rate * t)
+                rst += ert
+                t = _crossing(a, s, rst, t, 1.0 / ert, hi, dec[k], theta, lambert)
+            a, s = _next_frame(a, s, hi, dec[k], lambert)
             rst *= dec[k]
+            k += 1
+            if k >= n:
+                break
+            hi = arr[k + 1] - arr[k] if k + 1 < n else np.inf
+            a += wrow[idx[k]]
+            if not lambert:
+                s += wrow[idx[k]]
+            t = _crossing(a, s, rst, 0.0, 1.0, hi, dec[k], theta, lambert)
     for c in range(cnt, n_max):
-        out[c] = np.inf
+        out[b, j, c] = np.inf
 
 
 @njit(cache=True)
@@ -178,7 +198,7 @@ def forward_shared(t_in, w_t, theta, lambert, max_spikes, n_chunks):
                 n_fin += 1
             _decays(arr, n_fin, lambert, dec)  # shared by all neurons of the sample
             for j in range(n_out):
-                _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert, dec, out[b, j])
+                _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert, dec, out, b, j)
     return out
 
 
@@ -299,7 +319,7 @@ def forward_synaptic(t_in, d_t, w_t, theta, lambert, max_spikes, n_chunks):
                         dec[n - 1] = 0.0
                 else:
                     _decays(srt, n, lambert, dec)
-                _scan(srt, perm, w_t[j], n, theta[b, j], lambert, dec, out[b, j])
+                _scan(srt, perm, w_t[j], n, theta[b, j], lambert, dec, out, b, j)
     return out
 
 
@@ -388,6 +408,16 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_
                     if k > 0:
                         suffix = (suffix + f) * math.exp(
                             -rate * (t_out[b, j, k] - t_out[b, j, k - 1]))
+                if n_spk == 1:  # one spike (every first-spike layer): no loop over spikes
+                    f = mu[0]
+                    f_w = mu_w[0]
+                    for i in range(n_in):
+                        if kbuf[0, i] != 0.0 or dkbuf[0, i] != 0.0:
+                            da = w_t[j, i] * dkbuf[0, i] * f
+                            grad_t[b, i] += da
+                            gd[c, j, i] += da
+                            gw[c, j, i] -= kbuf[0, i] * f_w
+                    continue
                 for i in range(n_in):
                     da = 0.0
                     dw = 0.0
