@@ -27,7 +27,8 @@ def _net(kind, max_spikes, ratio=2.0):
 
 
 @pytest.mark.parametrize("kind", ["none", "axonal", "dendritic", "synaptic"])
-@pytest.mark.parametrize("max_spikes,ratio", [([4, 1], 2.0), ([4, 3], 1.0)])
+@pytest.mark.parametrize("max_spikes,ratio", [([4, 1], 2.0),
+                                               pytest.param([4, 3], 1.0, marks=pytest.mark.slow)])
 def test_network_gradient_through_spike_trains_matches_finite_differences(kind, max_spikes, ratio):
     """The hidden layer passes all its spikes on; the loss reads the first output spikes.
     Central differences of the training loss (h = 1e-6) in sampled parameters."""

@@ -92,7 +92,7 @@ def _loss(t, c):
 
 @pytest.mark.parametrize("ratio", (1.0, 2.0))
 @pytest.mark.parametrize("kind", DELAY_KINDS)
-@pytest.mark.parametrize("spikes", (1, 2))
+@pytest.mark.parametrize("spikes", (1, pytest.param(2, marks=pytest.mark.slow)))
 def test_gradients_match_central_differences(ratio, kind, spikes):
     """dL/d(inputs, weights, delays) of L = sum_k c_k t_k against central differences with
     h = 1e-6, on every entry whose perturbation neither adds nor removes a spike."""
@@ -153,7 +153,7 @@ def test_implementations_agree_on_trains_and_gradients():
             assert torch.allclose(a, b, rtol=1e-7, atol=1e-9)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), scale=st.sampled_from([1e-6, 1.0, 30.0, 1e6]),
        span=st.sampled_from([0.5, 20.0, 2000.0]), max_spikes=st.integers(1, 9),
        ratio=st.sampled_from([1.0, 2.0]), kind=st.sampled_from(DELAY_KINDS))

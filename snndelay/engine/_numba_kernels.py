@@ -113,7 +113,7 @@ def _next_frame(a, s, hi, d, lambert):
     return a * d * d, s * d
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _scan(arr, idx, wrow, n, theta, lambert, dec, out, b, j):
     """Spike times of neuron j of sample b into out[b, j, :K] (+inf padded): arr[k] sorted arrival times
     (first n finite), weight of arrival k is wrow[idx[k]], dec from _decays. The sums live in
@@ -138,6 +138,9 @@ def _scan(arr, idx, wrow, n, theta, lambert, dec, out, b, j):
             break
         a, s = _next_frame(a, s, hi, dec[k], lambert)
     k = first
+    if n_max == 1:  # first-spike neurons: done
+        out[b, j, 0] = arr[k] + t if t >= 0.0 else np.inf
+        return
     cnt = 0
     if t >= 0.0:
         rate = 1.0 if lambert else 0.5
@@ -357,13 +360,18 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_
                 for i in range(n_in):  # e^{r (t_i - t0)}; unused where t_i = +inf
                     p[i] = math.exp(rate * (t_in[b, i] - t0)) if t_in[b, i] < np.inf else 0.0
             for j in range(n_out):
-                n_spk = 0
-                any_g = False
-                while n_spk < n_k and math.isfinite(t_out[b, j, n_spk]):
-                    any_g |= g[b, j, n_spk] != 0.0
-                    n_spk += 1
-                if n_spk == 0 or not any_g:
-                    continue
+                if n_k == 1:
+                    if not math.isfinite(t_out[b, j, 0]) or g[b, j, 0] == 0.0:
+                        continue
+                    n_spk = 1
+                else:
+                    n_spk = 0
+                    any_g = False
+                    while n_spk < n_k and math.isfinite(t_out[b, j, n_spk]):
+                        any_g |= g[b, j, n_spk] != 0.0
+                        n_spk += 1
+                    if not any_g:  # silent, or no gradient reaches this neuron
+                        continue
                 reset = 0.0  # sum_{m<k} e^{-r (t_k - t_m)}
                 for k in range(n_spk):
                     t = t_out[b, j, k]
@@ -398,6 +406,16 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_
                         slope += coef * theta[b, j] * reset
                     mu[k] = max(slope, min_slope)  # the slope, until the adjoints replace it
                     mu_w[k] = kmax
+                if n_spk == 1:  # one spike (every first-spike layer): dL/dt / u', no recursion
+                    f = g[b, j, 0] / mu[0]
+                    f_w = 0.0 if mu_w[0] * abs(f) > max_dw_norm else f
+                    for i in range(n_in):
+                        if kbuf[0, i] != 0.0 or dkbuf[0, i] != 0.0:
+                            da = w_t[j, i] * dkbuf[0, i] * f
+                            grad_t[b, i] += da
+                            gd[c, j, i] += da
+                            gw[c, j, i] -= kbuf[0, i] * f_w
+                    continue
                 # lambda_k = g_k + c theta / r * sum_{m>k} mu_m e^{-r (t_m - t_k)}: suffix sum
                 suffix = 0.0
                 for k in range(n_spk - 1, -1, -1):
@@ -408,16 +426,6 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_
                     if k > 0:
                         suffix = (suffix + f) * math.exp(
                             -rate * (t_out[b, j, k] - t_out[b, j, k - 1]))
-                if n_spk == 1:  # one spike (every first-spike layer): no loop over spikes
-                    f = mu[0]
-                    f_w = mu_w[0]
-                    for i in range(n_in):
-                        if kbuf[0, i] != 0.0 or dkbuf[0, i] != 0.0:
-                            da = w_t[j, i] * dkbuf[0, i] * f
-                            grad_t[b, i] += da
-                            gd[c, j, i] += da
-                            gw[c, j, i] -= kbuf[0, i] * f_w
-                    continue
                 for i in range(n_in):
                     da = 0.0
                     dw = 0.0

@@ -17,6 +17,7 @@ from snndelay.engine import _impl
 
 _TINY = np.finfo(np.float64).tiny
 _NO_DELAYS = np.zeros((1, 1))
+_NO_THETA = np.ones((1, 1))
 
 
 def available(ratio: float) -> bool:
@@ -60,9 +61,11 @@ def backward(g_out: np.ndarray, t_out: np.ndarray, t: np.ndarray, w: np.ndarray,
     has_d = d_syn is not None
     d_t = np.ascontiguousarray(d_syn.T) if d_syn is not None else _NO_DELAYS
     trains = t_out.ndim == 3
-    t_k = t_out if trains else t_out[:, :, None]
-    g_k = g_out if trains else g_out[:, :, None]
-    th = np.broadcast_to(np.asarray(theta, dtype=np.float64), t_k.shape[:2])
+    t_k = t_out if trains else t_out.reshape(t_out.shape + (1,))
+    g_k = g_out if trains else g_out.reshape(g_out.shape + (1,))
+    # theta sizes the reset, so only trains read it (no [B, M] copy per first-spike call)
+    th = (np.broadcast_to(np.asarray(theta, dtype=np.float64), t_k.shape[:2])
+          if trains else _NO_THETA)
     with _impl.threads_for(t.size * w.shape[1] * t_k.shape[2]):
         g_t, g_w_t, g_d_t = nk.backward(np.ascontiguousarray(t), np.ascontiguousarray(w.T),
                                         d_t, has_d, np.ascontiguousarray(t_k),

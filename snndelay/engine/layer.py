@@ -54,7 +54,8 @@ def solve_arrivals(arr: Arrivals, theta: Any, neuron: Neuron) -> Any:
     else:
         out = solve_spike_trains(arr.t, arr.w, arr.d_syn,
                                  _theta_tensor(theta, batch, n_out, arr.t), kernel, n_k)
-    return out[:, :, 0] if n_k == 1 else out
+    # [B, M, 1] -> [B, M] as a view that stays C-contiguous (the next layer's input)
+    return out.reshape(out.shape[:2]) if n_k == 1 else out
 
 
 def _arrival_grads(g: Any, core: Any, arr: Arrivals, kernel: Kernel, theta: Any,
