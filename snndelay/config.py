@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from snndelay.backends import BACKENDS
 from snndelay.data import MAX_SEED, DatasetConfig, YinYangConfig, n_classes, n_inputs
 from snndelay.data import REGISTRY as DATA_REGISTRY
-from snndelay.delays import DELAY_TYPES, DelayKind
+from snndelay.delays import DELAY_TYPES, GROUP_LAYOUTS, DelayKind
 from snndelay.errors import ConfigError, need, need_int
 
 POSITIVITY = ("sigmoid", "clamp")
@@ -56,6 +56,7 @@ class DelayConfig:
     init_mean: float = 0.0
     init_std: float = 0.25
     group_size: Any = 1  # int, or one per layer
+    group_layout: str = "consecutive"  # or "strided": neuron i takes delay i mod (N / group_size)
 
 
 @dataclass
@@ -71,6 +72,10 @@ class BackendConfig:
     jitter_std: float = 0.01
     chip_variation: float = 0.0  # emulator: training offsets (1-a) this chip + a a fresh one
     eval_repeats: int = 10  # final test/evaluate runs averaged where trial noise makes runs differ
+    # training's backward at the chip's spike times: "nominal" (float shadow parameters,
+    # closed-form slope at the nominal threshold, as published) or "realised" (exact for the
+    # network that ran: quantised parameters, slope at the measured crossing)
+    backward: str = "nominal"
 
 
 @dataclass
@@ -225,6 +230,7 @@ MAX_SYNAPSES = 20_000_000  # all layers; float64 weights + delays + Adam's two m
 MAX_BATCH = 100_000
 MAX_EPOCHS = 1_000_000
 MAX_REPEATS = 10_000  # backend.eval_repeats
+BACKWARDS = ("nominal", "realised")  # backend.backward
 MAX_SPIKES = 1_000  # neuron.max_spikes: the spike buffer per neuron and sample
 
 
@@ -308,6 +314,8 @@ def validate(cfg: Config) -> Config:
     for key in ("fixed_std", "trial_std", "jitter_std"):
         need(getattr(b, key) >= 0, f"backend.{key}", "must be >= 0", getattr(b, key))
     need_int("backend.eval_repeats", b.eval_repeats, 1, MAX_REPEATS)
+    need(b.backward in BACKWARDS, "backend.backward", f"must be one of {', '.join(BACKWARDS)}",
+         b.backward)
     need(0.0 <= b.chip_variation <= 1.0, "backend.chip_variation", "must be in [0, 1]",
           b.chip_variation)
     need(not b.chip_variation or b.name == "bss2_emulator", "backend.chip_variation",
@@ -318,6 +326,15 @@ def validate(cfg: Config) -> Config:
              "read out by their first spike and its refractory reset is not a reset by "
              "subtraction); set it to 1 or use backend=simulator", n.max_spikes)
         _check_bss2(cfg)
+    need(dl.group_layout in GROUP_LAYOUTS, "delay.group_layout",
+         f"must be one of {', '.join(GROUP_LAYOUTS)}", dl.group_layout)
+    if dl.group_layout == "strided":
+        rows = [sizes[k] + (cfg.network.bias_time is not None) if kinds_k is DelayKind.AXONAL
+                else sizes[k + 1] for k, kinds_k in enumerate(cfg.delay_kinds())]
+        need(all(r % g == 0 for r, g in zip(rows, groups)), "delay.group_layout",
+             "strided groups need each layer's delayed neurons (inputs incl. bias for axonal, "
+             f"outputs for dendritic: {rows}) to be a multiple of delay.group_size {groups}",
+             dl.group_layout)
     if dl.type not in (DelayKind.AXONAL, DelayKind.DENDRITIC):
         need(all(g == 1 for g in groups), "delay.group_size",
               f"shared delays need delay=axonal or delay=dendritic (delay={dl.type} has no "
@@ -333,7 +350,9 @@ def _check_bss2(cfg: Config) -> None:
     kinds, sizes = cfg.delay_kinds(), cfg.layer_sizes()
     groups = cfg.group_sizes()
     bias = cfg.network.bias_time is not None
-    n_delays = [-(-(sizes[k] + bias) // groups[k]) if kinds[k] is DelayKind.AXONAL else 0
+    # a consecutive group shares one relay; strided members are different sources (one each)
+    per = [1 if cfg.delay.group_layout == "strided" else g for g in groups]
+    n_delays = [-(-(sizes[k] + bias) // per[k]) if kinds[k] is DelayKind.AXONAL else 0
                 for k in range(cfg.n_layers())]
     try:
         check_realisable(kinds, cfg.neuron.tau_mem, cfg.neuron.tau_syn)

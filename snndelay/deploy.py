@@ -63,11 +63,11 @@ def make_bundle(cfg: Config, net, calibration: dict | None = None, network: dict
         exc, inh = hw.weights_to_hw(layer.weight.detach().numpy())
         arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"] = exc, inh
         if layer.delays is not None:
-            # one refractory setting per delay circuit pair (shared by a group's neurons)
-            d = layer.delays.distinct_values()  # tau_s (tau_syn = 1 on the chip)
+            # one refractory setting per delay circuit pair (shared by a consecutive group)
+            d = layer.delays.circuit_values()  # tau_s (tau_syn = 1 on the chip)
             arrays[f"layer{k}_refractory"] = hw.delay_to_refractory(d)
             n_delays.append(d.size)
-            groups.append(layer.delays.spec.group_size)
+            groups.append(-(-layer.delays.n_in // d.size))  # rows per circuit pair
         else:
             n_delays.append(0)
             groups.append(1)

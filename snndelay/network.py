@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from snndelay.delays import GROUP_LAYOUTS
 from snndelay.engine import (
     DelayKind,
     LayerCache,
@@ -31,8 +32,11 @@ from snndelay.engine import (
 class DelaySpec:
     """How one layer's delays are parametrised. d = shift + scale * sigmoid(p) ("sigmoid") or
     d = p kept >= shift by clamping after each step ("clamp"); p ~ N(init_mean, init_std) and,
-    for "clamp", starts at shift + scale * sigmoid(p). group_size > 1 shares one axonal
-    (dendritic) delay among that many consecutive pre- (post-) synaptic neurons."""
+    for "clamp", starts at shift + scale * sigmoid(p). group_size g > 1 shares each axonal
+    (dendritic) delay among g pre- (post-) synaptic neurons: with group_layout "consecutive"
+    neurons i g .. i g + g - 1 share delay i; with "strided" neuron i takes delay i mod (N / g)
+    (the layout of the published hardware configurations: the g copies of an input, placed
+    next to each other, then each see a different delay)."""
 
     type: DelayKind = DelayKind.NONE
     positivity: str = "sigmoid"
@@ -41,9 +45,13 @@ class DelaySpec:
     init_mean: float = 0.0
     init_std: float = 0.25
     group_size: int = 1
+    group_layout: str = "consecutive"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", DelayKind(self.type))
+        if self.group_layout not in GROUP_LAYOUTS:
+            raise ValueError(f"group_layout must be one of {', '.join(GROUP_LAYOUTS)}, "
+                             f"got {self.group_layout!r}")
 
 
 def _sigmoid(p: np.ndarray) -> np.ndarray:
@@ -59,6 +67,10 @@ class Delays(nn.Module):
         super().__init__()
         self.spec = spec
         g = spec.group_size
+        n = n_in if spec.type is DelayKind.AXONAL else n_out
+        if spec.group_layout == "strided" and g > 1 and n % g:
+            raise ValueError(f"strided delay groups need the {n} neurons to be a multiple of "
+                             f"group_size {g}")
         shape = {DelayKind.AXONAL: (math.ceil(n_in / g), 1),
                  DelayKind.DENDRITIC: (1, math.ceil(n_out / g)),
                  DelayKind.SYNAPTIC: (n_in, n_out)}[spec.type]
@@ -70,6 +82,9 @@ class Delays(nn.Module):
 
     def _grouped(self) -> bool:
         return self.spec.group_size > 1 and self.spec.type is not DelayKind.SYNAPTIC
+
+    def _strided(self) -> bool:
+        return self._grouped() and self.spec.group_layout == "strided"
 
     def _transform(self) -> np.ndarray:
         """The delays in raw's shape (one per shared group): the transform d(p)."""
@@ -89,13 +104,23 @@ class Delays(nn.Module):
         if self.spec.type is DelayKind.SYNAPTIC:
             return d
         n = self.n_in if self.spec.type is DelayKind.AXONAL else self.n_out
+        if self._strided():
+            return np.tile(d.reshape(-1), self.spec.group_size)
         return np.repeat(d.reshape(-1), self.spec.group_size)[:n]
+
+    def circuit_values(self) -> np.ndarray:
+        """One delay per delay circuit pair of a chip (axonal): a consecutive group's members
+        are copies of one source and share one relay; a strided group's members are different
+        sources, so each needs its own (tied) relay."""
+        return self.value().reshape(-1) if self._strided() else self.distinct_values()
 
     def vjp(self, g_d: np.ndarray) -> torch.Tensor:
         """dL/dp from dL/dd (per-kind shape): sums over a shared group, times the sigmoid's
         derivative scale * s (1 - s) (identity for clamping)."""
         spec, g = self.spec, g_d
-        if self._grouped():
+        if self._strided():
+            g = g.reshape(spec.group_size, self.raw.numel()).sum(axis=0)
+        elif self._grouped():
             n = self.raw.numel()
             padded = np.zeros(n * spec.group_size)
             padded[: g.size] = g
@@ -222,18 +247,20 @@ class Network(nn.Module):
         return outs, caches
 
     def backward(self, caches: list[LayerCache], g_out: np.ndarray,
-                 max_dw_norm: float = math.inf) -> None:
+                 max_dw_norm: float = math.inf, nominal_threshold: float | None = None) -> None:
         """Set .grad of every parameter from dL/dt of the last layer (numpy [B, N_out]; for an
         output layer of spike trains, the gradient of their first spikes or [B, N_out, K]):
         the engine's spike-time backward (docs/model.md sections 4 and 11) chained through the
-        layers."""
+        layers; nominal_threshold: its slopes by the closed form at that threshold (the
+        published hardware backward, engine.layer_backward)."""
         g = g_out
         if caches[-1].core.ndim == 3 and g.ndim == 2:  # first-spike readout of trains
             g = np.concatenate([g[:, :, None], np.zeros(caches[-1].core.shape[:2]
                                                         + (caches[-1].core.shape[2] - 1,))],
                                axis=2)
         for layer, cache in zip(reversed(self.layers), reversed(caches)):
-            g, g_w, g_d = layer_backward(cache, g, max_dw_norm=max_dw_norm)
+            g, g_w, g_d = layer_backward(cache, g, max_dw_norm=max_dw_norm,
+                                         nominal_threshold=nominal_threshold)
             layer.weight.grad = torch.from_numpy(np.ascontiguousarray(g_w))
             if layer.delays is not None and g_d is not None:
                 layer.delays.raw.grad = layer.delays.vjp(g_d)

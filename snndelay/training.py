@@ -269,7 +269,7 @@ class Trainer:
                 n_bumps += 1
                 continue
             _, caches = self.net.forward(t_b, params=run.params, given=run.times)
-            self.net.backward(caches, g_out / len(idx), self.max_dw)
+            self.net.backward(caches, g_out / len(idx), self.max_dw, run.nominal_threshold)
             self.opt.step()
             self.net.project()
             self.backend.project(self.net)

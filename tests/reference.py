@@ -148,10 +148,13 @@ def autograd_network(net, t_in: torch.Tensor, max_dw_norm: float = float("inf"))
             spec, raw = layer.delays.spec, layer.delays.raw
             p = spec.shift + spec.scale * torch.sigmoid(raw) if spec.positivity == "sigmoid" else raw
             n_rows, n_out = layer.weight.shape
+            strided = spec.group_layout == "strided"  # neuron i takes delay i mod (N / g)
             if spec.type == "axonal":
-                d = p.repeat_interleave(spec.group_size, dim=0)[:n_rows]
+                d = p.repeat(spec.group_size, 1) if strided else \
+                    p.repeat_interleave(spec.group_size, dim=0)[:n_rows]
             elif spec.type == "dendritic":
-                d = p.repeat_interleave(spec.group_size, dim=1)[:, :n_out]
+                d = p.repeat(1, spec.group_size) if strided else \
+                    p.repeat_interleave(spec.group_size, dim=1)[:, :n_out]
             else:
                 d = p
         t = first_spike_times(t, layer.weight, d, tau_mem=net.tau_mem, tau_syn=net.tau_syn,

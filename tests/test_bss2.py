@@ -96,6 +96,7 @@ def test_placement_and_refusals():
     (["neuron.tau_mem=2.0", "neuron.tau_syn=2.0"], "tau_syn = 2"),
     (["network.hidden=600"], "512"),
     (["backend.trial_std=-1"], "backend.trial_std"),
+    (["backend.backward=exact"], "backend.backward: must be one of nominal, realised"),
 ])
 def test_unrealisable_configs_exit_2_with_the_reason(override, fragment):
     res = runner.invoke(app, ["train", "experiment=yinyang_bss2_wa", *override, "--cfg"])
@@ -253,10 +254,20 @@ def test_emulator_runs_the_realised_parameters_it_reports():
     from dataclasses import replace
 
     net, t = _bss2_net(), _inputs()
-    emu = BSS2Emulator(noise=NoiseModel.off())
+    emu = BSS2Emulator(noise=NoiseModel.off(), backward="realised")
     own = emu.run(net, t)
     assert [p.weights.tolist() for p in own.params] == [p.weights.tolist()
                                                         for p in emu.realise(net)]
+    assert own.nominal_threshold is None
+    # the published backward: the float shadow parameters and the nominal threshold's slopes
+    nominal = BSS2Emulator(noise=NoiseModel.off()).run(net, t)
+    for p, q, r in zip(nominal.params, net.layer_params(), own.params):
+        np.testing.assert_array_equal(p.weights, q.weights)
+        np.testing.assert_array_equal(p.delays, q.delays)
+        assert not np.array_equal(p.weights, r.weights)
+    assert nominal.nominal_threshold == 2.6
+    for x, y in zip(nominal.times, own.times):  # the forward is the same chip run
+        np.testing.assert_array_equal(x, y)
     l0, l1 = own.params
     louder = [l0, replace(l1, weights=l1.weights * 2.0)]  # output weights doubled
     fixed = BSS2Emulator(noise=NoiseModel.off(), bundle=louder).run(net, t)
@@ -296,6 +307,14 @@ def test_chip_in_the_loop_gradients_equal_the_engine_gradients_when_noise_is_off
 
 
 # -- training and deploy ----------------------------------------------------------------------
+def test_each_seed_trains_on_its_own_emulated_chip_unless_one_is_pinned():
+    for seed in (0, 5):
+        assert compose(["experiment=yinyang_bss2_w", f"training.seed={seed}"])[1] \
+            .backend.chip_seed == seed
+    pinned = compose(["experiment=yinyang_bss2_w", "training.seed=5", "backend.chip_seed=0"])
+    assert pinned[1].backend.chip_seed == 0
+
+
 @needs_numba
 def test_emulator_training_records_the_chip_and_resumes_exactly(tmp_path):
     from snndelay.runs import train_run
@@ -356,7 +375,9 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     assert res.exit_code == 0, res.output
     arrays, meta = load_bundle(run / "deploy")
     validate_bundle(arrays, meta)
-    assert meta["placement"]["used"] == 101 and meta["tau_s_us"] == 6.0
+    # 33 neurons + 2 circuits per delay: the preset's strided input delays need one relay per
+    # input row (20; a consecutive group would share one: 4) + 30 hidden-neuron delays
+    assert meta["placement"]["used"] == 33 + 2 * (20 + 30) and meta["tau_s_us"] == 6.0
     assert arrays["layer0_refractory"].shape == (4,)  # one per original input (shared by 5)
     # the bundle realises exactly what the emulator runs
     cfg = compose(["experiment=yinyang_bss2_wa"])[1]

@@ -83,6 +83,9 @@ def test_bad_values_are_one_line_before_anything(override, key, no_training):
     ("backend.fixed_mean=nan", "backend.fixed_mean"),
     ("backend.trial_std=inf", "backend.trial_std"),
     ("backend.chip_seed=-1", "backend.chip_seed"),
+    ("backend.backward=exact", "backend.backward"),
+    ("delay.group_layout=diagonal", "delay.group_layout"),
+    ("network.bias_time=0.9", "delay.group_layout"),  # 21 input rows: not 5 strided groups
 ])
 def test_bad_emulator_values_are_one_line(override, key):
     line = _one_line_exit_2(runner.invoke(app, ["train", "experiment=yinyang_bss2_wa", override,

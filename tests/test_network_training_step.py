@@ -41,8 +41,20 @@ def test_network_with_the_torch_implementation_equals_autograd(kind, pos, taus, 
     _check_against_autograd(kind, pos, taus, bias, group)
 
 
-def _check_against_autograd(kind, pos, taus, bias, group):
-    net = _net(kind, pos, taus, bias, group)
+@pytest.mark.parametrize("kind", ["axonal", "dendritic"])
+def test_strided_delay_groups_equal_autograd(kind):
+    net = Network([4, 8, 4], w_mean=[1.0, 1.0], w_std=[1.0, 1.0],
+                  delays=[DelaySpec(kind, group_size=2, group_layout="strided")] * 2,
+                  bias_time=None, tau_mem=1.0, tau_syn=1.0, threshold=1.0, seed=1)
+    d = net.layers[0].delays
+    v = d.value()
+    assert np.array_equal(v[: v.size // 2], v[v.size // 2:])  # neuron i takes delay i mod N/2
+    assert d.raw.numel() == v.size // 2
+    _check_against_autograd(kind, "sigmoid", (1.0, 1.0), None, 2, net=net)
+
+
+def _check_against_autograd(kind, pos, taus, bias, group, net=None):
+    net = net if net is not None else _net(kind, pos, taus, bias, group)
     gen = torch.Generator().manual_seed(3)
     t_in = 0.15 + 1.85 * torch.rand(40, 4, generator=gen, dtype=torch.float64)
     y = torch.randint(0, 3, (40,), generator=gen)

@@ -16,12 +16,16 @@ if TYPE_CHECKING:
 @dataclass
 class BackendRun:
     """What a backend returns for a batch: the first spike time of every neuron of every layer
-    (times[k]: [B, N_k], tau_s units, +inf = no spike) and the layers it realised (e.g.
-    quantised weights and delays): training takes the engine's gradient at those times with
-    those parameters."""
+    (times[k]: [B, N_k], tau_s units, +inf = no spike) and the layers the gradient is taken
+    with: training takes the engine's backward at those times with those parameters (the
+    realised ones, e.g. quantised, or the network's own float ones). nominal_threshold: None
+    takes each slope u'(t*) at the measured crossing (exact for the realised network); a value
+    takes it by the closed form at that threshold, as the published hardware backward does
+    (docs/model.md sections 4 and 8)."""
 
     times: list[np.ndarray]
     params: list[LayerParams]
+    nominal_threshold: float | None = None
 
 
 class Backend:
@@ -34,6 +38,10 @@ class Backend:
     name = "backend"
     calibrates = False
     seeded_chip = False
+    # Which backward training takes at this backend's spike times (backend.backward):
+    # "realised" or "nominal" (see BackendRun and result()).
+    backward = "realised"
+    bundle: list[LayerParams] | None = None  # a deploy bundle fixes what runs (no shadow weights)
 
     @property
     def stochastic(self) -> bool:
@@ -56,6 +64,18 @@ class Backend:
         """Spike times of every layer for inputs t_in; training: the batch is a training batch
         (an emulator may vary its chip then)."""
         raise NotImplementedError
+
+    def result(self, net: Network, times: list[np.ndarray], realised: list[LayerParams]
+               ) -> BackendRun:
+        """A run's spike times with what the gradient is taken with: "realised" the realised
+        parameters and the slope at each measured crossing (the exact gradient of the network
+        that ran); "nominal" the network's own float parameters and the closed-form slope at
+        the nominal threshold (the published hardware-aware simulation and chip-in-the-loop
+        training; docs/model.md section 8). A deploy bundle's run is always "realised": it has
+        no shadow parameters."""
+        if self.backward == "nominal" and self.bundle is None:
+            return BackendRun(times, net.layer_params(), float(net.threshold))
+        return BackendRun(times, realised)
 
     def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
         """Each layer's per-neuron thresholds as this backend realises them, measured from spike

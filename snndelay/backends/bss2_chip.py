@@ -44,8 +44,9 @@ class BSS2Chip(Backend):
     def stochastic(self) -> bool:
         return True  # analog neurons: every run of a batch differs a little
 
-    def __init__(self, bundle: list[LayerParams] | None = None):
+    def __init__(self, bundle: list[LayerParams] | None = None, backward: str = "nominal"):
         self.pynn = _import_pynn()
+        self.backward = backward
         # A deploy bundle fixes what runs (its integer weights and refractory settings);
         # without one (chip-in-the-loop training) the network is quantised batch by batch.
         self.bundle = bundle
@@ -53,7 +54,7 @@ class BSS2Chip(Backend):
     @classmethod
     def from_config(cls, cfg, *, seed: int = 0, bundle: list[LayerParams] | None = None
                     ) -> "BSS2Chip":
-        return cls(bundle)
+        return cls(bundle, cfg.backend.backward)
 
     def realise(self, net: Network) -> list[LayerParams]:
         if self.bundle is not None:
@@ -96,4 +97,4 @@ class BSS2Chip(Backend):
             pynn.end()
             t = hw.deserialize(rec_t, rec_id.astype(np.int64), batch, w.shape[1])
             outs.append(t)
-        return BackendRun(outs, params)
+        return self.result(net, outs, params)

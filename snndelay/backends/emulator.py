@@ -14,7 +14,10 @@
   simulation before deployment; validation and test stay on chip_seed). A physical chip
   cannot do this: it is an emulator-only training aid.
 The returned times are what the chip would report; training takes the engine's gradients at
-them with the realised (quantised) parameters and the nominal threshold.
+them, by default as the published hardware-aware simulation does (backend.backward=nominal:
+float shadow parameters, closed-form slopes at the nominal threshold), or exactly for the
+network that ran (backend.backward=realised: quantised parameters, the slope at each measured
+crossing); Backend.result.
 """
 
 from __future__ import annotations
@@ -56,8 +59,9 @@ class BSS2Emulator(Backend):
 
     def __init__(self, chip_seed: int = 0, noise: NoiseModel = NoiseModel(), *,
                  quantize: bool = True, seed: int = 0, chip_variation: float = 0.0,
-                 bundle: list[LayerParams] | None = None):
+                 bundle: list[LayerParams] | None = None, backward: str = "nominal"):
         self.chip_seed = int(chip_seed)
+        self.backward = backward
         self.bundle = bundle
         self.noise = noise
         self.quantize = quantize
@@ -72,7 +76,7 @@ class BSS2Emulator(Backend):
         noise = NoiseModel(b.fixed_mean, b.fixed_std, b.trial_std, b.jitter_std) if b.noise \
             else NoiseModel.off()
         return cls(b.chip_seed, noise, quantize=b.quantize, seed=seed,
-                   chip_variation=b.chip_variation, bundle=bundle)
+                   chip_variation=b.chip_variation, bundle=bundle, backward=b.backward)
 
     @property
     def stochastic(self) -> bool:
@@ -127,7 +131,7 @@ class BSS2Emulator(Backend):
             out[out >= hw.SAMPLE_WINDOW] = np.inf  # outside the recorded window
             outs.append(out)
             t = out
-        return BackendRun(outs, params)
+        return self.result(net, outs, params)
 
     def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
         """Each layer's thresholds as a chip would calibrate them: the probe of bss2_mapping run
@@ -156,7 +160,8 @@ class BSS2Emulator(Backend):
 
     def info(self) -> dict:
         return {"name": self.name, "chip_seed": self.chip_seed, "quantize": self.quantize,
-                "noise": asdict(self.noise), "chip_variation": self.chip_variation}
+                "noise": asdict(self.noise), "chip_variation": self.chip_variation,
+                "backward": self.backward}
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}

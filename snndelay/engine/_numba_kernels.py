@@ -438,3 +438,38 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_
                         gd[c, j, i] += da
                         gw[c, j, i] -= dw
     return grad_t, gw.sum(axis=0), gd.sum(axis=0)
+
+
+@njit(cache=True)
+def nominal_scale(t_in, w_t, d_t, has_d, t_out, theta):
+    """[B, M] factors u'(t*) / u'_nom (tau_m = tau_s; backward.nominal_slope_scale, same
+    mathematics): over the causal set at the measured t*, in the frame x = T - t*,
+    A' = sum w e^x, B' = sum w x e^x; u'(t*) = A' + B', u'_nom = A' (1 + W0(z)),
+    z = -(theta / A') e^{B'/A'}; 0 where z < -1/e or the neuron is silent."""
+    n_b, n_in = t_in.shape
+    n_out = w_t.shape[0]
+    out = np.zeros((n_b, n_out))
+    for b in range(n_b):
+        for j in range(n_out):
+            ts = t_out[b, j]
+            if not math.isfinite(ts):
+                continue
+            a = 0.0
+            s = 0.0
+            for i in range(n_in):
+                x = t_in[b, i] - ts
+                if has_d:
+                    x += d_t[j, i]
+                if x < 0.0:  # causal (+inf inputs are not)
+                    e = w_t[j, i] * math.exp(x)
+                    a += e
+                    s += e * x
+            if a <= 0.0:
+                continue
+            z = -(theta / a) * math.exp(s / a)
+            if z < -(_INV_E_HI + _INV_E_LO):
+                continue
+            den = 1.0 + lambertw0_scalar(z)
+            if den > 0.0:
+                out[b, j] = (1.0 + s / a) / den
+    return out

@@ -73,3 +73,15 @@ def backward(g_out: np.ndarray, t_out: np.ndarray, t: np.ndarray, w: np.ndarray,
                                         lambert, float(min_slope), float(max_dw_norm),
                                         _impl.backward_chunks(t.shape[0]))
     return g_t, g_w_t.T, (g_d_t.T if has_d else None)
+
+
+def nominal_scale(t_out: np.ndarray, t: np.ndarray, w: np.ndarray, d_syn: np.ndarray | None,
+                  theta: float) -> np.ndarray:
+    """backward.nominal_slope_scale on numpy arrays (first spikes [B, M], tau_m = tau_s)."""
+    from snndelay.engine import _numba_kernels as nk
+
+    has_d = d_syn is not None
+    d_t = np.ascontiguousarray(d_syn.T) if d_syn is not None else _NO_DELAYS
+    return nk.nominal_scale(np.ascontiguousarray(t, dtype=np.float64),
+                            np.ascontiguousarray(w.T), d_t, has_d,
+                            np.ascontiguousarray(t_out), float(theta))

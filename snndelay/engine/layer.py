@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from snndelay.engine import compiled
-from snndelay.engine.backward import MIN_SLOPE, spike_time_grads
+from snndelay.engine.backward import MIN_SLOPE, nominal_slope_scale, spike_time_grads
 from snndelay.engine.kernels import Kernel, kernel_for
 from snndelay.engine.prepare import Arrivals, arrivals, core_times, fold_grads, output_times
 from snndelay.engine.solver import solve_spike_trains
@@ -112,17 +112,39 @@ def layer_forward(t_in: Any, layer: LayerParams, *, theta: Any = None, t_given: 
 
 
 def layer_backward(cache: LayerCache, g_out: Any, *, min_slope: float = MIN_SLOPE,
-                   max_dw_norm: float = math.inf) -> tuple[Any, Any, Any]:
+                   max_dw_norm: float = math.inf, nominal_threshold: float | None = None
+                   ) -> tuple[Any, Any, Any]:
     """(dL/dt_in in t_in's shape, dL/dweights [N_rows, N_out], dL/ddelays in the kind's shape
-    or None) given dL/dt_out in the output's shape ([B, N_out] or [B, N_out, K]). max_dw_norm drops the weight gradient of a (sample,
-    neuron) whose largest |dL/dt * dt/dw| exceeds it (docs/model.md section 4)."""
+    or None) given dL/dt_out in the output's shape ([B, N_out] or [B, N_out, K]).
+    max_dw_norm drops the weight gradient of a (sample, neuron) whose largest
+    |dL/dt * dt/dw| exceeds it (docs/model.md section 4). nominal_threshold: evaluate the slope
+    u'(t*) by section 4's ratio-1 closed form at this threshold instead of at the measured
+    crossing (the published hardware backward, see nominal_slope_scale); first spikes only."""
     layer, arr = cache.layer, cache.arr
     tau = layer.neuron.tau_syn
     kernel = kernel_for(layer.neuron.tau_mem, tau)
     g = g_out * tau if tau != 1.0 else g_out  # per tau_s unit of the scaled times
+    if nominal_threshold is not None:
+        g = g * _nominal_scale(cache, kernel, nominal_threshold)
     th = layer.neuron.threshold if cache.theta is None else cache.theta
     g_t, g_w, g_dsyn = _arrival_grads(g, cache.core, arr, kernel, th, min_slope, max_dw_norm)
     return fold_grads(layer, arr, cache.in_shape, cache.core, g, g_t, g_w, g_dsyn)
+
+
+def _nominal_scale(cache: LayerCache, kernel: Kernel, theta: float) -> Any:
+    """nominal_slope_scale on a layer's cached arrivals, in the cache's array type."""
+    if kernel.ratio != 1.0 or cache.core.ndim != 2:
+        raise ValueError("the nominal-threshold slope is the closed form of tau_mem = tau_syn "
+                         "first-spike neurons (docs/model.md section 4)")
+    arr = cache.arr
+    if isinstance(cache.core, np.ndarray) and compiled.available(kernel.ratio):
+        return compiled.nominal_scale(cache.core, arr.t, arr.w, arr.d_syn, theta)
+
+    def tt(x: Any) -> Any:
+        return None if x is None else (torch.from_numpy(x) if isinstance(x, np.ndarray) else x)
+
+    s = nominal_slope_scale(tt(cache.core), tt(arr.t), tt(arr.w), tt(arr.d_syn), theta)
+    return s.numpy() if isinstance(cache.core, np.ndarray) else s
 
 
 class _LayerFn(torch.autograd.Function):
