@@ -83,6 +83,30 @@ def test_nominal_backward_equals_the_published_closed_form_at_noisy_spike_times(
     assert not np.allclose(exact_w, g_w)  # the two backwards do differ under noise
 
 
+def test_nominal_backward_at_times_that_other_weights_produced(engine_impl):
+    # Chip-in-the-loop: the chip ran quantised weights, the backward takes the float shadow
+    # weights at the measured times. Where u'(t*) of the shadow weights is <= 0 (no crossing of
+    # theirs) the result must still be the published 1 / u'_nom, not a division by ~0.
+    rng = np.random.default_rng(5)
+    shadow = _layer(6, n_in=12, n_out=5)
+    quant = LayerParams(np.round(shadow.weights * 3) / 3, DelayKind.NONE, None, None,
+                        shadow.neuron)  # coarse, so that slopes disagree
+    t = rng.uniform(0.0, 2.0, (64, 12))
+    theta = THETA + rng.normal(0.13, 0.08, 5)[None, :] + rng.normal(0.0, 0.04, (64, 5))
+    measured, _ = layer_forward(t, quant, theta=theta)
+    _, cache = layer_forward(t, shadow, t_given=measured)
+    x = t[:, :, None] - measured[:, None, :]
+    c = (x < 0) & np.isfinite(measured[:, None, :])
+    slope = np.where(c, shadow.weights[None] * np.exp(np.where(c, x, 0)) * (1 + np.where(c, x, 0)),
+                     0).sum(axis=1)
+    assert (slope[np.isfinite(measured)] <= 0).any()  # the case this test is about occurs
+    g = rng.normal(size=measured.shape)
+    g_t, g_w, _ = layer_backward(cache, g, nominal_threshold=THETA)
+    ref_w, ref_t = _published(t, shadow.weights, None, measured, g)
+    np.testing.assert_allclose(g_w, ref_w, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(g_t, ref_t, rtol=1e-8, atol=1e-10)
+
+
 def test_nominal_backward_drops_a_spike_the_nominal_neuron_could_not_fire():
     # one input of weight 1 at t = 0: u peaks at 1/e ~ 0.37; a threshold of 0.3 fires,
     # the nominal 2.6 never would: the published backward gives that spike no gradient

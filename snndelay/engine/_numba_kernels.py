@@ -441,11 +441,12 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_
 
 
 @njit(cache=True)
-def nominal_scale(t_in, w_t, d_t, has_d, t_out, theta):
-    """[B, M] factors u'(t*) / u'_nom (tau_m = tau_s; backward.nominal_slope_scale, same
-    mathematics): over the causal set at the measured t*, in the frame x = T - t*,
-    A' = sum w e^x, B' = sum w x e^x; u'(t*) = A' + B', u'_nom = A' (1 + W0(z)),
-    z = -(theta / A') e^{B'/A'}; 0 where z < -1/e or the neuron is silent."""
+def nominal_scale(t_in, w_t, d_t, has_d, t_out, theta, min_slope):
+    """[B, M] factors max(u'(t*), min_slope) / u'_nom (tau_m = tau_s;
+    backward.nominal_slope_scale, same mathematics): over the causal set at the measured t*,
+    in the frame x = T - t*, A' = sum w e^x, B' = sum w x e^x; u'(t*) = A' + B',
+    u'_nom = A' (1 + W0(z)), z = -(theta / A') e^{B'/A'}; 0 where z < -1/e or the neuron is
+    silent."""
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
     out = np.zeros((n_b, n_out))
@@ -469,7 +470,7 @@ def nominal_scale(t_in, w_t, d_t, has_d, t_out, theta):
             z = -(theta / a) * math.exp(s / a)
             if z < -(_INV_E_HI + _INV_E_LO):
                 continue
-            den = 1.0 + lambertw0_scalar(z)
+            den = a * (1.0 + lambertw0_scalar(z))
             if den > 0.0:
-                out[b, j] = (1.0 + s / a) / den
+                out[b, j] = max(a + s, min_slope) / den
     return out

@@ -129,20 +129,24 @@ def _grads_numba(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor
 
 
 def nominal_slope_scale(t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor,
-                        d_syn: torch.Tensor | None, theta: float) -> torch.Tensor:
-    """[B, M] factors s = u'(t*) / u'_nom that turn the exact backward at measured first spikes
-    into the published hardware backward (docs/model.md sections 4 and 8; tau_m = tau_s only).
+                        d_syn: torch.Tensor | None, theta: float,
+                        min_slope: float = MIN_SLOPE) -> torch.Tensor:
+    """[B, M] factors s = max(u'(t*), min_slope) / u'_nom that turn the spike-time backward at
+    measured first spikes into the published hardware backward (docs/model.md sections 4 and
+    8; tau_m = tau_s only).
 
-    The exact slope is u'(t*) = sum_C w_i k'(t* - T_i) = e^{-t*} A (1 + B/A - t*) over the
-    causal set C (T_i < t*) at the measured time. The published code evaluates section 4's
-    closed form with the *nominal* threshold instead: u'_nom = e^{-t*} A (1 + W0(z)),
-    z = -(theta / A) e^{B/A}, which differs whenever the measured neuron's threshold did
-    (fixed-pattern and trial noise). Every spike-time derivative carries 1/u', so scaling
-    dL/dt* by s gives that backward exactly. In the frame shifted by t* (x_i = T_i - t*):
-    A' = sum w e^x, B' = sum w x e^x, so B/A - t* = B'/A' and z = -(theta / A') e^{B'/A'}.
-    s = 0 where z < -1/e (the nominal neuron would not fire with this causal set: the published
-    code drops that gradient) and for silent neurons. t_in [B, N], weights [N, M], d_syn
-    [N, M] or None, t_out [B, M], all in tau_s units."""
+    The backward divides by the slope u'(t*) = sum_C w_i k'(t* - T_i) = e^{-t*} A (1 + B/A - t*)
+    over the causal set C (T_i < t*) of the given inputs and weights, clamped at min_slope. The
+    published code evaluates section 4's closed form with the *nominal* threshold instead:
+    u'_nom = e^{-t*} A (1 + W0(z)), z = -(theta / A) e^{B/A}, which differs whenever the measured
+    neuron's threshold did (fixed-pattern and trial noise), and stays positive even where
+    u'(t*) of these weights is not (they need not be the ones that fired: the float shadow
+    weights). Every spike-time derivative carries 1/u', so scaling dL/dt* by s gives 1/u'_nom
+    exactly. In the frame shifted by t* (x_i = T_i - t*): A' = sum w e^x, B' = sum w x e^x,
+    so u'(t*) = A' + B' and z = -(theta / A') e^{B'/A'}. s = 0 where z < -1/e (the
+    nominal neuron would not fire with this causal set: the published code drops that
+    gradient) and for silent neurons. t_in [B, N], weights [N, M], d_syn [N, M] or None,
+    t_out [B, M], all in tau_s units."""
     from snndelay.engine.lambertw import lambertw0
 
     x = t_in[:, :, None] - t_out[:, None, :]
@@ -159,5 +163,6 @@ def nominal_slope_scale(t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.
     z = -(theta / a_s) * torch.exp(ratio)
     ok = spiking & (z >= -math.exp(-1.0))
     w0 = lambertw0(torch.where(ok, z, torch.zeros_like(z)))
-    denom = torch.where(ok, 1.0 + w0, torch.ones_like(w0))
-    return torch.where(ok & (denom > 0), (1.0 + ratio) / denom, torch.zeros_like(denom))
+    denom = torch.where(ok, a_s * (1.0 + w0), torch.ones_like(w0))
+    slope = (a + b).clamp(min=min_slope)  # what the backward divides by
+    return torch.where(ok & (denom > 0), slope / denom, torch.zeros_like(denom))

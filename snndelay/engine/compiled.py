@@ -76,7 +76,7 @@ def backward(g_out: np.ndarray, t_out: np.ndarray, t: np.ndarray, w: np.ndarray,
 
 
 def nominal_scale(t_out: np.ndarray, t: np.ndarray, w: np.ndarray, d_syn: np.ndarray | None,
-                  theta: float) -> np.ndarray:
+                  theta: float, min_slope: float) -> np.ndarray:
     """backward.nominal_slope_scale on numpy arrays (first spikes [B, M], tau_m = tau_s)."""
     from snndelay.engine import _numba_kernels as nk
 
@@ -84,4 +84,5 @@ def nominal_scale(t_out: np.ndarray, t: np.ndarray, w: np.ndarray, d_syn: np.nda
     d_t = np.ascontiguousarray(d_syn.T) if d_syn is not None else _NO_DELAYS
     return nk.nominal_scale(np.ascontiguousarray(t, dtype=np.float64),
                             np.ascontiguousarray(w.T), d_t, has_d,
-                            np.ascontiguousarray(t_out), float(theta))
+                            np.ascontiguousarray(t_out), float(theta),
+                            float(min_slope))

@@ -125,25 +125,26 @@ def layer_backward(cache: LayerCache, g_out: Any, *, min_slope: float = MIN_SLOP
     kernel = kernel_for(layer.neuron.tau_mem, tau)
     g = g_out * tau if tau != 1.0 else g_out  # per tau_s unit of the scaled times
     if nominal_threshold is not None:
-        g = g * _nominal_scale(cache, kernel, nominal_threshold)
+        g = g * _nominal_scale(cache, kernel, nominal_threshold, min_slope)
     th = layer.neuron.threshold if cache.theta is None else cache.theta
     g_t, g_w, g_dsyn = _arrival_grads(g, cache.core, arr, kernel, th, min_slope, max_dw_norm)
     return fold_grads(layer, arr, cache.in_shape, cache.core, g, g_t, g_w, g_dsyn)
 
 
-def _nominal_scale(cache: LayerCache, kernel: Kernel, theta: float) -> Any:
+def _nominal_scale(cache: LayerCache, kernel: Kernel, theta: float, min_slope: float) -> Any:
     """nominal_slope_scale on a layer's cached arrivals, in the cache's array type."""
     if kernel.ratio != 1.0 or cache.core.ndim != 2:
         raise ValueError("the nominal-threshold slope is the closed form of tau_mem = tau_syn "
                          "first-spike neurons (docs/model.md section 4)")
     arr = cache.arr
     if isinstance(cache.core, np.ndarray) and compiled.available(kernel.ratio):
-        return compiled.nominal_scale(cache.core, arr.t, arr.w, arr.d_syn, theta)
+        return compiled.nominal_scale(cache.core, arr.t, arr.w, arr.d_syn, theta, min_slope)
 
     def tt(x: Any) -> Any:
         return None if x is None else (torch.from_numpy(x) if isinstance(x, np.ndarray) else x)
 
-    s = nominal_slope_scale(tt(cache.core), tt(arr.t), tt(arr.w), tt(arr.d_syn), theta)
+    s = nominal_slope_scale(tt(cache.core), tt(arr.t), tt(arr.w), tt(arr.d_syn), theta,
+                            min_slope)
     return s.numpy() if isinstance(cache.core, np.ndarray) else s
 
 
