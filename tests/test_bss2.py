@@ -378,7 +378,8 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     # 33 neurons + 2 circuits per delay: the preset's strided input delays need one relay per
     # input row (20; a consecutive group would share one: 4) + 30 hidden-neuron delays
     assert meta["placement"]["used"] == 33 + 2 * (20 + 30) and meta["tau_s_us"] == 6.0
-    assert arrays["layer0_refractory"].shape == (4,)  # one per original input (shared by 5)
+    r0 = arrays["layer0_refractory"]  # one per input row: row i holds delay i mod 4
+    assert r0.shape == (20,) and np.array_equal(r0, np.tile(r0[:4], 5))
     # the bundle realises exactly what the emulator runs
     cfg = compose(["experiment=yinyang_bss2_wa"])[1]
     net = build_network(cfg)
