@@ -6,7 +6,8 @@ Pure numpy functions, no hardware access:
 - axonal delays: one pair of neuron circuits per delay, refractory setting r (integer in
   [50, 250]) gives delay_us = r / 8 + 2;
 - time: 1 tau_s = 6 us; each sample of a batch gets a 30 tau_s window in one spike train;
-- inputs replicated 5x (the copies share one axonal delay);
+- inputs replicated 5x, copies next to each other (delays shared by groups of rows: a
+  consecutive group needs one delay circuit pair, a strided one a pair per row);
 - placement of network neurons and delay circuit pairs within the chip's 512 circuits;
 - threshold calibration from spike times, and the per-neuron weight scales that carry a network
   trained on one chip to another.
