@@ -419,13 +419,14 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
 
 @needs_numba
 def test_deploy_best_bundles_the_network_of_the_best_validation_epoch(tmp_path):
-    run = tmp_path / "run"  # lr 0.02: validation accuracy peaks at epoch 3 of 4
+    run = tmp_path / "run"  # lr 0.02: validation accuracy peaks before the last of 4 epochs
     res = runner.invoke(app, ["train", "experiment=yinyang_bss2_wa", *TINY, "training.epochs=4",
                               "training.lr=0.02", "--run-dir", str(run)])
     assert res.exit_code == 0, res.output
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert ckpt["best_epoch"] == 3
-    for model, state, epoch in (("best", ckpt["best_model"], 3), ("last", ckpt["model"], 4)):
+    best = ckpt["best_epoch"]
+    assert best < 4  # otherwise best and last would be one network and prove nothing
+    for model, state, epoch in (("best", ckpt["best_model"], best), ("last", ckpt["model"], 4)):
         res = runner.invoke(app, ["deploy", str(run), "--model", model])
         assert res.exit_code == 0, res.output
         assert f"network of epoch {epoch}, {model}" in " ".join(res.output.split())
