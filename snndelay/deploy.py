@@ -67,7 +67,8 @@ def make_bundle(cfg: Config, net, calibration: dict | None = None, network: dict
             d = layer.delays.circuit_values()  # tau_s (tau_syn = 1 on the chip)
             arrays[f"layer{k}_refractory"] = hw.delay_to_refractory(d)
             n_delays.append(d.size)
-            groups.append(-(-layer.delays.n_in // d.size))  # rows per circuit pair
+            spec = layer.delays.spec  # rows per circuit pair: a strided group has one each
+            groups.append(1 if spec.group_layout == "strided" else spec.group_size)
         else:
             n_delays.append(0)
             groups.append(1)
