@@ -233,55 +233,30 @@ def _group_table(title: str, rows: list[dict]) -> Table:
 
 
 def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) -> list[dict]:
-    """Expand, run and aggregate a sweep (shared by sweep and compare-delays)."""
-    from snndelay.rundir import check_writable_dir, directory_lock
-    from snndelay.sweep import (
-        load_launcher,
-        make_jobs,
-        run_jobs,
-        split_launcher_overrides,
-        threads_per_job,
-        with_configs,
-        write_summary,
-        write_sweep_record,
-    )
-    from snndelay.training import check_data
+    """Plan, run and aggregate a sweep (shared by sweep and compare-delays)."""
+    from snndelay.rundir import directory_lock
+    from snndelay.sweep import plan_sweep, run_plan
 
-    if not 1 <= jobs <= 1024:
-        raise ConfigError(f"--jobs must be in [1, 1024], got {jobs}")
-    check_writable_dir(sweep_dir, "sweep directory")
-    train_ov, launch_ov = split_launcher_overrides(overrides)
-    launch = load_launcher(launcher, launch_ov)
-    job_list = make_jobs(train_ov, sweep_dir, threads_per_job(jobs))
-    # Compose every job's config before starting (once; the jobs carry it): a sweep whose
-    # configs are all invalid is a user error; a single invalid combination is run (and
-    # reported) like any failing job.
-    job_list, errors = with_configs(job_list)
-    if errors and len(errors) == len(job_list):
-        raise ConfigError(errors[0])
-    checked: list = []
-    for job in job_list:  # every dataset the sweep uses is read and checked before any job
-        if job.cfg is not None and job.cfg.dataset not in checked:
-            check_data(job.cfg)
-            checked.append(job.cfg.dataset)
+    plan = plan_sweep(overrides, jobs, launcher, sweep_dir)
+    launch = plan.launcher
     with directory_lock(sweep_dir, "sweep directory"):
-        write_sweep_record(sweep_dir, overrides, launch, jobs, job_list)
-        console.print(f"[bold]sweep[/]: {len(job_list)} jobs, launcher {launch.name}"
+        console.print(f"[bold]sweep[/]: {len(plan.jobs)} jobs ({len(plan.reused)} finished "
+                      f"already), launcher {launch.name}"
                       f"{'' if launch.name == 'local' else f' ({launch.cluster})'}, "
-                      f"{jobs} at once, directory {escape(str(sweep_dir))}", highlight=False)
-        progress, on_done = _sweep_progress(len(job_list))
+                      f"{'' if launch.name == 'slurm' else f'{jobs} at once, '}"
+                      f"directory {escape(str(sweep_dir))}", highlight=False)
+        progress, on_done = _sweep_progress(len(plan.jobs))
         try:
             with progress:
-                rows = run_jobs(job_list, launch, jobs, sweep_dir, on_done)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or sweep.Stopped on SIGTERM
+                return run_plan(plan, on_done, lambda line: progress.console.print(
+                    line, markup=False, highlight=False, soft_wrap=True))
+        except KeyboardInterrupt as exc:  # Ctrl-C, or launchers.Stopped on SIGTERM / SIGHUP
             signum = getattr(exc, "signum", 2)
-            err_console.print(f"stopped (signal {signum}); its workers were stopped. Rerun the "
+            err_console.print(f"stopped (signal {signum}); its jobs were stopped. Rerun the "
                               "same command to continue: finished jobs are reused, interrupted "
                               "ones continue from their checkpoint", markup=False,
                               highlight=False)
             raise typer.Exit(128 + signum) from None
-        write_summary(rows, sweep_dir / "summary.csv")
-    return rows
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -304,8 +279,9 @@ def sweep(
     console.print(_group_table(escape(f"test accuracy over seeds ({target / 'summary.csv'})"), rows))
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:
-        err_console.print(f"[red]failed[/] {escape(r['job'])}: {escape(r['error'])} "
-                          f"(see {escape(r['run_dir'])}/error.txt)",
+        log = Path(r["run_dir"]) / "error.txt"
+        err_console.print(f"[red]failed[/] {escape(r['job'])}: {escape(r['error'])}"
+                          + (f" (see {escape(str(log))})" if log.is_file() else ""),
                           highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)

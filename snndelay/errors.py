@@ -42,12 +42,17 @@ class TrainingDiverged(UserError, ArithmeticError):
     for the problem); the run keeps its last finite checkpoint."""
 
 
+class LauncherError(UserError, RuntimeError):
+    """A launcher that cannot take the jobs: no scheduler here, its controller is down, or it
+    refused them (the line says which setting)."""
+
+
 class MappingError(UserError, ValueError):
     """A network or value that the BrainScaleS-2 chip cannot realise (the line says why)."""
 
 
-__all__ = ["BackendUnavailable", "ConfigError", "DataError", "DatasetMissing", "MappingError",
-           "RunDirError", "TrainingDiverged", "UserError"]
+__all__ = ["BackendUnavailable", "ConfigError", "DataError", "DatasetMissing", "LauncherError",
+           "MappingError", "RunDirError", "TrainingDiverged", "UserError"]
 
 
 def need(ok: bool, key: str, what: str, value: object) -> None:

@@ -28,6 +28,7 @@ class RunSummary:
     epochs: int
     wall_time_s: float  # the training loop (epochs incl. validation), not start-up or test
     seed: int
+    threads: int = 0  # numba threads the run used (0: not recorded, an older run)
     test_accuracy_draws: list[float] = field(default_factory=list)
     silent_fraction_test: list[float] = field(default_factory=list)
     backend: dict = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from datetime import datetime
@@ -50,7 +51,7 @@ def directory_lock(path: Path, what: str = "run directory") -> Iterator[None]:
     exits or is killed, so a stale lock file never blocks anyone."""
     check_writable_dir(path, what)
     path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(path / ".lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -62,11 +63,77 @@ def directory_lock(path: Path, what: str = "run directory") -> Iterator[None]:
         os.close(fd)
 
 
+def _open_lock_file(path: Path) -> int:
+    """A lock file's descriptor; a lock path that is not a regular file is one line."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise RunDirError(f"{path}: the lock file is not a regular file; remove it")
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot open the lock file ({exc.strerror})") from None
+
+
+@contextmanager
+def shared_lock(path: Path) -> Iterator[None]:
+    """Hold a shared lock on the file `path` while the block runs (many holders at once);
+    `exclusive_free(path)` tells whether nobody holds it. The jobs of a sweep hold one on
+    the sweep directory, wherever they were started from."""
+    fd = _open_lock_file(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def exclusive_free(path: Path) -> bool:
+    """Whether no process holds a lock on the file `path` (False while one does)."""
+    if not path.exists():
+        return True
+    fd = _open_lock_file(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def check_writable_dir(path: Path, what: str = "run directory") -> None:
     """A directory we may create or use: neither it nor any parent is an existing file."""
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
             raise RunDirError(f"{what} {path}: {p} is a file, not a directory")
+
+
+# Every name a run directory of `snndelay train` holds (besides temporary files, see
+# _tmp_name): what a sweep may remove when it retrains a job. Anything else in a job's
+# directory was put there by someone else, and the sweep refuses to touch it.
+RUN_FILES = frozenset({"config.yaml", "overrides.yaml", "metrics.csv", "summary.json",
+                       "checkpoint.pt", "learning_curves.png", "delays.png",
+                       "yinyang_predictions.png", "error.txt", ".lock"})
+_TMP = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """Names in run_dir that `snndelay train` does not write (sorted; [] for a pure run)."""
+    return sorted(p.name for p in run_dir.iterdir()
+                  if not (p.name in RUN_FILES and (p.is_file() and not p.is_symlink()))
+                  and not (_TMP.match(p.name) and p.is_file()))
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Remove what `snndelay train` wrote in run_dir (the caller holds its lock, so .lock
+    stays); refuses, removing nothing, when run_dir holds anything else."""
+    foreign = foreign_entries(run_dir)
+    if foreign:
+        raise RunDirError(f"{run_dir}: holds {', '.join(foreign[:3])}"
+                          f"{' ...' if len(foreign) > 3 else ''}, which snndelay did not "
+                          "write; move it away (nothing was removed)")
+    for p in run_dir.iterdir():
+        if p.name != ".lock":
+            p.unlink()
 
 
 def default_run_dir(cfg: Config, root: Path = Path("outputs")) -> Path:

@@ -110,18 +110,21 @@ def use_threads(cfg: Config, default: int | None = None) -> int:
 
 
 def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,
-              on_epoch: Callable[[dict], None] | None = None, threads: int | None = None
-              ) -> RunResult:
+              on_epoch: Callable[[dict], None] | None = None, threads: int | None = None,
+              locked: bool = False) -> RunResult:
     """Train (or continue) the run in run_dir and write every output file. threads: the
-    thread count when training.threads is 0 (default: the CPUs this process may use)."""
-    use_threads(cfg, threads)
+    thread count when training.threads is 0 (default: the CPUs this process may use).
+    locked: the caller holds run_dir's lock already (a sweep job decides under it)."""
+    n_threads = use_threads(cfg, threads)
     check_data(cfg)  # all splits, before any training time is spent
+    if locked:
+        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads)
     with directory_lock(run_dir):
-        return _train_locked(cfg, run_dir, overrides, resume, on_epoch)
+        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads)
 
 
 def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool,
-                  on_epoch: Callable[[dict], None] | None) -> RunResult:
+                  on_epoch: Callable[[dict], None] | None, n_threads: int) -> RunResult:
     trainer = Trainer(cfg)
     if resume:
         ckpt = load_checkpoint(run_dir)
@@ -157,7 +160,7 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
         best_val_accuracy=rows[trainer.state.best_epoch - 1]["val_acc"],
         test_accuracy_at_best_val=best.accuracy, test_accuracy_draws=test.accuracy_draws,
         n_params=trainer.net.n_params(), epochs=trainer.state.epoch,
-        wall_time_s=trainer.state.elapsed_s, seed=cfg.training.seed,
+        wall_time_s=trainer.state.elapsed_s, seed=cfg.training.seed, threads=n_threads,
         silent_fraction_test=test.silent, backend=trainer.backend.info(),
         versions={"snndelay": snndelay.__version__, "torch": torch.__version__,
                   "python": platform.python_version()},

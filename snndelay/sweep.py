@@ -15,33 +15,32 @@ import io
 import itertools
 import json
 import math
-import os
 import re
-import shutil
-import signal
 import statistics
-import threading
 import time
 import traceback
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from snndelay.config import Config, _one_line, compose, config_dir
-from snndelay.errors import ConfigError, UserError
+from snndelay import launchers
+from snndelay.config import Config, _one_line, compose
+from snndelay.errors import ConfigError, RunDirError, UserError
+from snndelay.launchers import (  # noqa: F401 - the sweep's launcher API, re-exported
+    LauncherConfig,
+    Stopped,
+    job_threads,
+    load_launcher,
+    split_launcher_overrides,
+    threads_per_job,
+)
 
 SEED_KEY = "training.seed"
 MAX_JOBS = 100_000  # a sweep's jobs (each is a run directory)
-LAUNCHERS = ("local", "slurm")
-CLUSTERS = ("slurm", "local", "debug")  # submitit executors
 SUMMARY_FIELDS = ("job", "status", "swept", "overrides", "experiment", "delay", "hidden", "seed",
                   "test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
-                  "wall_time_s", "error", "run_dir")
+                  "wall_time_s", "job_time_s", "error", "run_dir")
 
 
 # -- expansion -------------------------------------------------------------------------------
@@ -94,13 +93,13 @@ class Job:
     name: str
     overrides: tuple[str, ...]
     run_dir: str
-    threads: int = 1
+    threads: Optional[int] = 1  # None: the CPUs of the job's own allocation (a SLURM task)
     swept: tuple[str, ...] = ()  # the overrides that vary across the sweep
     cfg: Optional[Config] = None  # composed already (see with_configs), else by the job
     in_worker: bool = False  # runs in a worker process: exit when the sweep process is gone
 
 
-def make_jobs(overrides: list[str], sweep_dir: Path, threads: int = 1) -> list[Job]:
+def make_jobs(overrides: list[str], sweep_dir: Path, threads: Optional[int] = 1) -> list[Job]:
     jobs: list[Job] = []
     seen: set[str] = set()
     for full, swept in expand(overrides):
@@ -125,104 +124,104 @@ def with_configs(jobs: list[Job]) -> tuple[list[Job], list[str]]:
     return out, errors
 
 
-# -- launcher config (configs/launcher/<name>.yaml + launcher.* overrides) --------------------
-@dataclass
-class LauncherConfig:
-    name: str = "local"
-    cluster: str = "slurm"  # submitit executor for the slurm launcher (local/debug: no cluster)
-    partition: Optional[str] = None
-    timeout_min: int = 60
-    cpus_per_task: int = 2
-    mem_gb: float = 4.0
-    array_parallelism: int = 64
-    account: Optional[str] = None
-
-
-def load_launcher(name: str, overrides: list[str]) -> LauncherConfig:
-    """configs/launcher/NAME.yaml with `launcher.KEY=VALUE` overrides, type-checked."""
-    if name not in LAUNCHERS:
-        raise ConfigError(f"--launcher: must be one of {', '.join(LAUNCHERS)}, got {name!r}")
-    path = config_dir() / "launcher" / f"{name}.yaml"
-    try:
-        base = OmegaConf.load(path) if path.is_file() else OmegaConf.create({})
-        dots = [o.removeprefix("launcher.") for o in overrides]
-        known = [f.name for f in fields(LauncherConfig) if f.name != "name"]
-        for key in (d.split("=", 1)[0].split(".", 1)[0] for d in dots):
-            if key not in known:
-                raise ConfigError(f"launcher.{key}: unknown key; the launcher has "
-                                  f"{', '.join(known)}")
-        merged = OmegaConf.merge(OmegaConf.structured(LauncherConfig), base,
-                                 OmegaConf.from_dotlist(dots))
-        cfg = OmegaConf.to_object(merged)
-        assert isinstance(cfg, LauncherConfig)
-    except OmegaConfBaseException as exc:
-        msg = _one_line(exc)
-        raise ConfigError(msg if msg.startswith("launcher.") else f"launcher.{msg}") from None
-    cfg.name = name
-    if cfg.cluster not in CLUSTERS:
-        raise ConfigError(f"launcher.cluster: must be one of {', '.join(CLUSTERS)}, "
-                          f"got {cfg.cluster!r}")
-    for key in ("timeout_min", "cpus_per_task", "array_parallelism"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"launcher.{key}: must be >= 1, got {getattr(cfg, key)!r}")
-    return cfg
-
-
-def split_launcher_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """(training overrides, launcher.* overrides)."""
-    launch = [o for o in overrides if o.startswith("launcher.")]
-    return [o for o in overrides if not o.startswith("launcher.")], launch
-
-
-# -- one job (runs in a worker process) -------------------------------------------------------
+# -- one job (runs in a worker process or a SLURM task) ---------------------------------------
 def _hidden(cfg) -> str:
     return ",".join(str(h) for h in cfg.hidden_sizes())
 
 
-def _job_row(job: Job) -> dict:
-    """A summary row for the job with what is known before it runs."""
+def job_row(job: Job) -> dict:
+    """A summary row for the job with what is known before it runs (its config's experiment,
+    delay type, hidden sizes and seed when it composed: a job that dies still has its cell)."""
     row: dict = {k: "" for k in SUMMARY_FIELDS}
     row.update(job=job.name, swept=" ".join(job.swept), overrides=" ".join(job.overrides),
                run_dir=job.run_dir)
+    if job.cfg is not None:
+        row.update(experiment=job.cfg.name, delay=job.cfg.delay.type, hidden=_hidden(job.cfg),
+                   seed=job.cfg.training.seed)
+    return row
+
+
+# What a job does with its run directory (job_plan): reuse a finished run, resume a checkpoint,
+# start on a directory holding nothing of a run ("fresh"), or clear and retrain a run made
+# with another config ("rerun").
+REUSE, RESUME, FRESH, RERUN = "reuse", "resume", "fresh", "rerun"
+
+
+def job_plan(run_dir: Path, cfg: Config) -> str:
+    """A job's identity is its full resolved config: a run directory is reused (finished) or
+    continued (checkpoint) only when the config it was trained with equals cfg. A directory
+    that is not exactly what `snndelay train` writes (another file in it, a config.yaml this
+    version cannot read) raises RunDirError: it is refused, never removed."""
+    from snndelay.rundir import foreign_entries, load_run_config
+
+    if not run_dir.exists():
+        return FRESH
+    if not run_dir.is_dir() or run_dir.is_symlink():
+        raise RunDirError(f"{run_dir}: the sweep's job path is not a directory it made; move "
+                          "it away")
+    foreign = foreign_entries(run_dir)
+    if foreign:
+        raise RunDirError(f"{run_dir}: holds {', '.join(foreign[:3])}"
+                          f"{' ...' if len(foreign) > 3 else ''}, which a sweep job does not "
+                          "write; move it away or choose another --sweep-dir (nothing was "
+                          "removed)")
+    has = {name: (run_dir / name).is_file() for name in ("config.yaml", "checkpoint.pt",
+                                                           "summary.json")}
+    if not has["config.yaml"]:
+        if has["checkpoint.pt"] or has["summary.json"]:
+            raise RunDirError(f"{run_dir}: a run without its config.yaml; move it away or "
+                              "choose another --sweep-dir (nothing was removed)")
+        return FRESH  # failed before it started: nothing of a run to keep
+    try:
+        same = load_run_config(run_dir) == cfg
+    except UserError as exc:
+        raise RunDirError(f"{exc} (a job directory this version cannot read; move it away "
+                          "or choose another --sweep-dir; nothing was removed)") from None
+    if same and has["summary.json"]:
+        return REUSE
+    if same and has["checkpoint.pt"]:
+        return RESUME
+    return RERUN if has["summary.json"] else FRESH
+
+
+def reused_row(job: Job) -> dict:
+    """The row of a job whose finished run is reused."""
+    from snndelay.records import RunSummary
+
+    row = job_row(job)
+    summary = RunSummary.read(Path(job.run_dir))
+    row["status"] = "reused"
+    for key in ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
+                "wall_time_s"):
+        row[key] = getattr(summary, key)
     return row
 
 
 def run_job(job: Job) -> dict:
-    """Train (or reuse, or continue) one job's run; never raises: failures become a row with
-    status "failed" and the error (full traceback in the run's error.txt)."""
-    from snndelay.records import RunSummary
-    from snndelay.rundir import atomic_write_text, load_run_config
+    """Train (or reuse, or continue) one job's run under its directory's lock; never raises:
+    failures become a row with status "failed" and the error (traceback in the run's
+    error.txt)."""
+    from snndelay.rundir import atomic_write_text, clear_run_dir, directory_lock
     from snndelay.runs import train_run
 
-    if job.in_worker:
-        _exit_with_parent()
+    started = time.monotonic()
     run_dir = Path(job.run_dir)
-    row = _job_row(job)
+    row = job_row(job)
     try:
         cfg = job.cfg if job.cfg is not None else compose(list(job.overrides))[1]
         row.update(experiment=cfg.name, delay=cfg.delay.type, hidden=_hidden(cfg),
                    seed=cfg.training.seed)
-        # A job is its full resolved config: a run directory is reused (finished) or continued
-        # (checkpoint) only when the config it was trained with equals this job's.
-        same = False
-        if run_dir.is_dir():
-            try:
-                same = load_run_config(run_dir) == cfg
-            except UserError:
-                same = False
-        done = run_dir / "summary.json"
-        if same and done.is_file():
-            summary, row["status"] = RunSummary.read(run_dir), "reused"
-        else:
-            resume = same and (run_dir / "checkpoint.pt").is_file()
-            status = "done"
-            if not resume and run_dir.exists():  # failed, changed or foreign: start over
-                status = "rerun" if done.is_file() else "done"  # finished with another config
-                shutil.rmtree(run_dir)
-            # Parallel jobs share the cores: job.threads each, unless training.threads is set.
-            summary = train_run(cfg, run_dir, list(job.overrides), resume=resume,
-                                threads=job.threads).summary
-            row["status"] = status
+        # Decided under the run's lock: no other command is writing into it meanwhile.
+        with directory_lock(run_dir):
+            plan = job_plan(run_dir, cfg)
+            if plan == REUSE:
+                return {**reused_row(job), "job_time_s": round(time.monotonic() - started, 3)}
+            if plan in (FRESH, RERUN):
+                clear_run_dir(run_dir)
+            # threads: cores / --jobs here; None: the CPUs of the SLURM task's allocation.
+            summary = train_run(cfg, run_dir, list(job.overrides), resume=plan == RESUME,
+                                threads=job.threads, locked=True).summary
+        row["status"] = "rerun" if plan == RERUN else "done"
         (run_dir / "error.txt").unlink(missing_ok=True)
         for key in ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
                     "wall_time_s"):
@@ -231,133 +230,95 @@ def run_job(job: Job) -> dict:
         row["status"] = "failed"
         row["error"] = _one_line(exc) if isinstance(exc, UserError) else \
             f"{type(exc).__name__}: {_one_line(exc)}"
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-        except OSError:
-            pass
+        if not isinstance(exc, RunDirError):  # never write into a directory it refused
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+            except OSError:
+                pass
+    row["job_time_s"] = round(time.monotonic() - started, 3)
     return row
 
 
-# -- running a list of jobs -------------------------------------------------------------------
+# -- running a sweep --------------------------------------------------------------------------
 def run_jobs(jobs: list[Job], launcher: LauncherConfig, n_jobs: int, sweep_dir: Path,
-             on_done: Callable[[dict], None] = lambda row: None) -> list[dict]:
-    """Run the jobs: joblib processes (local, n_jobs at once) or a submitit job array."""
-    rows: list[dict] = []
-    with _stop_on_signals():
-        if launcher.name == "local":
-            _run_local(jobs, n_jobs, rows, on_done)
-        else:
-            _run_submitit(jobs, launcher, sweep_dir, rows, on_done)
+             on_done: Callable[[dict], None] = lambda row: None,
+             on_notice: Callable[[str], None] = lambda line: None) -> list[dict]:
+    """Run the jobs (run_job each) on the launcher (snndelay.launchers)."""
+    return launchers.run_jobs(jobs, launcher, n_jobs, sweep_dir, run_job, on_done, on_notice)
+
+
+@dataclass
+class SweepPlan:
+    """A sweep checked and ready: its jobs, the launcher, and the rows of finished jobs that
+    are reused without running (on SLURM: without queueing a task)."""
+    sweep_dir: Path
+    overrides: list[str]
+    jobs: list[Job]
+    launcher: LauncherConfig
+    n_jobs: int
+    reused: list[dict]
+
+    @property
+    def to_run(self) -> list[Job]:
+        names = {r["job"] for r in self.reused}
+        return [j for j in self.jobs if j.name not in names]
+
+
+def plan_sweep(overrides: list[str], n_jobs: int, launcher_name: str, sweep_dir: Path
+               ) -> SweepPlan:
+    """Everything that can be wrong with a sweep, found before anything is written or
+    submitted: the values, the launcher and what its scheduler would accept, every config and
+    dataset, and every job directory already there (refused, never removed, when it is not
+    what the sweep writes). Nothing is written; run_plan checks the directory again under
+    its lock."""
+    from snndelay.rundir import check_writable_dir
+    from snndelay.training import check_data
+
+    if not 1 <= n_jobs <= 1024:
+        raise ConfigError(f"--jobs must be in [1, 1024], got {n_jobs}")
+    check_writable_dir(sweep_dir, "sweep directory")
+    train_ov, launch_ov = split_launcher_overrides(overrides)
+    launch = load_launcher(launcher_name, launch_ov)
+    job_list = make_jobs(train_ov, sweep_dir, job_threads(launch, n_jobs))
+    # Compose every job's config before starting (once; the jobs carry it): a sweep whose
+    # configs are all invalid is a user error; a single invalid combination is run (and
+    # reported) like any failing job.
+    job_list, errors = with_configs(job_list)
+    if errors and len(errors) == len(job_list):
+        raise ConfigError(errors[0])
+    checked: list = []
+    for job in job_list:  # every dataset the sweep uses is read and checked before any job
+        if job.cfg is not None and job.cfg.dataset not in checked:
+            check_data(job.cfg)
+            checked.append(job.cfg.dataset)
+    plan = SweepPlan(sweep_dir, overrides, job_list, launch, n_jobs, _reused(job_list))
+    if plan.to_run:
+        launchers.preflight(launch)
+    return plan
+
+
+def _reused(jobs: list[Job]) -> list[dict]:
+    """Rows of the jobs whose finished runs are reused (RunDirError for a refused directory;
+    jobs of the same sweep directory that are still running: check_no_running_jobs)."""
+    return [reused_row(j) for j in jobs
+            if j.cfg is not None and job_plan(Path(j.run_dir), j.cfg) == REUSE]
+
+
+def run_plan(plan: SweepPlan, on_done: Callable[[dict], None] = lambda row: None,
+             on_notice: Callable[[str], None] = lambda line: None) -> list[dict]:
+    """Run a planned sweep under its directory's lock: no jobs of an earlier sweep still
+    queued or running there, its record, its reused rows, its jobs, its summary.csv."""
+    if plan.sweep_dir.exists():
+        launchers.check_no_running_jobs(plan.sweep_dir)
+        plan.reused = _reused(plan.jobs)  # as it is now, under the lock
+    write_sweep_record(plan.sweep_dir, plan.overrides, plan.launcher, plan.n_jobs, plan.jobs)
+    for row in plan.reused:
+        on_done(row)
+    rows = list(plan.reused) + run_jobs(plan.to_run, plan.launcher, plan.n_jobs,
+                                        plan.sweep_dir, on_done, on_notice)
+    write_summary(rows, plan.sweep_dir / "summary.csv")
     return rows
-
-
-class Stopped(KeyboardInterrupt):
-    """The sweep was stopped by a signal (SIGINT, SIGTERM); its workers were stopped too."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """SIGTERM (what `timeout` and schedulers send) and SIGINT raise Stopped in the main
-    thread, so that the runners below stop their workers instead of leaving them running."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise Stopped(signum)
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
-def _run_local(jobs: list[Job], n_jobs: int, rows: list[dict],
-               on_done: Callable[[dict], None]) -> None:
-    from joblib import Parallel, delayed
-
-    if n_jobs == 1:  # in this process: no worker start-up, same code path
-        for job in jobs:
-            row = run_job(job)
-            rows.append(row)
-            on_done(row)
-        return
-    workers = [replace(j, in_worker=True) for j in jobs]
-    try:
-        for row in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                delayed(run_job)(j) for j in workers):
-            rows.append(row)
-            on_done(row)
-    except BaseException:
-        _kill_workers()
-        raise
-
-
-def _kill_workers() -> None:
-    """Terminate joblib's worker processes now (a job in flight is abandoned; its run keeps
-    its last checkpoint, so rerunning the sweep continues it)."""
-    from joblib.externals.loky import get_reusable_executor
-
-    get_reusable_executor().shutdown(wait=True, kill_workers=True)
-
-
-_WATCHING_PARENT = False
-
-
-def _exit_with_parent() -> None:
-    """In a worker process: exit as soon as the sweep process that started it is gone (even
-    after SIGKILL, which it cannot pass on), instead of training on for nobody."""
-    global _WATCHING_PARENT
-    if _WATCHING_PARENT:
-        return
-    _WATCHING_PARENT = True
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="snndelay-parent-watch", daemon=True).start()
-
-
-def _run_submitit(jobs: list[Job], launcher: LauncherConfig, sweep_dir: Path, rows: list[dict],
-                  on_done: Callable[[dict], None]) -> None:
-
-    import submitit
-
-    ex = submitit.AutoExecutor(folder=sweep_dir / ".submitit" / "%j", cluster=launcher.cluster)
-    params = dict(name=f"snndelay-{sweep_dir.name}", timeout_min=launcher.timeout_min,
-                  cpus_per_task=launcher.cpus_per_task, mem_gb=launcher.mem_gb,
-                  slurm_array_parallelism=launcher.array_parallelism)
-    if launcher.partition:
-        params["slurm_partition"] = launcher.partition
-    if launcher.account:
-        params["slurm_account"] = launcher.account
-    ex.update_parameters(**params)
-    submitted = ex.map_array(run_job, jobs)
-    by_id = {id(s): j for s, j in zip(submitted, jobs)}
-    try:
-        for sj in submitit.helpers.as_completed(submitted):
-            try:
-                row = sj.result()
-            except Exception as exc:  # noqa: BLE001 - the job died (node failure, time limit)
-                row = _job_row(by_id[id(sj)])
-                row.update(status="failed", error=f"{type(exc).__name__}: {_one_line(exc)}")
-            rows.append(row)
-            on_done(row)
-    except BaseException:  # stopped: cancel what is still queued or running on the cluster
-        for sj in submitted:
-            if not sj.done():
-                sj.cancel(check=False)
-        raise
 
 
 # -- aggregation ------------------------------------------------------------------------------
@@ -422,9 +383,3 @@ def write_sweep_record(sweep_dir: Path, overrides: list[str], launcher: Launcher
               "job_names": [j.name for j in jobs],
               "started": datetime.now().isoformat(timespec="seconds")}
     atomic_write_text(sweep_dir / "sweep.json", json.dumps(record, indent=2) + "\n")
-
-
-def threads_per_job(n_jobs: int) -> int:
-    from snndelay.threads import available_cpus
-
-    return max(1, available_cpus() // max(1, n_jobs))

@@ -44,8 +44,9 @@ def _cgroup_quota() -> float | None:
 
 
 def available_cpus() -> int:
-    """The CPUs this process may use: affinity mask, cgroup quota (rounded up), and the
-    OMP_NUM_THREADS / NUMBA_NUM_THREADS limits when the user set them."""
+    """The CPUs this process may use: affinity mask, cgroup quota (rounded up), the
+    OMP_NUM_THREADS / NUMBA_NUM_THREADS limits when the user set them, and in a SLURM job its
+    SLURM_CPUS_PER_TASK."""
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
@@ -53,7 +54,11 @@ def available_cpus() -> int:
     quota = _cgroup_quota()
     if quota is not None:
         n = min(n, max(1, math.ceil(quota)))
-    for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    # Inside a SLURM job: the CPUs of its allocation (where the task plugin sets no affinity
+    # mask, the mask still shows the whole node).
+    limits = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS") + (
+        ("SLURM_CPUS_PER_TASK",) if os.environ.get("SLURM_JOB_ID") else ())
+    for var in limits:
         try:
             n = min(n, int(os.environ[var]))
         except (KeyError, ValueError):
