@@ -101,6 +101,15 @@ EOF
 stop)
     need_dir
     mdir=$(cat "$dir/munge.dir" 2>/dev/null || true)
+    # Cancel every job first and let the node clean up: job steps (slurmstepd) outlive slurmd.
+    if [ -s "$dir/slurmctld.pid" ] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null; then
+        SLURM_CONF="$dir/slurm.conf" scancel --full --quiet $(SLURM_CONF="$dir/slurm.conf" \
+            squeue -h -o %A 2>/dev/null) 2>/dev/null || true
+        for _ in $(seq 30); do
+            [ -z "$(SLURM_CONF="$dir/slurm.conf" squeue -h -o %A 2>/dev/null)" ] && break
+            sleep 1
+        done
+    fi
     pids=("$dir/slurmd.pid" "$dir/slurmctld.pid")
     [ -n "$mdir" ] && pids+=("$mdir/munged.pid")
     for pid in "${pids[@]}"; do
@@ -115,6 +124,14 @@ stop)
             if [ -s "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null; then alive=1; fi
         done
         if [ "$alive" = 0 ]; then
+            # Steps still left (a job that ignored its cancel): they carry this SLURM_CONF.
+            for env in /proc/[0-9]*/environ; do
+                pid=${env#/proc/}; pid=${pid%/environ}
+                if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = slurmstepd ] && \
+                    tr '\0' '\n' < "$env" 2>/dev/null | grep -qx "SLURM_CONF=$dir/slurm.conf"; then
+                    kill -9 "$pid" 2>/dev/null || true
+                fi
+            done
             [ -n "$mdir" ] && rm -rf "$mdir"
             exit 0
         fi

@@ -10,9 +10,9 @@ errors. The sweep (snndelay.sweep) decides what a job is; this module only runs 
   in SWEEP_DIR/.submitit/active.json, so a new sweep on the directory is refused while jobs of
   an earlier one are queued or running, whoever started them (and whatever happened to them).
 - Time limits and preemption: SLURM sends SIGUSR2 `signal_delay_s` before the limit (up to
-  ~30-60 s earlier: its timer's resolution); the task is then requeued (submitit's checkpoint
-  protocol) and continues from the run's last checkpoint, unless it made no progress since it
-  started, which ends it with the reason.
+  ~30 s earlier: its timer's resolution); the run saves a checkpoint at the end of the epoch in
+  progress and stops, the task requeues itself (`scontrol requeue`, at most `max_requeues`
+  times) and the requeued task continues from that checkpoint.
 - Errors: sbatch's refusals are checked with `sbatch --test-only` before anything is written
   or submitted, and become one line naming the setting; a task that SLURM ended without a
   result (scancel, time limit, memory, node failure) is a failed job with its state and log.
@@ -51,7 +51,7 @@ CLUSTERS = ("slurm", "local", "debug")  # submitit executors
 JOBS_LOCK = ".jobs.lock"  # shared-locked by every running job of a sweep directory
 ACTIVE = Path(".submitit") / "active.json"  # the SLURM array ids last submitted from it
 
-JobFn = Callable[["Job"], dict]
+JobFn = Callable[["Job", Callable[[], bool]], dict]  # (job, should_stop) -> row
 RowFn = Callable[[dict], None]
 
 
@@ -134,20 +134,21 @@ def job_threads(launcher: LauncherConfig, n_jobs: int) -> Optional[int]:
 # -- the job's side ---------------------------------------------------------------------------
 class JobRunner:
     """What a worker process or a SLURM task runs for one job: the job function under the sweep
-    directory's shared jobs lock; `checkpoint` is submitit's checkpoint protocol (called on
-    SIGUSR2 before a time limit or on preemption): requeue the same job, which continues from
-    the run's last checkpoint, if this attempt saved one or was preempted before its limit."""
+    directory's shared jobs lock. In a SLURM task (requeue=True) SIGUSR2 (the time limit is
+    near, or preemption) only asks the run to stop: it saves a checkpoint at the end of the
+    epoch in progress and stops there, and the task requeues itself; the requeued task
+    continues from that checkpoint. (submitit's own handler raises SystemExit wherever the
+    signal lands; inside a compiled engine call that became a SystemError and a failed job.)"""
 
-    def __init__(self, fn: JobFn, timeout_s: Optional[float] = None) -> None:
+    def __init__(self, fn: JobFn, requeue: bool = False, max_requeues: int = 0) -> None:
         self.fn = fn
-        self.timeout_s = timeout_s
-        self._started = time.time()
-        self._refused: Optional[str] = None
+        self.requeue = requeue
+        self.max_requeues = max_requeues
 
     def __call__(self, job: "Job") -> dict:
         from snndelay.rundir import shared_lock
+        from snndelay.runs import RunStopped
 
-        self._started = time.time()
         if job.in_worker:
             _exit_with_parent()
         run_dir = Path(job.run_dir)
@@ -157,33 +158,57 @@ class JobRunner:
             lock = shared_lock(run_dir.parent / JOBS_LOCK)
         except (OSError, UserError):
             lock = contextlib.nullcontext()  # the job itself reports what is wrong there
-        with lock:
-            row = self.fn(job)
-        if self.timeout_s is not None:  # a submitit task: its time counts from its start
-            row["job_time_s"] = round(time.time() - _process_start(), 3)
-        if self._refused:  # checkpoint() declined to requeue: the row says why
-            row.update(status="failed", error=self._refused)
+        asked = threading.Event()
+        with lock, _on_signal(signal.SIGUSR2, asked.set, self.requeue):
             try:
-                from snndelay.rundir import atomic_write_text
-
-                atomic_write_text(run_dir / "error.txt", self._refused + "\n")
-            except OSError:
-                pass
+                row = self.fn(job, asked.is_set)
+            except RunStopped as stop:
+                row = self._requeue(job, stop.epoch)  # exits unless it cannot requeue
+        if self.requeue:  # a SLURM task: its time counts from its process start
+            row["job_time_s"] = round(time.time() - _process_start(), 3)
         return row
 
-    def checkpoint(self, job: "Job") -> Any:
-        from submitit.helpers import DelayedSubmission
+    def _requeue(self, job: "Job", epoch: int) -> dict:
+        """Requeue this task (it stopped at `epoch`, checkpoint saved) and exit; a failed row
+        when it was requeued max_requeues times already or scontrol refuses."""
+        from snndelay.rundir import atomic_write_text
+        from snndelay.sweep import job_row
 
-        ckpt = Path(job.run_dir) / "checkpoint.pt"
-        ran = time.time() - self._started
-        progressed = ckpt.is_file() and ckpt.stat().st_mtime >= self._started
-        preempted = self.timeout_s is not None and ran < self.timeout_s - 150
-        if progressed or preempted:
-            return DelayedSubmission(self, job)
-        self._refused = (f"stopped by its time limit after {ran:.0f} s without saving an epoch "
-                         "in this attempt, so a requeue would make no progress; raise "
-                         "launcher.timeout_min (or lower launcher.signal_delay_s)")
-        return None
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        task = os.environ.get("SLURM_JOB_ID", "")
+        if restarts < self.max_requeues and task:
+            done = subprocess.run(["scontrol", "requeue", task], capture_output=True, text=True,
+                                  timeout=60)
+            if done.returncode == 0:
+                print(f"snndelay: stopped at epoch {epoch} by SIGUSR2 (time limit or "
+                      f"preemption), checkpoint saved; requeued ({restarts + 1} of "
+                      f"launcher.max_requeues={self.max_requeues})", file=sys.stderr, flush=True)
+                sys.exit(0)
+            why = f"scontrol requeue {task} failed: {done.stderr.strip()[:200]}"
+        else:
+            why = (f"requeued {restarts} times already (launcher.max_requeues); raise "
+                   "launcher.timeout_min")
+        error = f"stopped at epoch {epoch} by its time limit or preemption; {why}"
+        try:
+            Path(job.run_dir).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(job.run_dir) / "error.txt", error + "\n")
+        except OSError:
+            pass
+        return job_row(job) | {"status": "failed", "error": error}
+
+
+@contextmanager
+def _on_signal(sig: int, action: Callable[[], None], active: bool) -> Iterator[None]:
+    """While the block runs (and `active`), signal `sig` only calls action() (in the main
+    thread; a handler that raises could land inside compiled code)."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(sig, lambda signum, frame: action())
+    try:
+        yield
+    finally:
+        signal.signal(sig, old)
 
 
 def _process_start() -> float:
@@ -274,11 +299,11 @@ def sbatch_error(text: str, launcher: LauncherConfig) -> UserError:
     said = next((ln for ln in lines if "error" in ln.lower() or "failure" in ln.lower()),
                 lines[0] if lines else "no message")
     low = " ".join(lines).lower()
+    if "account" in low:
+        return ConfigError(f"launcher.account: SLURM refused {launcher.account!r} ({said})")
     if "partition" in low:
         return ConfigError(f"launcher.partition: SLURM has no usable partition "
                            f"{launcher.partition!r} ({said}); `sinfo -s` lists them")
-    if "account" in low:
-        return ConfigError(f"launcher.account: SLURM refused {launcher.account!r} ({said})")
     if "time limit" in low:
         return ConfigError(f"launcher.timeout_min: SLURM refused {launcher.timeout_min} "
                            f"minutes ({said})")
@@ -403,7 +428,6 @@ def _executor(launcher: LauncherConfig, sweep_dir: Path) -> Any:
     import submitit
 
     ex = submitit.AutoExecutor(folder=sweep_dir / ".submitit" / "%j", cluster=launcher.cluster,
-                               slurm_max_num_timeout=launcher.max_requeues,
                                slurm_python=f"{shlex.quote(sys.executable)} -P")
     params: dict[str, Any] = dict(
         name=f"snndelay-{sweep_dir.name}", timeout_min=launcher.timeout_min,
@@ -427,7 +451,7 @@ def _run_submitit(jobs: list["Job"], launcher: LauncherConfig, sweep_dir: Path, 
     if not jobs:
         return
     ex = _executor(launcher, sweep_dir)
-    runner = JobRunner(fn, timeout_s=60.0 * launcher.timeout_min)
+    runner = JobRunner(fn, requeue=on_slurm(launcher), max_requeues=launcher.max_requeues)
     stderr = io.StringIO()  # submitit prints sbatch's stderr itself; it becomes our one line
     try:
         with _safe_path(), contextlib.redirect_stderr(stderr):
@@ -465,7 +489,6 @@ def _wait_slurm(pairs: list[tuple[Any, "Job"]], done: RowFn, on_notice: Callable
     without accounting, where submitit's sacct-based watcher would wait forever)."""
     left = dict(enumerate(pairs))
     missing: dict[int, int] = {}
-    seen: dict[int, str] = {}  # the state squeue showed last
     said: set[str] = set()
     last_queue = 0.0
     while left:
@@ -483,12 +506,10 @@ def _wait_slurm(pairs: list[tuple[Any, "Job"]], done: RowFn, on_notice: Callable
                     if entry is None and not sj.paths.result_pickle.exists():
                         missing[k] = missing.get(k, 0) + 1
                         if missing[k] >= 2:
-                            done(_result_row(sj, job, ended=_final_state(sj, seen.get(k, ""))))
+                            done(_result_row(sj, job, ended=_final_state(sj)))
                             del left[k]
                         continue
                     missing.pop(k, None)
-                    if entry:
-                        seen[k] = entry[0]
                     if entry and entry[0] == "PENDING" and entry[1] not in _ORDINARY \
                             and entry[1] not in said:
                         said.add(entry[1])
@@ -519,9 +540,9 @@ def _squeue(ids: list[str]) -> Optional[dict[str, tuple[str, str]]]:
 _STEPD = re.compile(r"\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+( DUE TO ([A-Z ]+?))? \*\*\*")
 
 
-def _final_state(sj: Any, last_seen: str) -> str:
+def _final_state(sj: Any) -> str:
     """SLURM's final state of a task: sacct's; without accounting, what slurmstepd wrote in
-    the task's log when it ended a running task, or the state squeue showed last."""
+    the task's log when it ended the task, or whether the task had started at all."""
     try:
         out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", str(sj.job_id), "-o", "State"],
                              capture_output=True, text=True, timeout=60)
@@ -530,12 +551,12 @@ def _final_state(sj: Any, last_seen: str) -> str:
         state = ""
     if state:
         return state
-    if last_seen == "RUNNING":
-        ends = _STEPD.findall(sj.stderr() or "")
-        if ends and ends[-1][1] != "JOB REQUEUE":
-            return {"TIME LIMIT": "TIMEOUT", "": "CANCELLED"}.get(ends[-1][1], ends[-1][1])
-    what = f"last seen {last_seen}" if last_seen else "never seen in the queue"
-    return f"{what}; no accounting (sacct) to say more"
+    log = sj.stderr() or ""
+    ends = [end for end in _STEPD.findall(log) if end[1] != "JOB REQUEUE"]
+    if ends:
+        return {"TIME LIMIT": "TIMEOUT", "": "CANCELLED"}.get(ends[-1][1], ends[-1][1])
+    return ("killed while running" if log else "gone before it started") + \
+        "; no accounting (sacct) to say more"
 
 
 def _result_row(sj: Any, job: "Job", ended: Optional[str]) -> dict:

@@ -109,22 +109,35 @@ def use_threads(cfg: Config, default: int | None = None) -> int:
                                    compiled_engine=compiled.available(ratio))
 
 
+class RunStopped(BaseException):
+    """The run was asked to stop (train_run's should_stop) and did so at the end of an epoch,
+    with its checkpoint saved: resuming it gives the uninterrupted result. (A BaseException:
+    nothing that handles errors may take it for a failure.)"""
+
+    def __init__(self, epoch: int):
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
 def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,
               on_epoch: Callable[[dict], None] | None = None, threads: int | None = None,
-              locked: bool = False) -> RunResult:
+              locked: bool = False, should_stop: Callable[[], bool] | None = None
+              ) -> RunResult:
     """Train (or continue) the run in run_dir and write every output file. threads: the
     thread count when training.threads is 0 (default: the CPUs this process may use).
-    locked: the caller holds run_dir's lock already (a sweep job decides under it)."""
+    locked: the caller holds run_dir's lock already (a sweep job decides under it).
+    should_stop: asked after every epoch; True saves a checkpoint and raises RunStopped."""
     n_threads = use_threads(cfg, threads)
     check_data(cfg)  # all splits, before any training time is spent
     if locked:
-        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads)
+        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads, should_stop)
     with directory_lock(run_dir):
-        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads)
+        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads, should_stop)
 
 
 def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool,
-                  on_epoch: Callable[[dict], None] | None, n_threads: int) -> RunResult:
+                  on_epoch: Callable[[dict], None] | None, n_threads: int,
+                  should_stop: Callable[[], bool] | None) -> RunResult:
     trainer = Trainer(cfg)
     if resume:
         ckpt = load_checkpoint(run_dir)
@@ -141,11 +154,15 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
     every = cfg.training.checkpoint_every
     while trainer.state.epoch < cfg.training.epochs:
         row = trainer.train_epoch()
-        if trainer.state.epoch % every == 0 or trainer.state.epoch == cfg.training.epochs:
+        epoch = trainer.state.epoch
+        stop = should_stop is not None and epoch < cfg.training.epochs and should_stop()
+        if epoch % every == 0 or epoch == cfg.training.epochs or stop:
             atomic_torch_save(trainer.checkpoint().to_dict(), run_dir / "checkpoint.pt")
             atomic_write_text(run_dir / "metrics.csv", _metrics_csv(trainer.state.rows))
         if on_epoch is not None:
             on_epoch(row)
+        if stop:
+            raise RunStopped(epoch)
     test_split = load_split(cfg, "test")
     repeats = cfg.backend.eval_repeats
     test = evaluate(trainer.net, test_split, cfg, trainer.backend, repeats)

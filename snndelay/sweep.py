@@ -197,10 +197,10 @@ def reused_row(job: Job) -> dict:
     return row
 
 
-def run_job(job: Job) -> dict:
-    """Train (or reuse, or continue) one job's run under its directory's lock; never raises:
-    failures become a row with status "failed" and the error (traceback in the run's
-    error.txt)."""
+def run_job(job: Job, should_stop: Optional[Callable[[], bool]] = None) -> dict:
+    """Train (or reuse, or continue) one job's run under its directory's lock; never raises
+    an error: failures become a row with status "failed" and the error (traceback in the
+    run's error.txt). should_stop: see runs.train_run (RunStopped passes through)."""
     from snndelay.rundir import atomic_write_text, clear_run_dir, directory_lock
     from snndelay.runs import train_run
 
@@ -220,7 +220,8 @@ def run_job(job: Job) -> dict:
                 clear_run_dir(run_dir)
             # threads: cores / --jobs here; None: the CPUs of the SLURM task's allocation.
             summary = train_run(cfg, run_dir, list(job.overrides), resume=plan == RESUME,
-                                threads=job.threads, locked=True).summary
+                                threads=job.threads, locked=True,
+                                should_stop=should_stop).summary
         row["status"] = "rerun" if plan == RERUN else "done"
         (run_dir / "error.txt").unlink(missing_ok=True)
         for key in ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
