@@ -59,6 +59,10 @@ def selfcheck(tolerance: float = typer.Option(
     """Check the engine's exact gradients against finite differences (both tau ratios, all delay types)."""
     from snndelay.selfcheck import run_selfcheck
 
+    if not 0 < tolerance < 1:  # also refuses nan and inf
+        raise ConfigError(f"--tolerance: must be in (0, 1) (a relative gradient error), got "
+                          f"{tolerance}")
+
     table = Table(title="engine self-check: exact gradient vs central finite differences")
     for col in ("tau_m/tau_s", "delay", "spiking", "max |grad - FD|", "max |grad|", "ok"):
         table.add_column(col, justify="right")
@@ -85,10 +89,17 @@ def train(
 ) -> None:
     """Train a network (default experiment: yinyang_h30_ws)."""
     from snndelay.config import compose, to_yaml
-    from snndelay.rundir import check_writable_dir, default_run_dir, load_run_config, load_run_overrides
+    from snndelay.rundir import (
+        check_fresh_run_dir,
+        check_writable_dir,
+        default_run_dir,
+        load_run_config,
+        load_run_overrides,
+    )
 
     overrides = list(overrides or [])
     continuing = resume is not None
+    start_over = False
     if resume is not None:
         if overrides:
             raise ConfigError("--resume continues a run with its saved config; drop the overrides")
@@ -98,7 +109,7 @@ def train(
         target = resume
         if not (resume / "checkpoint.pt").exists():
             # Killed before its first checkpoint: nothing to continue, so start it over.
-            overrides, continuing = load_run_overrides(resume), False
+            overrides, continuing, start_over = load_run_overrides(resume), False, True
             err_console.print(f"{resume} has no checkpoint yet (stopped before the first "
                               "epoch ended): starting it over from its saved config",
                               markup=False, highlight=False)
@@ -113,8 +124,8 @@ def train(
     from snndelay.training import check_data
 
     check_writable_dir(target)
-    if not continuing and (target / "checkpoint.pt").exists():
-        raise ConfigError(f"{target} already holds a run; use --resume {target} or another --run-dir")
+    if not continuing and not start_over:
+        check_fresh_run_dir(target)  # never written over (again under the run's lock)
     ensure_available(cfg.backend.name)
     check_data(cfg)  # every split's files are read and checked here, before any output
     console.print(f"[bold]{escape(cfg.name)}[/]: {cfg.training.epochs} epochs, seed "
@@ -131,7 +142,8 @@ def train(
                 f"val {100 * row['val_acc']:.1f} %"))
 
         try:
-            result = train_run(cfg, target, overrides, resume=continuing, on_epoch=on_epoch)
+            result = train_run(cfg, target, overrides, resume=continuing, on_epoch=on_epoch,
+                               start_over=start_over)
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(f"interrupted; continue with: snndelay train --resume {target}",
@@ -415,12 +427,14 @@ def export_cmd(
     buckets: Optional[int] = typer.Option(
         None, "--synaptic-buckets", help="Write synaptic delays as K shared values per layer "
         "(instead of the exact per-synapse fan-out) and report the spike-time error."),
+    force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists "
+                               "(never a directory, device or a file of a run directory)."),
 ) -> None:
     """Write a trained network as a NIR graph with its delays (needs the optional nir package);
     what NIR cannot express (fire-once, first-spike readout, input encoding) is in its
     metadata (docs/model.md section 10)."""
-    from snndelay.export import bucketed, write_nir
-    from snndelay.rundir import load_run_config
+    from snndelay.export import bucketed, check_time_unit, write_nir
+    from snndelay.rundir import check_output_file, load_run_config, make_dir
     from snndelay.runs import load_network
 
     if fmt != "nir":
@@ -428,10 +442,12 @@ def export_cmd(
                           "`snndelay deploy`)")
     if buckets is not None and not 1 <= buckets <= 10_000:
         raise ConfigError(f"--synaptic-buckets must be in [1, 10000], got {buckets}")
+    path = out or run_dir / "export" / "network.nir"
+    check_output_file(path, force, "--out", own_run=run_dir)
+    check_time_unit(time_unit_ms)
     cfg = load_run_config(run_dir)
     net, epoch = load_network(run_dir, cfg, model)
-    path = out or run_dir / "export" / "network.nir"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent, "--out directory")
     report = write_nir(net, cfg, path, time_unit_ms=time_unit_ms, buckets=buckets)
     for warning in report.warnings:
         console.print(f"warning: {warning}", markup=False, highlight=False)
@@ -469,14 +485,19 @@ def import_cmd(
     from snndelay.config import to_yaml
     from snndelay.export import read_nir
     from snndelay.records import Checkpoint
-    from snndelay.rundir import atomic_write_text, check_writable_dir, directory_lock
+    from snndelay.rundir import (
+        atomic_write_text,
+        check_fresh_run_dir,
+        check_writable_dir,
+        directory_lock,
+    )
     from snndelay.runs import atomic_torch_save
 
-    net, cfg = read_nir(nir_file)
     check_writable_dir(run_dir)
+    check_fresh_run_dir(run_dir)
+    net, cfg = read_nir(nir_file)
     with directory_lock(run_dir):
-        if (run_dir / "checkpoint.pt").exists():
-            raise ConfigError(f"{run_dir} already holds a run; choose another --run-dir")
+        check_fresh_run_dir(run_dir)  # again, under the lock
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         ckpt = Checkpoint(epoch=0, model=net.state_dict(), optimizer={}, shuffle_rng=None,
                           noise_rng=None, bump_layer=-1, bump_value=0.0, elapsed_s=0.0, rows=[],

@@ -232,6 +232,15 @@ MAX_EPOCHS = 1_000_000
 MAX_REPEATS = 10_000  # backend.eval_repeats
 BACKWARDS = ("nominal", "realised")  # backend.backward
 MAX_SPIKES = 1_000  # neuron.max_spikes: the spike buffer per neuron and sample
+# Upper bounds on finite values the model cannot represent (times in tau_s, weights and
+# thresholds in the same unit as the membrane): past them every neuron fires at its first input
+# or never, exponentials of the closed forms overflow, and a run reports 0 % with no reason.
+MAX_LR = 10.0  # Adam moves a parameter by about lr per step
+MAX_WEIGHT = 1e4  # weight_mean, weight_std, bump: per input spike, in membrane units
+MAX_THRESHOLD = 1e4  # neuron.threshold (membrane units)
+MAX_TIME = 1e4  # tau_s: time constants, delays, the bias spike, input jitter
+WHY_TIME = "longer times overflow the closed forms' exponentials"
+WHY_WEIGHT = "beyond that a neuron fires at its first input spike or never"
 
 
 def _check_finite(node: Any, prefix: str) -> None:
@@ -264,22 +273,32 @@ def validate(cfg: Config) -> Config:
           f"sizes must lie in [1, {MAX_NEURONS}]", h)
     for key in ("weight_mean", "weight_std"):
         vals = cfg.per_layer(f"network.{key}", getattr(cfg.network, key))
-        if key == "weight_std":
-            need(all(v >= 0 for v in vals), "network.weight_std", "must be >= 0", vals)
-    need(cfg.network.bias_time is None or cfg.network.bias_time >= 0, "network.bias_time",
-          "must be >= 0 (tau_s) or null", cfg.network.bias_time)
+        lo = 0 if key == "weight_std" else -MAX_WEIGHT
+        need(all(lo <= v <= MAX_WEIGHT for v in vals), f"network.{key}",
+             f"must be in [{lo:g}, {MAX_WEIGHT:g}] ({WHY_WEIGHT})", getattr(cfg.network, key))
+    need(cfg.network.bias_time is None or 0 <= cfg.network.bias_time <= MAX_TIME,
+         "network.bias_time", f"must be in [0, {MAX_TIME:g}] tau_s or null ({WHY_TIME})",
+         cfg.network.bias_time)
     n = cfg.neuron
-    need(n.tau_mem > 0, "neuron.tau_mem", "must be > 0", n.tau_mem)
-    need(n.tau_syn > 0, "neuron.tau_syn", "must be > 0", n.tau_syn)
+    for key in ("tau_mem", "tau_syn"):
+        need(0 < getattr(n, key) <= MAX_TIME, f"neuron.{key}",
+             f"must be in (0, {MAX_TIME:g}]", getattr(n, key))
     ratio = n.tau_mem / n.tau_syn
     need(abs(ratio - 1) < 1e-12 or abs(ratio - 2) < 1e-12, "neuron.tau_mem",
           "tau_mem / tau_syn must be 1 or 2 (closed-form spike times)", n.tau_mem)
-    need(n.threshold > 0, "neuron.threshold", "must be > 0", n.threshold)
-    spikes = cfg.max_spikes()
+    need(0 < n.threshold <= MAX_THRESHOLD, "neuron.threshold",
+         f"must be in (0, {MAX_THRESHOLD:g}] (weights are bounded by {MAX_WEIGHT:g}: a higher "
+         "threshold is never reached)", n.threshold)
+    cfg.max_spikes()  # checks the per-layer values
     dl = cfg.delay
-    need(dl.scale > 0, "delay.scale", "must be > 0", dl.scale)
-    need(dl.shift >= 0, "delay.shift", "must be >= 0 (delays stay positive)", dl.shift)
-    need(dl.init_std >= 0, "delay.init_std", "must be >= 0", dl.init_std)
+    need(0 < dl.scale <= MAX_TIME, "delay.scale", f"must be in (0, {MAX_TIME:g}] tau_s ({WHY_TIME})",
+         dl.scale)
+    need(0 <= dl.shift <= MAX_TIME, "delay.shift",
+         f"must be in [0, {MAX_TIME:g}] tau_s (delays stay positive; {WHY_TIME})", dl.shift)
+    need(abs(dl.init_mean) <= MAX_TIME, "delay.init_mean", f"must be in [-{MAX_TIME:g}, "
+         f"{MAX_TIME:g}]", dl.init_mean)
+    need(0 <= dl.init_std <= MAX_TIME, "delay.init_std", f"must be in [0, {MAX_TIME:g}]",
+         dl.init_std)
     groups = cfg.group_sizes()
     need(dl.layers == "all" or (isinstance(dl.layers, (list, tuple)) and all(
         isinstance(k, int) and not isinstance(k, bool) and 0 <= k < cfg.n_layers()
@@ -294,15 +313,20 @@ def validate(cfg: Config) -> Config:
     need_int("training.seed", t.seed, 0, MAX_SEED)
     need_int("training.batch_size", t.batch_size, 1, MAX_BATCH)
     need_int("training.eval_batch_size", t.eval_batch_size, 1, MAX_BATCH)
-    need(all(v > 0 for v in cfg.per_layer("training.lr", t.lr)), "training.lr", "must be > 0", t.lr)
-    need(all(v >= 0 for v in cfg.per_layer("training.lr_delay", t.lr_delay)),
-          "training.lr_delay", "must be >= 0", t.lr_delay)
+    need(all(0 < v <= MAX_LR for v in cfg.per_layer("training.lr", t.lr)), "training.lr",
+         f"must be in (0, {MAX_LR:g}] (Adam moves each weight by about lr per step; larger "
+         "steps jump past every spiking state)", t.lr)
+    need(all(0 <= v <= MAX_LR for v in cfg.per_layer("training.lr_delay", t.lr_delay)),
+         "training.lr_delay", f"must be in [0, {MAX_LR:g}] (Adam moves each delay by about "
+         "lr_delay tau_s per step)", t.lr_delay)
     need_int("training.step_size", t.step_size, 1, MAX_EPOCHS)
     need(0 < t.gamma <= 1, "training.gamma", "must be in (0, 1]", t.gamma)
     for key in ("max_missing_hidden", "max_missing_output"):
         need(0 <= getattr(t, key) <= 1, f"training.{key}", "must be in [0, 1]", getattr(t, key))
-    need(t.bump > 0, "training.bump", "must be > 0", t.bump)
-    need(t.input_noise >= 0, "training.input_noise", "must be >= 0", t.input_noise)
+    need(0 < t.bump <= MAX_WEIGHT, "training.bump", f"must be in (0, {MAX_WEIGHT:g}] "
+         f"({WHY_WEIGHT})", t.bump)
+    need(0 <= t.input_noise <= MAX_TIME, "training.input_noise",
+         f"must be in [0, {MAX_TIME:g}] tau_s", t.input_noise)
     need(t.max_loss is None or t.max_loss > 0, "training.max_loss", "must be > 0 or null",
          t.max_loss)
     need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
@@ -311,8 +335,16 @@ def validate(cfg: Config) -> Config:
     need_int("training.threads", t.threads, 0, 1024)
     b = cfg.backend
     need_int("backend.chip_seed", b.chip_seed, 0, MAX_SEED)
-    for key in ("fixed_std", "trial_std", "jitter_std"):
-        need(getattr(b, key) >= 0, f"backend.{key}", "must be >= 0", getattr(b, key))
+    # The emulated chip's thresholds are neuron.threshold + offsets: they must stay positive.
+    need(abs(b.fixed_mean) < n.threshold, "backend.fixed_mean",
+         f"must lie within +-neuron.threshold ({n.threshold:g}): the chip's thresholds are "
+         "neuron.threshold + this offset and must stay positive", b.fixed_mean)
+    for key in ("fixed_std", "trial_std"):
+        need(0 <= getattr(b, key) <= n.threshold, f"backend.{key}",
+             f"must be in [0, neuron.threshold = {n.threshold:g}] (a threshold offset)",
+             getattr(b, key))
+    need(0 <= b.jitter_std <= MAX_TIME, "backend.jitter_std", f"must be in [0, {MAX_TIME:g}] "
+         "tau_s", b.jitter_std)
     need_int("backend.eval_repeats", b.eval_repeats, 1, MAX_REPEATS)
     need(b.backward in BACKWARDS, "backend.backward", f"must be one of {', '.join(BACKWARDS)}",
          b.backward)
@@ -321,10 +353,7 @@ def validate(cfg: Config) -> Config:
     need(not b.chip_variation or b.name == "bss2_emulator", "backend.chip_variation",
           "only the emulator can change its chip (backend=bss2_emulator)", b.chip_variation)
     if b.name in ("bss2_emulator", "bss2"):
-        need(max(spikes) == 1, "neuron.max_spikes",
-             f"backend={b.name} runs time-to-first-spike neurons only (the chip's neurons are "
-             "read out by their first spike and its refractory reset is not a reset by "
-             "subtraction); set it to 1 or use backend=simulator", n.max_spikes)
+        check_first_spike_only(cfg, b.name)
         _check_bss2(cfg)
     need(dl.group_layout in GROUP_LAYOUTS, "delay.group_layout",
          f"must be one of {', '.join(GROUP_LAYOUTS)}", dl.group_layout)
@@ -341,6 +370,15 @@ def validate(cfg: Config) -> Config:
               "groups); set it to 1", dl.group_size)
     cfg.loss.check()
     return cfg
+
+
+def check_first_spike_only(cfg: Config, backend: str) -> None:
+    """The BrainScaleS-2 backends (training on them, and deploying to them) run
+    time-to-first-spike neurons only."""
+    need(max(cfg.max_spikes()) == 1, "neuron.max_spikes",
+         f"backend={backend} runs time-to-first-spike neurons only (the chip's neurons are "
+         "read out by their first spike and its refractory reset is not a reset by "
+         "subtraction); set it to 1 or use backend=simulator", cfg.neuron.max_spikes)
 
 
 def _check_bss2(cfg: Config) -> None:
@@ -373,6 +411,12 @@ def _one_line(exc: Exception) -> str:
         key = unknown.group(1)
         group = key.split(".", 1)[0]
         if "." in key and (config_dir() / group).is_dir():
+            leaf = key.split(".")[1]
+            users = sorted(p.stem for p in (config_dir() / group).glob("*.yaml")
+                           if re.search(rf"(?m)^{re.escape(leaf)}\s*:", p.read_text()))
+            if users:  # a key of the schema that only some options use
+                return (f"{key}: the chosen {group} option does not use it; it applies to "
+                        f"{group}={', '.join(users)}")
             return (f"{key}: not a key of the chosen {group} option "
                     f"(`snndelay train --cfg {group}=OPTION` lists its keys)")
         return f"{key}: unknown key (`snndelay train --cfg` lists the keys)"

@@ -149,12 +149,14 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     from dataclasses import replace
 
     from snndelay.backends import SimulatorBackend, backend_class, make_backend
+    from snndelay.config import check_first_spike_only
     from snndelay.losses import predict
     from snndelay.rundir import atomic_write_text, load_run_config
     from snndelay.runs import load_network
     from snndelay.training import load_split
 
     cfg = load_run_config(run_dir)
+    check_first_spike_only(cfg, backend_name)  # before a bundle is written
     net, epoch = load_network(run_dir, cfg, model)
     out_dir = run_dir / "deploy"
     trained_cls, target_cls = backend_class(cfg.backend.name), backend_class(backend_name)

@@ -81,16 +81,29 @@ def _bucket(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(centres [K'], index of each delay's centre): K shared delay values by 1-D k-means
     (Lloyd's iterations from quantiles), K' <= K distinct centres."""
     flat = d.reshape(-1)
+    distinct = np.unique(flat)
+    if len(distinct) <= k:  # K bounded by the delays there are: exact, and no wasted work
+        return distinct, np.searchsorted(distinct, flat).reshape(d.shape)
     centres = np.unique(np.quantile(flat, (np.arange(k) + 0.5) / k))
     for _ in range(50):
-        idx = np.abs(flat[:, None] - centres[None, :]).argmin(axis=1)
-        new = np.array([flat[idx == b].mean() if (idx == b).any() else centres[b]
-                        for b in range(len(centres))])
+        idx = _nearest(flat, centres)
+        sums = np.bincount(idx, weights=flat, minlength=len(centres))
+        counts = np.bincount(idx, minlength=len(centres))
+        new = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
         if np.allclose(new, centres, rtol=0, atol=1e-15):
             break
-        centres = new
-    idx = np.abs(flat[:, None] - centres[None, :]).argmin(axis=1)
-    return centres, idx.reshape(d.shape)
+        centres = np.sort(new)
+    return centres, _nearest(flat, centres).reshape(d.shape)
+
+
+def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest of the sorted centres for every x (O(n log K), no n x K array)."""
+    right = np.clip(np.searchsorted(centres, x), 1, len(centres) - 1) if len(centres) > 1 \
+        else np.zeros(len(x), dtype=np.int64)
+    if len(centres) == 1:
+        return right
+    left = right - 1
+    return np.where(np.abs(x - centres[left]) <= np.abs(centres[right] - x), left, right)
 
 
 def bucketed(net: Network, k: int) -> Network:
@@ -118,21 +131,42 @@ def _set_delays(layer: Any, d: np.ndarray) -> None:
                 {DelayKind.AXONAL: (-1, 1), DelayKind.DENDRITIC: (1, -1)}.get(spec.type, d.shape)))
 
 
+MAX_TIME_UNIT_MS = 1e6  # ms per model time unit: beyond 1000 s per tau_s no real neuron
+
+
+def check_time_unit(time_unit_ms: float, what: str = "--time-unit-ms") -> float:
+    """The time unit as a float, or ConfigError: finite, > 0, at most MAX_TIME_UNIT_MS."""
+    try:
+        x = float(time_unit_ms)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: must be a number of ms, got {time_unit_ms!r}") from None
+    if not 0 < x <= MAX_TIME_UNIT_MS:  # also refuses nan and inf
+        raise ConfigError(f"{what}: must be in (0, {MAX_TIME_UNIT_MS:g}] ms per model time unit "
+                          f"(tau_s), got {time_unit_ms!r}")
+    return x
+
+
 def to_nir(net: Network, cfg: Config, *, time_unit_ms: float = 1.0, buckets: int | None = None
            ) -> tuple[Any, ExportReport]:
     """(the NIR graph of net, what was written). buckets: K shared values for synaptic delays
     instead of the exact fan-out."""
     nir = _nir()
-    if not time_unit_ms > 0:
-        raise ConfigError(f"--time-unit-ms must be > 0, got {time_unit_ms}")
-    x = float(time_unit_ms)
+    x = check_time_unit(time_unit_ms)
     n = net.neuron
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([net.sizes[0]]))}
     edges: list[tuple[str, str]] = []
     has_bias = net.bias_time is not None
     if has_bias:
         nodes["bias"] = nir.Input(input_type=np.array([1]))
-    layers_meta, warnings, fanout = [], [], 0
+    layers_meta, warnings = [], []
+    # The exact fan-out's size, known from the shapes: checked before anything is allocated.
+    fanout = 0 if buckets is not None else sum(
+        2 * ni * ni * m + ni * m for ni, m, p in
+        ((net.sizes[k] + has_bias, net.sizes[k + 1], p) for k, p in enumerate(net.layer_params()))
+        if p.kind is DelayKind.SYNAPTIC)
+    if fanout > FANOUT_MAX:
+        raise ConfigError(f"the exact encoding of the synaptic delays needs {fanout} values "
+                          f"(> {FANOUT_MAX}); use --synaptic-buckets K")
     src = "input"
     for k, (layer, p) in enumerate(zip(net.layers, net.layer_params())):
         w = np.asarray(p.weights, dtype=np.float64)  # [N (+1 bias row), M]
@@ -172,7 +206,6 @@ def to_nir(net: Network, cfg: Config, *, time_unit_ms: float = 1.0, buckets: int
             elif buckets is None:  # synaptic, exact: one copy of input i per target j
                 assert d is not None
                 ni = wp.shape[0]
-                fanout += 2 * ni * ni * m + ni * m
                 fan = np.zeros((ni * m, ni))
                 fan[np.arange(ni * m), np.repeat(np.arange(ni), m)] = 1.0  # row i*M + j <- i
                 gather = np.zeros((m, ni * m))
@@ -194,9 +227,6 @@ def to_nir(net: Network, cfg: Config, *, time_unit_ms: float = 1.0, buckets: int
         src = lif
     nodes["output"] = nir.Output(output_type=np.array([net.sizes[-1]]))
     edges.append((src, "output"))
-    if fanout > FANOUT_MAX:
-        raise ConfigError(f"the exact encoding of the synaptic delays needs {fanout} values "
-                          f"(> {FANOUT_MAX}); use --synaptic-buckets K")
     if fanout > FANOUT_WARN:
         warnings.append(f"the exact fan-out of the synaptic delays writes {fanout} values "
                         f"({fanout * 8 / 1e6:.0f} MB before compression); --synaptic-buckets K "

@@ -49,8 +49,7 @@ def directory_lock(path: Path, what: str = "run directory") -> Iterator[None]:
     """Hold an exclusive lock on path/.lock while the block runs; a second snndelay command
     on the same directory is refused with one line. The OS releases the lock when the holder
     exits or is killed, so a stale lock file never blocks anyone."""
-    check_writable_dir(path, what)
-    path.mkdir(parents=True, exist_ok=True)
+    make_dir(path, what)
     fd = _open_lock_file(path / ".lock")
     try:
         try:
@@ -105,6 +104,55 @@ def check_writable_dir(path: Path, what: str = "run directory") -> None:
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
             raise RunDirError(f"{what} {path}: {p} is a file, not a directory")
+
+
+def make_dir(path: Path, what: str = "run directory") -> None:
+    """Create the directory path (and its parents) or say in one line why it cannot be."""
+    check_writable_dir(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"{what} {path}: cannot be created ({exc.strerror or exc})") from None
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether path is a run directory (a config.yaml with a checkpoint or a summary)."""
+    return (path / "config.yaml").is_file() and (
+        (path / "checkpoint.pt").exists() or (path / "summary.json").exists())
+
+
+def check_output_file(path: Path, force: bool, what: str = "--out",
+                      own_run: Path | None = None) -> None:
+    """The rule for a file a command writes where the user names it: never over a directory,
+    device, pipe or link; never a file of a run directory (nor anything directly inside a run
+    directory other than own_run, or in its deploy/ folder); over any other existing file only
+    with --force. The parent directory must be one we can create."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise RunDirError(f"{what} {path}: exists and is not a regular file; snndelay never "
+                          "replaces it")
+    own = own_run.resolve() if own_run is not None else None
+    parent = path.parent
+    for run, inside in ((parent, path.name), (parent.parent, f"{parent.name}/{path.name}")):
+        if is_run_dir(run) and (run.resolve() != own or path.name in RUN_FILES
+                                or parent.name == "deploy"):
+            raise RunDirError(f"{what} {path}: {inside} belongs to the run directory {run}; "
+                              "choose a path outside it")
+    if path.exists() and not force:
+        raise RunDirError(f"{what} {path}: exists; pass --force to replace it")
+    check_writable_dir(parent, what)
+
+
+def check_fresh_run_dir(path: Path) -> None:
+    """A new run may start in path only if it holds nothing (a directory with files of a run,
+    or of anyone else, is never written over: --resume continues a run)."""
+    if not path.is_dir():
+        return
+    entries = sorted(p.name for p in path.iterdir() if p.name != ".lock")
+    if entries:
+        hint = f"use --resume {path} or another --run-dir" if (path / "config.yaml").is_file() \
+            else "choose an empty or new --run-dir"
+        raise RunDirError(f"{path} already holds {', '.join(entries[:3])}"
+                          f"{' ...' if len(entries) > 3 else ''}; {hint}")
 
 
 # Every name a run directory of `snndelay train` holds (besides temporary files, see

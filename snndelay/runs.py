@@ -26,6 +26,8 @@ from snndelay.records import Checkpoint, RunSummary
 from snndelay.rundir import (
     atomic_write,
     atomic_write_text,
+    check_fresh_run_dir,
+    clear_run_dir,
     directory_lock,
     load_run_config,
 )
@@ -121,23 +123,27 @@ class RunStopped(BaseException):
 
 def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,
               on_epoch: Callable[[dict], None] | None = None, threads: int | None = None,
-              locked: bool = False, should_stop: Callable[[], bool] | None = None
-              ) -> RunResult:
+              locked: bool = False, should_stop: Callable[[], bool] | None = None,
+              start_over: bool = False) -> RunResult:
     """Train (or continue) the run in run_dir and write every output file. threads: the
     thread count when training.threads is 0 (default: the CPUs this process may use).
     locked: the caller holds run_dir's lock already (a sweep job decides under it).
-    should_stop: asked after every epoch; True saves a checkpoint and raises RunStopped."""
+    should_stop: asked after every epoch; True saves a checkpoint and raises RunStopped.
+    start_over: remove what a run killed before its first checkpoint left (never more). A new
+    run starts only in an empty directory."""
     n_threads = use_threads(cfg, threads)
     check_data(cfg)  # all splits, before any training time is spent
     if locked:
-        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads, should_stop)
+        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads, should_stop,
+                             start_over)
     with directory_lock(run_dir):
-        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads, should_stop)
+        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads, should_stop,
+                             start_over)
 
 
 def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool,
                   on_epoch: Callable[[dict], None] | None, n_threads: int,
-                  should_stop: Callable[[], bool] | None) -> RunResult:
+                  should_stop: Callable[[], bool] | None, start_over: bool) -> RunResult:
     trainer = Trainer(cfg)
     if resume:
         ckpt = load_checkpoint(run_dir)
@@ -146,9 +152,9 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
             raise _does_not_fit(run_dir, exc, " (was config.yaml edited?)") from None
     else:
-        if (run_dir / "checkpoint.pt").exists():  # checked under the lock: no race
-            raise RunDirError(f"{run_dir} already holds a run; use --resume {run_dir} or "
-                              "another --run-dir")
+        if start_over:
+            clear_run_dir(run_dir)
+        check_fresh_run_dir(run_dir)  # under the lock: no race
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(run_dir / "overrides.yaml", yaml.safe_dump(list(overrides)))
     every = cfg.training.checkpoint_every

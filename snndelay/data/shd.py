@@ -19,6 +19,8 @@ from snndelay.errors import DataError
 
 N_CHANNELS = 700
 N_CLASSES = 20
+MAX_CLASSES = 1_000  # labels of an SHD-format file (SHD: 20; SSC: 35)
+MAX_EVENT_S = 1e4  # seconds: event times of a recording (SHD's are below 1.4 s)
 
 
 def shd_expected_files(root: str | None, part: str) -> list[Path]:
@@ -43,6 +45,7 @@ def _tonic_shd(root: str | None, part: str):
             f"tonic needs {h5.name} (the extracted file) and {zipped.name} (the archive it came "
             "from, from https://zenkelab.org/datasets/) in that folder and would otherwise "
             "download; snndelay never downloads")
+    check_file(str(h5), h5.stat().st_mtime, part)  # (labels vs the classes: encoding)
     try:
         return tonic.datasets.SHD(save_to=str(base), train=part == "train")
     except Exception as exc:  # noqa: BLE001 - tonic checks and opens the file here
@@ -54,13 +57,62 @@ def _tonic_shd(root: str | None, part: str):
 @functools.lru_cache(maxsize=16)
 def _file_classes(path: str, mtime: float) -> int | None:
     try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            labels = np.asarray(f["labels"])
-        return int(labels.max()) + 1 if labels.size else None
+        return max(check_file(path, mtime, "train")) + 1
     except Exception:  # noqa: BLE001 - unreadable here: the loader reports it with the reason
         return None
+
+
+@functools.lru_cache(maxsize=16)
+def check_file(path: str, mtime: float, part: str) -> tuple[int, ...]:
+    """Read an SHD-format file once and check what the encoder relies on; DataError naming the
+    file and the problem, else the sorted classes of its labels. Checked: the datasets
+    spikes/times, spikes/units and labels, one entry per sample in each; event times finite,
+    >= 0 and at most MAX_EVENT_S s; units integers in [0, 700); at least one event in the
+    file; labels integers in [0, MAX_CLASSES); a training file with at least two classes."""
+    import h5py
+
+    def bad(problem: str) -> DataError:
+        return DataError(f"{path}: {problem}")
+
+    try:
+        with h5py.File(path, "r") as f:
+            for key in ("spikes/times", "spikes/units", "labels"):
+                if key not in f:
+                    raise bad(f"no dataset {key!r} (an SHD file has spikes/times, "
+                              "spikes/units and labels)")
+            labels = np.asarray(f["labels"])
+            times, units = f["spikes/times"], f["spikes/units"]
+            if labels.ndim != 1 or len(labels) == 0:
+                raise bad(f"labels must be one integer per sample, got shape {labels.shape}")
+            if len(times) != len(labels) or len(units) != len(labels):
+                raise bad(f"{len(labels)} labels but {len(times)} spike-time and {len(units)} "
+                          "unit lists")
+            events = 0
+            for k in range(len(labels)):
+                t, u = np.asarray(times[k], dtype=np.float64), np.asarray(units[k])
+                if t.shape != u.shape or t.ndim != 1:
+                    raise bad(f"sample {k}: {t.size} event times but {u.size} units")
+                if not np.isfinite(t).all() or (t < 0).any() or (t > MAX_EVENT_S).any():
+                    raise bad(f"sample {k}: event times must be finite seconds in [0, "
+                              f"{MAX_EVENT_S:g}] (found {t[~((t >= 0) & (t <= MAX_EVENT_S))][:1]})")
+                if u.size and (not np.issubdtype(u.dtype, np.integer) or u.min() < 0
+                               or u.max() >= N_CHANNELS):
+                    raise bad(f"sample {k}: units must be integer channels in [0, {N_CHANNELS})")
+                events += t.size
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py raises many types for a damaged file
+        raise bad(f"cannot be read as an SHD file ({type(exc).__name__})") from None
+    if events == 0:
+        raise bad("holds no events at all")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 \
+            or labels.max() >= MAX_CLASSES:
+        raise bad(f"labels must be integers in [0, {MAX_CLASSES}), found "
+                  f"{labels.min()}..{labels.max()}")
+    found = tuple(int(c) for c in np.unique(labels))
+    if part == "train" and len(found) < 2:
+        raise bad(f"every label is {found[0]}: a classifier needs at least two classes")
+    return found
 
 
 def classes(d) -> int:
