@@ -442,9 +442,9 @@ def export_cmd(
                           "`snndelay deploy`)")
     if buckets is not None and not 1 <= buckets <= 10_000:
         raise ConfigError(f"--synaptic-buckets must be in [1, 10000], got {buckets}")
+    check_time_unit(time_unit_ms)
     path = out or run_dir / "export" / "network.nir"
     check_output_file(path, force, "--out", own_run=run_dir)
-    check_time_unit(time_unit_ms)
     cfg = load_run_config(run_dir)
     net, epoch = load_network(run_dir, cfg, model)
     make_dir(path.parent, "--out directory")

@@ -47,12 +47,17 @@ class LauncherError(UserError, RuntimeError):
     refused them (the line says which setting)."""
 
 
+class NetworkSilent(TrainingDiverged):
+    """No output neuron spiked for any validation sample, epoch after epoch: the run would
+    report 0 % for a reason the line names (weights, threshold, learning rate)."""
+
+
 class MappingError(UserError, ValueError):
     """A network or value that the BrainScaleS-2 chip cannot realise (the line says why)."""
 
 
 __all__ = ["BackendUnavailable", "ConfigError", "DataError", "DatasetMissing", "LauncherError",
-           "MappingError", "RunDirError", "TrainingDiverged", "UserError"]
+           "MappingError", "NetworkSilent", "RunDirError", "TrainingDiverged", "UserError"]
 
 
 def need(ok: bool, key: str, what: str, value: object) -> None:

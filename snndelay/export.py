@@ -274,26 +274,82 @@ def write_nir(net: Network, cfg: Config, path: Path, **kw: Any) -> ExportReport:
 def from_nir(graph: Any) -> tuple[Network, Config]:
     """The snndelay network (and the config it was trained with) of a graph written by
     to_nir; delays become clamp-parametrised values (raw = delay), so the network computes the
-    exported spike times. ConfigError if the graph is not one snndelay wrote."""
+    exported spike times. ConfigError if the graph is not one snndelay wrote, or if it is not
+    exactly what its metadata says (an edited node, edge, threshold or value): the network is
+    exported again and compared with the graph, node by node."""
     raw = graph.metadata.get("snndelay") if isinstance(graph.metadata, dict) else None
     if raw is None:
         raise ConfigError("not a graph written by `snndelay export` (no snndelay metadata)")
-    meta = json.loads(str(raw))
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"unknown snndelay NIR format {meta.get('format')!r}")
-    import yaml
+    try:
+        meta = json.loads(str(raw))
+        if not isinstance(meta, dict):
+            raise ValueError("the snndelay metadata is not a mapping")
+        if meta.get("format") != FORMAT:
+            raise ConfigError(f"unknown snndelay NIR format {meta.get('format')!r}")
+        net, cfg, x, buckets = _network_of(graph, meta)
+    except ConfigError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}" if str(exc) else \
+            type(exc).__name__
+        raise ConfigError(f"the graph does not hold the network its snndelay metadata "
+                          f"describes ({what})") from None
+    _same_graph(graph, to_nir(net, cfg, time_unit_ms=x, buckets=buckets)[0])
+    return net, cfg
 
-    x = float(meta["time_unit_ms"])
-    cfg_raw = yaml.safe_load(meta["config_yaml"])
+
+def _same_graph(got: Any, want: Any) -> None:
+    """ConfigError naming the first node, edge or value where got differs from want."""
+    if set(got.nodes) != set(want.nodes):
+        extra, missing = sorted(set(got.nodes) - set(want.nodes)), sorted(set(want.nodes) -
+                                                                          set(got.nodes))
+        raise ConfigError(f"the graph's nodes do not match its metadata (unexpected: "
+                          f"{extra[:3]}, missing: {missing[:3]})")
+    if sorted(map(tuple, got.edges)) != sorted(map(tuple, want.edges)):
+        raise ConfigError("the graph's edges do not match its metadata (edited edges?)")
+    for name, node in want.nodes.items():
+        other = got.nodes[name]
+        if type(other).__name__ != type(node).__name__:
+            raise ConfigError(f"node {name}: a {type(other).__name__}, the metadata says "
+                              f"{type(node).__name__}")
+        for key, value in vars(node).items():
+            if not isinstance(value, np.ndarray) or key in ("metadata",):
+                continue
+            theirs = np.asarray(vars(other).get(key))
+            if theirs.shape != value.shape or not np.allclose(
+                    theirs.astype(np.float64), value.astype(np.float64), rtol=1e-9, atol=1e-12):
+                raise ConfigError(f"node {name}: {key} differs from what the metadata's network "
+                                  "gives (edited values?)")
+
+
+def _network_of(graph: Any, meta: dict) -> tuple[Network, Config, float, int | None]:
+    """(network, config, time unit, buckets) rebuilt from the metadata and the graph's arrays;
+    every array finite and every delay >= 0."""
+    from snndelay.rundir import read_yaml
+
+    x = check_time_unit(meta["time_unit_ms"], "the graph's time_unit_ms")
+    cfg_raw = read_yaml(meta["config_yaml"])
+    if not isinstance(cfg_raw, dict) or not isinstance(cfg_raw.get("delay"), dict):
+        raise ConfigError("the graph's config_yaml is not a snndelay config")
     kinds = [DelayKind(layer["kind"]) for layer in meta["layers"]]
     cfg_raw["delay"].update(positivity="clamp", shift=0.0, group_size=1)
     cfg = from_dictconfig(cfg_raw)
+    if kinds != cfg.delay_kinds() or len(meta["layers"]) != cfg.n_layers():
+        raise ConfigError(f"the graph's metadata lists {len(kinds)} layers of kinds "
+                          f"{[k.value for k in kinds]}, its config "
+                          f"{[k.value for k in cfg.delay_kinds()]}")
     from snndelay.training import build_network
 
     net = build_network(cfg)
     nodes = graph.nodes
     has_bias = meta["bias_time"] is not None
+    buckets = [int(info["encoding"].split("=")[1]) for info in meta["layers"]
+               if str(info["encoding"]).startswith("synaptic_buckets=")]
     for k, (layer, info, kind) in enumerate(zip(net.layers, meta["layers"], kinds)):
+        if (info["inputs"], info["neurons"]) != (net.sizes[k], net.sizes[k + 1]):
+            raise ConfigError(f"layer {k}: the metadata says {info['inputs']} -> "
+                              f"{info['neurons']} neurons, its config {net.sizes[k]} -> "
+                              f"{net.sizes[k + 1]}")
         n_in, m = info["inputs"], info["neurons"]
         w = np.zeros((n_in + has_bias, m))
         d: np.ndarray | None = None
@@ -325,11 +381,15 @@ def from_nir(graph: Any) -> tuple[Network, Config]:
                                        d[rows])
         else:
             raise ConfigError(f"layer {k}: unknown encoding {enc!r}")
+        if not np.isfinite(w).all():
+            raise ConfigError(f"layer {k}: weights must be finite")
+        if d is not None and (not np.isfinite(d).all() or (d < 0).any()):
+            raise ConfigError(f"layer {k}: delays must be finite and >= 0")
         with torch.no_grad():
             layer.weight.copy_(torch.from_numpy(w))
         if layer.delays is not None and d is not None:
             _set_delays(layer, d)
-    return net, cfg
+    return net, cfg, x, (max(buckets) if buckets else None)
 
 
 def read_nir(path: Path) -> tuple[Network, Config]:

@@ -97,4 +97,39 @@ class Checkpoint:
         if missing:
             raise RunDirError(f"{where}: incomplete snndelay checkpoint (missing "
                               f"{', '.join(missing)})")
-        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+        ckpt = cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+        ckpt._check(where)
+        return ckpt
+
+    def _check(self, where: Path) -> None:
+        """What a damaged or edited checkpoint would get wrong: the epoch, the best epoch,
+        finite parameters, the bumping state."""
+        import math
+
+        import torch
+
+        def bad(problem: str) -> RunDirError:
+            return RunDirError(f"{where}: {problem}; the checkpoint is damaged or was edited")
+
+        if not isinstance(self.epoch, int) or isinstance(self.epoch, bool) or self.epoch < 0:
+            raise bad(f"epoch {self.epoch!r} is not a count of finished epochs")
+        if not isinstance(self.rows, list) or len(self.rows) > self.epoch:
+            raise bad(f"epoch {self.epoch} with more metrics rows than epochs")
+        if not isinstance(self.model, dict) or not isinstance(self.best_model, dict):
+            raise bad("its networks are not parameter dictionaries")
+        if not isinstance(self.best_epoch, int) or not (
+                (0 if not self.best_model else min(1, self.epoch)) <= self.best_epoch
+                <= self.epoch):
+            raise bad(f"best epoch {self.best_epoch!r} is not one of its epochs 1..{self.epoch}")
+        for name, state in (("model", self.model), ("best_model", self.best_model)):
+            for key, value in state.items():
+                if not isinstance(value, torch.Tensor):
+                    raise bad(f"{name}.{key} is not a tensor")
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise bad(f"{name}.{key} holds NaN or infinite values")
+        for key in ("elapsed_s", "bump_value"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise bad(f"{key} {value!r} is not a finite value >= 0")
+        if not isinstance(self.bump_layer, int) or self.bump_layer < -1:
+            raise bad(f"bump_layer {self.bump_layer!r} is not a layer index or -1")

@@ -189,14 +189,37 @@ def default_run_dir(cfg: Config, root: Path = Path("outputs")) -> Path:
     return root / now.strftime("%Y-%m-%d") / f"{now.strftime('%H-%M-%S')}_{cfg.name}"
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a resolved config.yaml is a few kB
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """YAML without aliases: the configs snndelay writes hold none, and expanding a few
+    nested aliases ("billion laughs") would keep a reader busy for minutes."""
+
+    def compose_node(self, parent: object, index: object) -> object:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError(f"YAML alias *{self.peek_event().anchor}: snndelay's files "
+                                 "hold none")
+        return super().compose_node(parent, index)
+
+
+def read_yaml(text: str) -> object:
+    """Plain YAML data (safe types, no aliases); yaml.YAMLError otherwise."""
+    return yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_run_config(run_dir: Path) -> Config:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise RunDirError(f"{path}: {path.stat().st_size} bytes, more than a config holds "
+                              f"({MAX_CONFIG_BYTES})")
+        raw = read_yaml(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RunDirError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
+        raise RunDirError(f"{path}: cannot be read as YAML ({type(exc).__name__}"
+                          f"{': alias' if 'alias' in str(exc) else ''})") from None
     if not isinstance(raw, dict):
         raise RunDirError(f"{path}: holds no config mapping")
     try:
@@ -208,7 +231,7 @@ def load_run_config(run_dir: Path) -> Config:
 def load_run_overrides(run_dir: Path) -> list[str]:
     """The command-line overrides a run was started with (overrides.yaml; [] if unreadable)."""
     try:
-        raw = yaml.safe_load((run_dir / "overrides.yaml").read_text())
+        raw = read_yaml((run_dir / "overrides.yaml").read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
     return [str(o) for o in raw] if isinstance(raw, list) else []

@@ -20,7 +20,7 @@ from snndelay import threads as thread_policy
 from snndelay.backends import make_backend
 from snndelay.config import Config, to_yaml
 from snndelay.engine import compiled
-from snndelay.errors import ConfigError, RunDirError
+from snndelay.errors import ConfigError, NetworkSilent, RunDirError
 from snndelay.network import Network
 from snndelay.records import Checkpoint, RunSummary
 from snndelay.rundir import (
@@ -121,6 +121,26 @@ class RunStopped(BaseException):
         self.epoch = epoch
 
 
+class _SilentWatch:
+    """Stops a run whose output layer stayed silent for every validation sample for EPOCHS
+    epochs in a row with the reason, instead of reporting 0 %. (Fewer silent epochs are
+    ordinary at the start of a run: weight bumping wakes the network up.)"""
+
+    EPOCHS = 5
+
+    def __init__(self, output_layer: int):
+        self.key, self.run = f"silent_layer{output_layer}", 0
+
+    def check(self, row: dict, run_dir: Path) -> None:
+        self.run = self.run + 1 if float(row.get(self.key, 0.0)) >= 1.0 else 0
+        if self.run >= self.EPOCHS:
+            raise NetworkSilent(
+                f"{run_dir}: epoch {row['epoch']}: no output neuron spiked for any validation "
+                f"sample ({self.run} epoch(s) in a row), so every accuracy would be 0 %; raise "
+                "network.weight_mean, lower neuron.threshold or training.lr, or keep weight "
+                "bumping on (training.max_missing_output < 1); the checkpoint is kept")
+
+
 def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,
               on_epoch: Callable[[dict], None] | None = None, threads: int | None = None,
               locked: bool = False, should_stop: Callable[[], bool] | None = None,
@@ -157,7 +177,11 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
         check_fresh_run_dir(run_dir)  # under the lock: no race
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(run_dir / "overrides.yaml", yaml.safe_dump(list(overrides)))
+    if trainer.state.epoch > cfg.training.epochs:
+        raise RunDirError(f"{run_dir}: the checkpoint is at epoch {trainer.state.epoch}, past "
+                          f"training.epochs={cfg.training.epochs} of its config.yaml")
     every = cfg.training.checkpoint_every
+    silent = _SilentWatch(len(trainer.net.layers) - 1)
     while trainer.state.epoch < cfg.training.epochs:
         row = trainer.train_epoch()
         epoch = trainer.state.epoch
@@ -167,6 +191,7 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
             atomic_write_text(run_dir / "metrics.csv", _metrics_csv(trainer.state.rows))
         if on_epoch is not None:
             on_epoch(row)
+        silent.check(row, run_dir)
         if stop:
             raise RunStopped(epoch)
     test_split = load_split(cfg, "test")

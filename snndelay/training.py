@@ -184,8 +184,12 @@ class Trainer:
         self.shuffle.set_state(ckpt.shuffle_rng)
         if ckpt.noise_rng is not None:
             self.noise_rng.bit_generator.state = ckpt.noise_rng
+        # A checkpoint written before the best-validation network was kept: its last network
+        # is the best so far.
+        best_epoch, best = (ckpt.best_epoch, ckpt.best_model) if ckpt.best_model else \
+            (ckpt.epoch, ckpt.model)
         self.state = TrainState(ckpt.epoch, ckpt.bump_layer, ckpt.bump_value, ckpt.elapsed_s,
-                                list(ckpt.rows), ckpt.best_epoch, dict(ckpt.best_model))
+                                list(ckpt.rows), best_epoch, dict(best))
         self.backend.load_state_dict(ckpt.backend)
 
     # -- one epoch -------------------------------------------------------------------------

@@ -155,7 +155,9 @@ def test_export_and_import_commands_round_trip_through_evaluate(tmp_path, tiny_r
 @pytest.mark.parametrize("args,message", [
     (["--format", "onnx"], "--format must be nir"),
     (["--synaptic-buckets", "0"], "--synaptic-buckets must be in"),
-    (["--time-unit-ms", "0"], "--time-unit-ms must be > 0"),
+    (["--time-unit-ms", "0"], "--time-unit-ms: must be in (0, "),
+    (["--time-unit-ms", "inf"], "--time-unit-ms: must be in (0, "),
+    (["--time-unit-ms", "nan"], "--time-unit-ms: must be in (0, "),
 ])
 def test_export_refuses_bad_options_with_one_line(args, message, tiny_run):
     res = runner.invoke(app, ["export", str(tiny_run), *args])

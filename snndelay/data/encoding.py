@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from snndelay.data import REGISTRY, SIZE_KEYS, n_classes
+from snndelay.data import REGISTRY, SIZE_KEYS, n_classes, n_inputs
 from snndelay.errors import DataError
 
 
@@ -43,6 +43,10 @@ def _check(d, split: str, enc: Encoded) -> Encoded:
         raise DataError(f"{where}: the {split} split is empty ({hint})")
     if enc.t_in.shape[0] != n:
         raise DataError(f"{where}: the {split} split has {enc.t_in.shape[0]} inputs but {n} labels")
+    if enc.t_in.shape[1] != n_inputs(d):  # e.g. test images of another size than training's
+        raise DataError(f"{where}: the {split} split encodes to {enc.t_in.shape[1]} input "
+                        f"channels, the network has {n_inputs(d)} (files of different image "
+                        "sizes?)")
     labels = enc.labels
     if int(labels.min()) < 0 or int(labels.max()) >= n_classes(d):
         raise DataError(f"{where}: the {split} split has labels {int(labels.min())}.."
