@@ -316,7 +316,7 @@ def compare_delays(
     """Train every delay type (none, axonal, dendritic, synaptic) at each hidden size and seed;
     comparison.csv, comparison.md and comparison.png of the test error."""
     from snndelay import compare
-    from snndelay.rundir import atomic_write_text
+    from snndelay.rundir import atomic_write_text, check_output_file
 
     try:
         sizes = [int(h) for h in hidden.split(",") if h.strip()]
@@ -324,6 +324,9 @@ def compare_delays(
         raise ConfigError(f"--hidden: needs comma-separated integers, got {hidden!r}")
     sweep_ov = compare.sweep_overrides(list(overrides or []), sizes, seeds)
     target = out or compare.default_out()
+    if not (target / "runs" / "sweep.json").is_file():  # not an earlier comparison's directory
+        for name in ("comparison.csv", "comparison.md", "comparison.png"):
+            check_output_file(target / name, False, "--out")
     rows = _run_sweep(sweep_ov, jobs, launcher, target / "runs")
     cells = compare.aggregate(rows)
     title = "delay types compared: " + (" ".join(overrides) if overrides else "Yin-Yang presets")

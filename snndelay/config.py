@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from snndelay.backends import BACKENDS
-from snndelay.data import MAX_SEED, DatasetConfig, YinYangConfig, n_classes, n_inputs
+from snndelay.data import MAX_SEED, MAX_TIME, DatasetConfig, YinYangConfig, n_classes, n_inputs
 from snndelay.data import REGISTRY as DATA_REGISTRY
 from snndelay.delays import DELAY_TYPES, GROUP_LAYOUTS, DelayKind
 from snndelay.errors import ConfigError, need, need_int
@@ -116,7 +116,7 @@ class ShiftMseConfig(LossConfig):
     dt: float = 0.2  # target gap between label and other outputs (0.3 on hardware)
 
     def check(self) -> None:
-        need(self.dt >= 0, "loss.dt", "must be >= 0", self.dt)
+        need(0 <= self.dt <= MAX_TIME, "loss.dt", f"must be in [0, {MAX_TIME:g}] tau_s", self.dt)
 
 
 @dataclass
@@ -127,9 +127,11 @@ class TtfsCeConfig(LossConfig):
     beta: float = 1.0
 
     def check(self) -> None:
-        need(self.xi > 0, "loss.xi", "must be > 0", self.xi)
-        need(self.alpha >= 0, "loss.alpha", "must be >= 0", self.alpha)
-        need(self.beta > 0, "loss.beta", "must be > 0", self.beta)
+        need(0 < self.xi <= MAX_TIME, "loss.xi", f"must be in (0, {MAX_TIME:g}] tau_s", self.xi)
+        need(0 <= self.alpha <= MAX_WEIGHT, "loss.alpha", f"must be in [0, {MAX_WEIGHT:g}]",
+             self.alpha)
+        need(0 < self.beta <= MAX_TIME, "loss.beta", f"must be in (0, {MAX_TIME:g}] tau_s",
+             self.beta)
 
 
 # The schema of every option of a group whose options have keys of their own: a run accepts
@@ -238,8 +240,8 @@ MAX_SPIKES = 1_000  # neuron.max_spikes: the spike buffer per neuron and sample
 MAX_LR = 10.0  # Adam moves a parameter by about lr per step
 MAX_WEIGHT = 1e4  # weight_mean, weight_std, bump: per input spike, in membrane units
 MAX_THRESHOLD = 1e4  # neuron.threshold (membrane units)
-MAX_TIME = 1e4  # tau_s: time constants, delays, the bias spike, input jitter
-WHY_TIME = "longer times overflow the closed forms' exponentials"
+# MAX_TIME (tau_s, snndelay.data): also bounds time constants, delays, the bias spike, jitter
+WHY_TIME = "longer than any input window by orders of magnitude"
 WHY_WEIGHT = "beyond that a neuron fires at its first input spike or never"
 
 

@@ -122,23 +122,27 @@ class RunStopped(BaseException):
 
 
 class _SilentWatch:
-    """Stops a run whose output layer stayed silent for every validation sample for EPOCHS
-    epochs in a row with the reason, instead of reporting 0 %. (Fewer silent epochs are
-    ordinary at the start of a run: weight bumping wakes the network up.)"""
+    """Stops a run whose output layer stays silent for every validation sample with the
+    reason, instead of reporting 0 %: after STUCK epochs in a row in which nothing woke it
+    (no weight bump), or after SILENT silent epochs in a row whatever happens. (Silent
+    epochs are ordinary at the start of a run while weight bumping raises the weights.)"""
 
-    EPOCHS = 5
+    STUCK, SILENT = 5, 50
 
     def __init__(self, output_layer: int):
-        self.key, self.run = f"silent_layer{output_layer}", 0
+        self.key, self.stuck, self.silent = f"silent_layer{output_layer}", 0, 0
 
     def check(self, row: dict, run_dir: Path) -> None:
-        self.run = self.run + 1 if float(row.get(self.key, 0.0)) >= 1.0 else 0
-        if self.run >= self.EPOCHS:
+        silent = float(row.get(self.key, 0.0)) >= 1.0
+        self.silent = self.silent + 1 if silent else 0
+        self.stuck = self.stuck + 1 if silent and not row.get("bumps") else 0
+        if self.stuck >= self.STUCK or self.silent >= self.SILENT:
             raise NetworkSilent(
                 f"{run_dir}: epoch {row['epoch']}: no output neuron spiked for any validation "
-                f"sample ({self.run} epoch(s) in a row), so every accuracy would be 0 %; raise "
-                "network.weight_mean, lower neuron.threshold or training.lr, or keep weight "
-                "bumping on (training.max_missing_output < 1); the checkpoint is kept")
+                f"sample ({self.silent} epochs in a row, {self.stuck} without a weight bump), "
+                "so every accuracy would be 0 %; raise network.weight_mean, lower "
+                "neuron.threshold or training.lr, or keep weight bumping on "
+                "(training.max_missing_output < 1); the checkpoint is kept")
 
 
 def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,

@@ -62,7 +62,13 @@ def loss_fn(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray,
     d t_b [B, K]) (losses.LOSSES, docs/model.md section 5)."""
     kw = cfg.loss.kwargs()
     fn = LOSSES[cfg.loss.name]
-    return lambda t, y: fn(t, y, **kw)
+
+    def loss(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # An overflowing loss becomes inf, which the max_loss guard reports in one line.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return fn(t, y, **kw)
+
+    return loss
 
 
 @dataclass
