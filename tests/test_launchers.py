@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_fail_safe import _one_line_exit_2
 from typer.testing import CliRunner
 
 from snndelay import compare, launchers, threads
@@ -26,14 +27,6 @@ from snndelay.sweep import Job, job_row
 runner = CliRunner()
 TINY = ["experiment=yinyang_h5_ws", "dataset.train_size=150", "dataset.val_size=60",
         "dataset.test_size=60", "training.batch_size=50", "training.epochs=1"]
-
-
-def _one_line_exit_2(res) -> str:
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert "Traceback" not in res.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("stderr,kind,fragment", [
