@@ -253,7 +253,7 @@ def check_no_running_jobs(sweep_dir: Path) -> None:
                           "sweep directory; wait for them to finish, or cancel them")
     ids = _active_ids(sweep_dir)
     if ids and shutil.which("squeue"):
-        listed = _squeue(ids)
+        listed = {task: st for task, st in (_squeue(ids) or {}).items() if st[0] not in _ENDED}
         if listed:
             raise RunDirError(f"{sweep_dir}: its SLURM jobs {', '.join(ids)} are still queued "
                               f"or running (squeue -j {','.join(ids)}); wait for them, or "
@@ -478,6 +478,10 @@ def _run_submitit(jobs: list["Job"], launcher: LauncherConfig, sweep_dir: Path, 
         raise
 
 
+# Final states squeue shows (with --states=all, until the controller forgets the job); a
+# requeued task passes through PENDING / REQUEUED instead.
+_ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+          "OUT_OF_MEMORY", "TIMEOUT"}
 # Pending reasons that need no attention (a task waits its turn).
 _ORDINARY = {"None", "Priority", "Resources", "BeginTime", "JobArrayTaskLimit", "Dependency"}
 
@@ -485,8 +489,9 @@ _ORDINARY = {"None", "Priority", "Resources", "BeginTime", "JobArrayTaskLimit", 
 def _wait_slurm(pairs: list[tuple[Any, "Job"]], done: RowFn, on_notice: Callable[[str], None],
                 poll_s: float = 1.0, queue_every_s: float = 5.0) -> None:
     """Wait for the array's tasks: a task is done when its result file appears, or when squeue
-    no longer lists it (twice, `queue_every_s` apart) without one: SLURM ended it (works
-    without accounting, where submitit's sacct-based watcher would wait forever)."""
+    shows it in a final state or no longer lists it (twice, `queue_every_s` apart) without
+    one: SLURM ended it (works without accounting, where submitit's sacct-based watcher would
+    wait forever)."""
     left = dict(enumerate(pairs))
     missing: dict[int, int] = {}
     said: set[str] = set()
@@ -503,10 +508,12 @@ def _wait_slurm(pairs: list[tuple[Any, "Job"]], done: RowFn, on_notice: Callable
             if listed is not None:
                 for k, (sj, job) in list(left.items()):
                     entry = listed.get(str(sj.job_id))
-                    if entry is None and not sj.paths.result_pickle.exists():
+                    ended = entry is None or entry[0] in _ENDED
+                    if ended and not sj.paths.result_pickle.exists():
                         missing[k] = missing.get(k, 0) + 1
                         if missing[k] >= 2:
-                            done(_result_row(sj, job, ended=_final_state(sj)))
+                            state = entry[0] if entry is not None else _final_state(sj)
+                            done(_result_row(sj, job, ended=state))
                             del left[k]
                         continue
                     missing.pop(k, None)
@@ -523,8 +530,8 @@ def _squeue(ids: list[str]) -> Optional[dict[str, tuple[str, str]]]:
     """{task id: (state, reason)} of the listed array ids that squeue still shows; None when
     squeue cannot be asked (then nothing is concluded from it)."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T|%r"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(["squeue", "-h", "-r", "--states=all", "-j", ",".join(ids), "-o",
+                              "%i|%T|%r"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:  # e.g. "Invalid job id specified" once every id has left the queue

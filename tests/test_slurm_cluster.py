@@ -139,14 +139,17 @@ def test_a_sweep_runs_as_an_array_with_the_allocations_threads_and_reuses_withou
 
 def test_a_task_killed_by_scancel_keeps_its_cell_in_compare_delays(cluster, shadowed):
     out = shadowed / "cmp"
-    proc = _popen(["compare-delays", *Y, "training.epochs=300", "--hidden", "3", "--seeds", "1",
+    proc = _popen(["compare-delays", *Y, "training.epochs=1000", "--hidden", "3", "--seeds", "1",
                    *ONE_CPU, "--out", str(out)], cluster, shadowed)
     try:
         def running():
             return [i for i, state, _ in _queue(cluster) if state == "RUNNING"]
 
-        victim = _wait(running, 120, "a running task")[0]
-        subprocess.run(["scancel", "-s", "KILL", victim], env=cluster, check=True, timeout=60)
+        _wait(lambda: list((out / "runs").glob("*/metrics.csv")), 180, "a job training")
+        victim = _wait(running, 60, "a running task")[0]
+        # --full: the batch shell too, so that the task dies whatever step it is in
+        subprocess.run(["scancel", "--full", "-s", "KILL", victim], env=cluster, check=True,
+                       timeout=60)
         _, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
