@@ -171,14 +171,19 @@ def foreign_entries(run_dir: Path) -> list[str]:
                   and not (_TMP.match(p.name) and p.is_file()))
 
 
-def clear_run_dir(run_dir: Path) -> None:
-    """Remove what `snndelay train` wrote in run_dir (the caller holds its lock, so .lock
-    stays); refuses, removing nothing, when run_dir holds anything else."""
+def check_no_foreign(run_dir: Path, hint: str = "move it away") -> None:
+    """RunDirError naming what run_dir holds that `snndelay train` does not write."""
     foreign = foreign_entries(run_dir)
     if foreign:
         raise RunDirError(f"{run_dir}: holds {', '.join(foreign[:3])}"
                           f"{' ...' if len(foreign) > 3 else ''}, which snndelay did not "
-                          "write; move it away (nothing was removed)")
+                          f"write; {hint} (nothing was removed)")
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Remove what `snndelay train` wrote in run_dir (the caller holds its lock, so .lock
+    stays); refuses, removing nothing, when run_dir holds anything else."""
+    check_no_foreign(run_dir)
     for p in run_dir.iterdir():
         if p.name != ".lock":
             p.unlink()

@@ -152,19 +152,14 @@ def job_plan(run_dir: Path, cfg: Config) -> str:
     continued (checkpoint) only when the config it was trained with equals cfg. A directory
     that is not exactly what `snndelay train` writes (another file in it, a config.yaml this
     version cannot read) raises RunDirError: it is refused, never removed."""
-    from snndelay.rundir import foreign_entries, load_run_config
+    from snndelay.rundir import check_no_foreign, load_run_config
 
     if not run_dir.exists():
         return FRESH
     if not run_dir.is_dir() or run_dir.is_symlink():
         raise RunDirError(f"{run_dir}: the sweep's job path is not a directory it made; move "
                           "it away")
-    foreign = foreign_entries(run_dir)
-    if foreign:
-        raise RunDirError(f"{run_dir}: holds {', '.join(foreign[:3])}"
-                          f"{' ...' if len(foreign) > 3 else ''}, which a sweep job does not "
-                          "write; move it away or choose another --sweep-dir (nothing was "
-                          "removed)")
+    check_no_foreign(run_dir, "move it away or choose another --sweep-dir")
     has = {name: (run_dir / name).is_file() for name in ("config.yaml", "checkpoint.pt",
                                                            "summary.json")}
     if not has["config.yaml"]:
