@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from snndelay.records import RunSummary
+from snndelay.app.records import RunSummary
 
 SPIN = "while True: pass"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snndelay.records import RunSummary
+from snndelay.app.records import RunSummary
 
 
 def write_synthetic_mnist(root: Path, seed: int = 0) -> None:

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from snndelay.app.deploy import calibrated
+from snndelay.app.rundir import load_run_config
+from snndelay.app.runs import load_network
+from snndelay.app.trainer import load_split
 from snndelay.backends import make_backend
 from snndelay.config import BackendConfig
-from snndelay.deploy import calibrated
-from snndelay.losses import predict
-from snndelay.rundir import load_run_config
-from snndelay.runs import load_network
-from snndelay.training import load_split
+from snndelay.model.losses import predict
 
 
 def chip(cfg, chip_seed: int, seed: int):

@@ -19,12 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from nir_interpreter import first_spikes  # noqa: E402
 
+from snndelay.app.export import to_nir  # noqa: E402
+from snndelay.app.rundir import load_run_config  # noqa: E402
+from snndelay.app.runs import load_network, train_run  # noqa: E402
+from snndelay.app.trainer import load_split  # noqa: E402
 from snndelay.config import compose  # noqa: E402
-from snndelay.export import to_nir  # noqa: E402
-from snndelay.losses import predict  # noqa: E402
-from snndelay.rundir import load_run_config  # noqa: E402
-from snndelay.runs import load_network, train_run  # noqa: E402
-from snndelay.training import load_split  # noqa: E402
+from snndelay.model.losses import predict  # noqa: E402
 
 PRESETS = {"none": "yinyang_h30_w", "axonal": "yinyang_h30_wa", "dendritic": "yinyang_h30_wd",
            "synaptic": "yinyang_h30_ws"}

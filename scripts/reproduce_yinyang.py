@@ -15,8 +15,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from snndelay.records import RunSummary
-from snndelay.sweep import Job, load_launcher, run_jobs, stats, threads_per_job
+from snndelay.app.records import RunSummary
+from snndelay.app.sweep import Job, load_launcher, run_jobs, stats, threads_per_job
 
 PRESETS = ("yinyang_h30_w", "yinyang_h30_wa", "yinyang_h30_wd", "yinyang_h30_ws", "yinyang_h5_ws")
 TARGETS = {"yinyang_h30_w": 96.7, "yinyang_h30_wa": 97.5, "yinyang_h30_wd": 97.5,

@@ -57,7 +57,7 @@ def main() -> None:
 def selfcheck(tolerance: float = typer.Option(
         1e-5, help="Largest accepted |exact - FD| gradient error.")) -> None:
     """Check the engine's exact gradients against finite differences (both tau ratios, all delay types)."""
-    from snndelay.selfcheck import run_selfcheck
+    from snndelay.app.selfcheck import run_selfcheck
 
     if not 0 < tolerance < 1:  # also refuses nan and inf
         raise ConfigError(f"--tolerance: must be in (0, 1) (a relative gradient error), got "
@@ -88,14 +88,14 @@ def train(
         None, "--resume", help="Continue an interrupted run from its last checkpoint."),
 ) -> None:
     """Train a network (default experiment: yinyang_h30_ws)."""
-    from snndelay.config import compose, to_yaml
-    from snndelay.rundir import (
+    from snndelay.app.rundir import (
         check_fresh_run_dir,
         check_writable_dir,
         default_run_dir,
         load_run_config,
         load_run_overrides,
     )
+    from snndelay.config import compose, to_yaml
 
     overrides = list(overrides or [])
     continuing = resume is not None
@@ -119,9 +119,9 @@ def train(
     if show_cfg:
         console.print(to_yaml(cfg), markup=False, highlight=False, end="")
         return
+    from snndelay.app.runs import train_run
+    from snndelay.app.trainer import check_data
     from snndelay.backends import ensure_available
-    from snndelay.runs import train_run
-    from snndelay.training import check_data
 
     check_writable_dir(target)
     if not continuing and not start_over:
@@ -170,7 +170,7 @@ def evaluate(
                               "best: that of the best-validation epoch."),
 ) -> None:
     """Reload a run and report accuracy, loss, confusion matrix and silent neurons."""
-    from snndelay.runs import evaluate_run
+    from snndelay.app.runs import evaluate_run
 
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, got {split!r}")
@@ -228,7 +228,7 @@ def _sweep_progress(total: int) -> tuple[Progress, Callable[[dict], None]]:
 
 
 def _group_table(title: str, rows: list[dict]) -> Table:
-    from snndelay.sweep import groups
+    from snndelay.app.sweep import groups
 
     table = Table(title=title)
     for col in ("swept values (over seeds)", "runs", "failed", "median", "IQR", "mean", "std"):
@@ -246,8 +246,8 @@ def _group_table(title: str, rows: list[dict]) -> Table:
 
 def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) -> list[dict]:
     """Plan, run and aggregate a sweep (shared by sweep and compare-delays)."""
-    from snndelay.rundir import directory_lock
-    from snndelay.sweep import plan_sweep, run_plan
+    from snndelay.app.rundir import directory_lock
+    from snndelay.app.sweep import plan_sweep, run_plan
 
     plan = plan_sweep(overrides, jobs, launcher, sweep_dir)
     launch = plan.launcher
@@ -284,7 +284,7 @@ def sweep(
                                   "rerunning into it reuses finished jobs."),
 ) -> None:
     """Run every combination of the swept overrides; summary.csv and a table per group."""
-    from snndelay.sweep import default_sweep_dir
+    from snndelay.app.sweep import default_sweep_dir
 
     target = sweep_dir or default_sweep_dir()
     rows = _run_sweep(list(overrides or []), jobs, launcher, target)
@@ -315,8 +315,8 @@ def compare_delays(
 ) -> None:
     """Train every delay type (none, axonal, dendritic, synaptic) at each hidden size and seed;
     comparison.csv, comparison.md and comparison.png of the test error."""
-    from snndelay import compare
-    from snndelay.rundir import atomic_write_text, check_output_file
+    from snndelay.app import compare
+    from snndelay.app.rundir import atomic_write_text, check_output_file
 
     try:
         sizes = [int(h) for h in hidden.split(",") if h.strip()]
@@ -366,13 +366,13 @@ def deploy(
 ) -> None:
     """Convert a trained run into a BrainScaleS-2 bundle (deploy/bundle.npz, bundle.json) and,
     with --hw, run it on the backend next to the simulator (deploy/report.json, hw_vs_sim.png)."""
+    from snndelay.app.deploy import run_deploy
     from snndelay.backends import ensure_available
-    from snndelay.deploy import run_deploy
 
     if backend not in ("bss2_emulator", "bss2"):
         raise ConfigError(f"--backend must be bss2_emulator or bss2, got {backend!r}")
+    from snndelay.app.rundir import directory_lock
     from snndelay.config import MAX_REPEATS, MAX_SEED
-    from snndelay.rundir import directory_lock
 
     if not 1 <= repeats <= MAX_REPEATS:
         raise ConfigError(f"--repeats must be in [1, {MAX_REPEATS}], got {repeats}")
@@ -436,9 +436,9 @@ def export_cmd(
     """Write a trained network as a NIR graph with its delays (needs the optional nir package);
     what NIR cannot express (fire-once, first-spike readout, input encoding) is in its
     metadata (docs/model.md section 10)."""
-    from snndelay.export import bucketed, check_time_unit, write_nir
-    from snndelay.rundir import check_output_file, load_run_config, make_dir
-    from snndelay.runs import load_network
+    from snndelay.app.export import bucketed, check_time_unit, write_nir
+    from snndelay.app.rundir import check_output_file, load_run_config, make_dir
+    from snndelay.app.runs import load_network
 
     if fmt != "nir":
         raise ConfigError(f"--format must be nir, got {fmt!r} (BrainScaleS-2 bundles: "
@@ -462,9 +462,9 @@ def export_cmd(
                   "bias time (the graph's metadata 'semantics' and 'snndelay' say so)",
                   markup=False, highlight=False)
     if buckets is not None:
-        from snndelay.deploy import spike_deviation
-        from snndelay.losses import predict
-        from snndelay.training import load_split
+        from snndelay.app.deploy import spike_deviation
+        from snndelay.app.trainer import load_split
+        from snndelay.model.losses import predict
 
         test = load_split(cfg, "test")
         t = test.t_in.numpy()
@@ -485,16 +485,16 @@ def import_cmd(
                                  "directory (config.yaml, checkpoint.pt) for `snndelay evaluate`."),
 ) -> None:
     """Read a NIR graph written by `snndelay export` back into a snndelay run directory."""
-    from snndelay.config import to_yaml
-    from snndelay.export import read_nir
-    from snndelay.records import Checkpoint
-    from snndelay.rundir import (
+    from snndelay.app.export import read_nir
+    from snndelay.app.records import Checkpoint
+    from snndelay.app.rundir import (
         atomic_write_text,
         check_fresh_run_dir,
         check_writable_dir,
         directory_lock,
     )
-    from snndelay.runs import atomic_torch_save
+    from snndelay.app.runs import atomic_torch_save
+    from snndelay.config import to_yaml
 
     check_writable_dir(run_dir)
     check_fresh_run_dir(run_dir)

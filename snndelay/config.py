@@ -21,8 +21,8 @@ from omegaconf.errors import OmegaConfBaseException
 from snndelay.backends import BACKENDS
 from snndelay.data import MAX_SEED, MAX_TIME, DatasetConfig, YinYangConfig, n_classes, n_inputs
 from snndelay.data import REGISTRY as DATA_REGISTRY
-from snndelay.delays import DELAY_TYPES, GROUP_LAYOUTS, DelayKind
 from snndelay.errors import ConfigError, need, need_int
+from snndelay.model.sharing import DELAY_TYPES, GROUP_LAYOUTS, DelayKind
 
 POSITIVITY = ("sigmoid", "clamp")
 
@@ -385,7 +385,7 @@ def check_first_spike_only(cfg: Config, backend: str) -> None:
 
 def _check_bss2(cfg: Config) -> None:
     """What the chip cannot realise is refused with the reason (bss2_mapping)."""
-    from snndelay.backends.bss2_mapping import MappingError, check_realisable, place
+    from snndelay.backends.bss2.mapping import MappingError, check_realisable, place
 
     kinds, sizes = cfg.delay_kinds(), cfg.layer_sizes()
     groups = cfg.group_sizes()

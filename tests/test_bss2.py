@@ -8,17 +8,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from snndelay.app.deploy import load_bundle, make_bundle, run_deploy, validate_bundle
+from snndelay.app.trainer import build_network
 from snndelay.backends import BackendUnavailable, SimulatorBackend
-from snndelay.backends import bss2_mapping as hw
-from snndelay.backends.bss2_mapping import bundle_params
-from snndelay.backends.emulator import BSS2Emulator, NoiseModel
+from snndelay.backends.bss2 import mapping as hw
+from snndelay.backends.bss2.emulator import BSS2Emulator, NoiseModel
+from snndelay.backends.bss2.mapping import bundle_params
 from snndelay.cli import app
 from snndelay.config import ConfigError, compose
-from snndelay.deploy import load_bundle, make_bundle, run_deploy, validate_bundle
 from snndelay.engine import LayerParams, Neuron, _impl, first_spike_times, layer_forward
-from snndelay.losses import LOSSES, predict
-from snndelay.network import DelaySpec, Network
-from snndelay.training import build_network
+from snndelay.model.losses import LOSSES, predict
+from snndelay.model.network import DelaySpec, Network
 
 runner = CliRunner()
 needs_numba = pytest.mark.skipif(not _impl.HAVE_NUMBA, reason="hardware backends need numba")
@@ -298,7 +298,7 @@ def test_chip_in_the_loop_gradients_equal_the_engine_gradients_when_noise_is_off
     # Reference: autograd through the engine's public first_spike_times, composed in the test.
     from reference import autograd_network
 
-    from snndelay.losses import shift_mse
+    from snndelay.model.losses import shift_mse
 
     out = autograd_network(net, torch.tensor(t), max_dw_norm=0.2)
     shift_mse(out[-1], torch.tensor(y), dt=0.3).mean().backward()
@@ -317,7 +317,7 @@ def test_each_seed_trains_on_its_own_emulated_chip_unless_one_is_pinned():
 
 @needs_numba
 def test_emulator_training_records_the_chip_and_resumes_exactly(tmp_path):
-    from snndelay.runs import train_run
+    from snndelay.app.runs import train_run
 
     ov = ["experiment=yinyang_bss2_wa", *TINY, "training.epochs=2", "backend.chip_seed=7"]
     cfg = compose(ov)[1]
@@ -343,7 +343,7 @@ def test_emulator_training_records_the_chip_and_resumes_exactly(tmp_path):
 
 @needs_numba
 def test_evaluation_averages_runs_only_where_trial_noise_makes_them_differ():
-    from snndelay.training import evaluate, load_split
+    from snndelay.app.trainer import evaluate, load_split
 
     cfg = compose(["experiment=yinyang_bss2_wa", *TINY, "training.eval_batch_size=20"])[1]
     net, split = build_network(cfg), load_split(cfg, "test")
@@ -383,7 +383,7 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     # the bundle realises exactly what the emulator runs
     cfg = compose(["experiment=yinyang_bss2_wa"])[1]
     net = build_network(cfg)
-    from snndelay.runs import load_checkpoint
+    from snndelay.app.runs import load_checkpoint
 
     net.load_state_dict(load_checkpoint(run).model)
     cal = meta["calibration"]  # on by default: weights scaled per neuron for chip 1
@@ -463,7 +463,7 @@ def test_deploy_calibration_failure_is_one_line_and_exit_2(tmp_path):
 
 
 def test_chip_backend_without_the_stack_fails_at_once_naming_the_emulator(tmp_path):
-    from snndelay.backends.bss2_chip import BSS2Chip
+    from snndelay.backends.bss2.chip import BSS2Chip
 
     with pytest.raises(BackendUnavailable, match="bss2_emulator"):
         BSS2Chip()
@@ -478,7 +478,7 @@ def test_chip_backend_without_the_stack_fails_at_once_naming_the_emulator(tmp_pa
 def test_chip_adapter_runs_the_bundle_file_not_the_network(tmp_path, monkeypatch):
     # No chip here: a stand-in for the PyNN module lets the adapter be built; only what it
     # would write to the chip (the realised parameters) is checked, against bundle.npz.
-    from snndelay.backends import bss2_chip
+    from snndelay.backends.bss2 import chip as bss2_chip
 
     monkeypatch.setattr(bss2_chip, "_import_pynn", lambda: object())
     run = tmp_path / "r"

@@ -17,14 +17,14 @@ runner = CliRunner()
 
 # command -> (module attribute that the command calls below itself, arguments)
 CASES = {
-    "train": ("snndelay.training.load_split", ["train", "training.epochs=1"]),
-    "evaluate": ("snndelay.runs.evaluate_run", ["evaluate", "some/run"]),
-    "sweep": ("snndelay.sweep.make_jobs", ["sweep", "training.seed=0,1"]),
-    "compare-delays": ("snndelay.compare.sweep_overrides", ["compare-delays", "--seeds", "1"]),
+    "train": ("snndelay.app.trainer.load_split", ["train", "training.epochs=1"]),
+    "evaluate": ("snndelay.app.runs.evaluate_run", ["evaluate", "some/run"]),
+    "sweep": ("snndelay.app.sweep.make_jobs", ["sweep", "training.seed=0,1"]),
+    "compare-delays": ("snndelay.app.compare.sweep_overrides", ["compare-delays", "--seeds", "1"]),
     "deploy": ("snndelay.backends.ensure_available", ["deploy", "some/run", "--hw"]),
-    "selfcheck": ("snndelay.selfcheck.run_selfcheck", ["selfcheck"]),
-    "export": ("snndelay.rundir.load_run_config", ["export", "some/run"]),
-    "import": ("snndelay.export.read_nir", ["import", "some.nir", "--run-dir", "some/run"]),
+    "selfcheck": ("snndelay.app.selfcheck.run_selfcheck", ["selfcheck"]),
+    "export": ("snndelay.app.rundir.load_run_config", ["export", "some/run"]),
+    "import": ("snndelay.app.export.read_nir", ["import", "some.nir", "--run-dir", "some/run"]),
 }
 ERRORS = [errors.ConfigError, errors.DataError, errors.DatasetMissing, errors.RunDirError,
           errors.BackendUnavailable, errors.MappingError, errors.UserError]
@@ -55,7 +55,7 @@ def test_user_error_below_a_command_is_one_line_and_exit_2(monkeypatch, command,
 
 
 def test_a_bug_is_not_disguised_as_a_user_error(monkeypatch) -> None:
-    _raise_in(monkeypatch, "snndelay.runs.evaluate_run", KeyError("internal"))
+    _raise_in(monkeypatch, "snndelay.app.runs.evaluate_run", KeyError("internal"))
     res = runner.invoke(app, ["evaluate", "some/run"])
     assert res.exit_code == 1 and isinstance(res.exception, KeyError)
 

@@ -206,8 +206,8 @@ def test_an_option_accepts_only_its_own_keys(overrides, where):
 def test_saved_config_with_another_datasets_key_is_refused_unless_it_is_an_old_run(tmp_path):
     import yaml
 
+    from snndelay.app.rundir import load_run_config
     from snndelay.config import from_dictconfig, to_yaml
-    from snndelay.rundir import load_run_config
 
     raw = yaml.safe_load(to_yaml(compose([])[1]))
     raw["dataset"]["channel_factor"] = 1  # what every run saved before per-dataset schemas

@@ -22,10 +22,10 @@ from test_datasets import _fake_mnist, _write_idx
 from typer.testing import CliRunner
 
 from snndelay import errors
+from snndelay.app.rundir import atomic_write_text, directory_lock
 from snndelay.cli import app
 from snndelay.config import compose
 from snndelay.engine import first_spike_times
-from snndelay.rundir import atomic_write_text, directory_lock
 
 runner = CliRunner()
 SMALL = ["experiment=yinyang_h5_ws", "dataset.train_size=60", "dataset.val_size=30",
@@ -46,7 +46,7 @@ def no_training(monkeypatch):
     def fail(self):
         raise AssertionError("training started before the error was found")
 
-    monkeypatch.setattr("snndelay.training.Trainer.train_epoch", fail)
+    monkeypatch.setattr("snndelay.app.trainer.Trainer.train_epoch", fail)
 
 
 # -- config values ----------------------------------------------------------------------------
@@ -325,7 +325,7 @@ def test_compare_delays_exit_code_says_a_job_failed(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("snndelay.runs.train_run", broken)
+    monkeypatch.setattr("snndelay.app.runs.train_run", broken)
     res = runner.invoke(app, ["compare-delays", *SMALL, "--hidden", "3", "--seeds", "1",
                               "--out", str(tmp_path / "cmp")])
     assert res.exit_code == 1 and "boom" in res.output

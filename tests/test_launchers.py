@@ -17,12 +17,12 @@ import pytest
 from test_fail_safe import _one_line_exit_2
 from typer.testing import CliRunner
 
-from snndelay import compare, launchers, threads
+from snndelay.app import compare, launchers, threads
+from snndelay.app.rundir import shared_lock
+from snndelay.app.sweep import Job, job_row
 from snndelay.cli import app
 from snndelay.config import compose
 from snndelay.errors import ConfigError, LauncherError
-from snndelay.rundir import shared_lock
-from snndelay.sweep import Job, job_row
 
 runner = CliRunner()
 TINY = ["experiment=yinyang_h5_ws", "dataset.train_size=150", "dataset.val_size=60",
@@ -82,7 +82,7 @@ def test_a_slurm_task_uses_the_cpus_of_its_allocation(monkeypatch):
 
 
 def test_a_stop_request_saves_the_epoch_and_the_resumed_run_ends_as_uninterrupted(tmp_path):
-    from snndelay.runs import RunStopped, train_run
+    from snndelay.app.runs import RunStopped, train_run
 
     ov = [*TINY[:-1], "training.epochs=4", "training.checkpoint_every=3"]
     cfg = compose(ov)[1]
@@ -115,7 +115,7 @@ def test_sigusr2_in_a_slurm_task_only_asks_the_run_to_stop(tmp_path):
 
 
 def test_a_stopped_task_requeues_itself_up_to_max_requeues(tmp_path, monkeypatch):
-    from snndelay.runs import RunStopped
+    from snndelay.app.runs import RunStopped
 
     calls = []
     monkeypatch.setattr(launchers.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or

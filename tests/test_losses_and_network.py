@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from snndelay.app.trainer import build_network
 from snndelay.config import compose
-from snndelay.losses import predict, shift_mse, ttfs_cross_entropy
-from snndelay.training import build_network
+from snndelay.model.losses import predict, shift_mse, ttfs_cross_entropy
 
 INF = math.inf
 
@@ -74,7 +74,7 @@ def test_delays_stay_positive_and_groups_share(positivity):
 
 
 def test_lean_adam_with_decay_matches_torch_adam_and_steplr_bit_for_bit():
-    from snndelay.optim import Adam
+    from snndelay.model.optim import Adam
 
     g = torch.Generator().manual_seed(0)
     ours = [torch.nn.Parameter(torch.randn(4, 3, generator=g, dtype=torch.float64)),

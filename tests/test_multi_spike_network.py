@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from snndelay.cli import app
 from snndelay.config import compose
 from snndelay.errors import ConfigError
-from snndelay.losses import LOSSES
-from snndelay.network import DelaySpec, Network, first_spikes
+from snndelay.model.losses import LOSSES
+from snndelay.model.network import DelaySpec, Network, first_spikes
 
 runner = CliRunner()
 
@@ -64,7 +64,7 @@ def test_training_with_a_multi_spike_hidden_layer_reports_saturation(tmp_path):
 
 
 def test_bumping_counts_a_neuron_without_any_spike_as_silent():
-    from snndelay.training import Trainer
+    from snndelay.app.trainer import Trainer
 
     cfg = compose(["neuron.max_spikes=[3,1]", "dataset.train_size=300", "dataset.val_size=100",
                    "dataset.test_size=100", "training.max_missing_hidden=0.25"])[1]
@@ -128,10 +128,10 @@ def test_an_exploding_loss_stops_the_run_with_the_remedy(tmp_path):
 
 def test_nir_round_trip_keeps_spike_trains(tmp_path):
     pytest.importorskip("nir")
-    from snndelay.export import from_nir, to_nir
+    from snndelay.app.export import from_nir, to_nir
 
     cfg = compose(["neuron.max_spikes=[4,1]", "delay=synaptic"])[1]
-    from snndelay.training import build_network
+    from snndelay.app.trainer import build_network
 
     net = build_network(cfg)
     graph, _ = to_nir(net, cfg)

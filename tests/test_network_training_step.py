@@ -9,8 +9,8 @@ import pytest
 import torch
 from reference import autograd_network, central_differences
 
-from snndelay.losses import LOSSES, predict, shift_mse, torch_loss
-from snndelay.network import DelaySpec, Network
+from snndelay.model.losses import LOSSES, predict, shift_mse, torch_loss
+from snndelay.model.network import DelaySpec, Network
 
 CASES = list(itertools.product(
     ["none", "axonal", "dendritic", "synaptic"], ["sigmoid", "clamp"],
@@ -205,8 +205,8 @@ def _tiny_cfg(*extra):
 
 
 def test_training_epoch_is_the_same_with_either_engine_implementation():
+    from snndelay.app.trainer import Trainer
     from snndelay.engine import _impl
-    from snndelay.training import Trainer
 
     if not _impl.HAVE_NUMBA:
         pytest.skip("needs numba for the compiled implementation")
@@ -228,7 +228,7 @@ def test_trainer_takes_the_gradient_at_whatever_times_a_stand_in_backend_returns
     spike times and its own realised weights gets its gradient taken at exactly those."""
     from dataclasses import replace
 
-    from snndelay import training
+    from snndelay.app import trainer as training
     from snndelay.backends import Backend, BackendRun
 
     class StandIn(Backend):

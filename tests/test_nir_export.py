@@ -8,13 +8,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from snndelay.app.trainer import Trainer, load_split
 from snndelay.cli import app
 from snndelay.config import compose
-from snndelay.losses import predict
-from snndelay.training import Trainer, load_split
+from snndelay.model.losses import predict
 
 nir = pytest.importorskip("nir")
-from snndelay.export import bucketed, read_nir, to_nir, write_nir  # noqa: E402
+from snndelay.app.export import bucketed, read_nir, to_nir, write_nir  # noqa: E402
 
 runner = CliRunner()
 PRESETS = {"none": "yinyang_h30_w", "axonal": "yinyang_h30_wa", "dendritic": "yinyang_h30_wd",
@@ -165,7 +165,7 @@ def test_export_refuses_bad_options_with_one_line(args, message, tiny_run):
 
 
 def test_large_exact_fanout_warns_and_huge_one_is_refused(monkeypatch, tmp_path):
-    from snndelay import export
+    from snndelay.app import export
 
     net, cfg = _trained("synaptic")
     monkeypatch.setattr(export, "FANOUT_WARN", 10)

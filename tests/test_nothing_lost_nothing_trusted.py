@@ -25,8 +25,8 @@ from test_datasets import _fake_mnist, _write_idx
 from test_fail_safe import _break, _one_line_exit_2
 from typer.testing import CliRunner
 
+from snndelay.app.runs import atomic_torch_save
 from snndelay.cli import app
-from snndelay.runs import atomic_torch_save
 
 runner = CliRunner()
 SMALL = ["experiment=yinyang_h5_ws", "dataset.train_size=60", "dataset.val_size=30",
@@ -276,7 +276,7 @@ def test_synaptic_buckets_are_bounded_by_the_distinct_delays(trained, tmp_path):
 
 
 def test_a_huge_exact_fanout_is_refused_before_it_is_allocated(trained, monkeypatch):
-    from snndelay import export
+    from snndelay.app import export
 
     def no_alloc(*a, **k):
         raise AssertionError("allocated before the size check")

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
+from snndelay.app.records import CHECKPOINT_FORMAT, Checkpoint, RunSummary
+from snndelay.app.runs import atomic_torch_save, load_checkpoint
 from snndelay.errors import RunDirError
-from snndelay.records import CHECKPOINT_FORMAT, Checkpoint, RunSummary
-from snndelay.runs import atomic_torch_save, load_checkpoint
 
 FIELDS = dict(epoch=2, model={"w": torch.ones(2)}, optimizer={}, shuffle_rng=torch.zeros(3),
               noise_rng=None, bump_layer=-1, bump_value=0.0, elapsed_s=1.5, rows=[{"epoch": 1}],

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from snndelay.app.compare import aggregate, sweep_overrides
+from snndelay.app.sweep import Job, expand, groups, load_launcher, make_jobs, run_jobs, stats
 from snndelay.cli import app
-from snndelay.compare import aggregate, sweep_overrides
 from snndelay.config import ConfigError
-from snndelay.sweep import Job, expand, groups, load_launcher, make_jobs, run_jobs, stats
 
 runner = CliRunner()
 TINY = ["dataset.train_size=150", "dataset.val_size=60", "dataset.test_size=60",
@@ -102,8 +102,8 @@ def test_parallel_sweep_reports_a_failing_job_and_rerun_skips_finished(tmp_path)
 
 
 def test_interrupted_job_continues_from_its_checkpoint(tmp_path):
+    from snndelay.app.runs import train_run
     from snndelay.config import compose
-    from snndelay.runs import train_run
 
     overrides = [*TINY[:-1], "training.epochs=3", "delay=axonal"]
     cfg = compose(overrides)[1]

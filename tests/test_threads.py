@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from snndelay import threads
+from snndelay.app import threads
 from snndelay.engine import _impl
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from snndelay.app.runs import atomic_torch_save, train_run
+from snndelay.app.trainer import Trainer
 from snndelay.cli import app
 from snndelay.config import compose
-from snndelay.runs import atomic_torch_save, train_run
-from snndelay.training import Trainer
 
 runner = CliRunner()
 SMALL = ["dataset.train_size=300", "dataset.val_size=100", "dataset.test_size=100",

@@ -18,7 +18,7 @@ BACKENDS = ("simulator", "bss2_emulator", "bss2")
 def ensure_available(name: str) -> None:
     """Raise BackendUnavailable at once (before any work) when the backend cannot run here."""
     if name == "bss2":
-        from snndelay.backends.bss2_chip import _import_pynn
+        from snndelay.backends.bss2.chip import _import_pynn
 
         _import_pynn()
 
@@ -29,11 +29,11 @@ def backend_class(name: str) -> type[Backend]:
     if name == "simulator":
         return SimulatorBackend
     if name == "bss2_emulator":
-        from snndelay.backends.emulator import BSS2Emulator
+        from snndelay.backends.bss2.emulator import BSS2Emulator
 
         return BSS2Emulator
     if name == "bss2":
-        from snndelay.backends.bss2_chip import BSS2Chip
+        from snndelay.backends.bss2.chip import BSS2Chip
 
         return BSS2Chip
     raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")

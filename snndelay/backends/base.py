@@ -10,7 +10,7 @@ import numpy as np
 from snndelay.engine import LayerParams
 
 if TYPE_CHECKING:
-    from snndelay.network import Network
+    from snndelay.model.network import Network
 
 
 @dataclass

@@ -44,7 +44,7 @@ def use_numba(t: torch.Tensor, ratio: float) -> bool:
 # idle machine two threads save even on Yin-Yang's small layers (1.65x on a 150 x 4 -> 30
 # layer), but next to busy processes a parallel region waits for its slowest thread, and a
 # descheduled thread costs a whole scheduler slice: a Yin-Yang epoch (calls of about 1 ms) ran
-# 3x slower next to one busy process and 8x next to two. snndelay.threads.CpuMonitor tells
+# 3x slower next to one busy process and 8x next to two. snndelay.app.threads.CpuMonitor tells
 # which case holds and sets the limit (measured: scripts/bench_contention.py, docs/results.md).
 PARALLEL_MIN_WORK = 1_000_000
 _parallel_min_work = PARALLEL_MIN_WORK

@@ -11,14 +11,14 @@ import numpy as np
 import torch
 
 from snndelay import data
+from snndelay.app.records import Checkpoint
+from snndelay.app.threads import CpuMonitor
 from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.config import Config
 from snndelay.errors import TrainingDiverged
-from snndelay.losses import LOSSES, predict
-from snndelay.network import DelaySpec, Network, first_spikes
-from snndelay.optim import Adam
-from snndelay.records import Checkpoint
-from snndelay.threads import CpuMonitor
+from snndelay.model.losses import LOSSES, predict
+from snndelay.model.network import DelaySpec, Network, first_spikes
+from snndelay.model.optim import Adam
 
 
 @dataclass

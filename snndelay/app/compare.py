@@ -9,9 +9,9 @@ import io
 import math
 from pathlib import Path
 
-from snndelay.delays import DELAY_TYPES, DelayKind
+from snndelay.app.sweep import default_sweep_dir, stats
 from snndelay.errors import ConfigError
-from snndelay.sweep import default_sweep_dir, stats
+from snndelay.model.sharing import DELAY_TYPES, DelayKind
 
 DELAYS = DELAY_TYPES
 # Without an experiment= override each delay type runs with its own published Yin-Yang recipe
@@ -113,7 +113,7 @@ def to_markdown(cells: list[dict], title: str) -> str:
 
 def plot(cells: list[dict], path: Path, title: str) -> None:
     """Two panels: test error vs hidden neurons and vs parameters; IQR bands."""
-    from snndelay.plots import plt, save_figure
+    from snndelay.app.plots import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for d in DELAYS:

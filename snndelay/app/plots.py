@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from snndelay.rundir import atomic_write  # noqa: E402
+from snndelay.app.rundir import atomic_write  # noqa: E402
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> None:

@@ -36,7 +36,7 @@ import torch
 from snndelay.config import Config, from_dictconfig, to_yaml
 from snndelay.engine import DelayKind
 from snndelay.errors import ConfigError, UserError
-from snndelay.network import Network
+from snndelay.model.network import Network
 
 FORMAT = "snndelay-nir/1"
 V_RESET = -1.0e9  # x theta: after its spike a neuron stays far below threshold (fire once)
@@ -325,7 +325,7 @@ def _same_graph(got: Any, want: Any) -> None:
 def _network_of(graph: Any, meta: dict) -> tuple[Network, Config, float, int | None]:
     """(network, config, time unit, buckets) rebuilt from the metadata and the graph's arrays;
     every array finite and every delay >= 0."""
-    from snndelay.rundir import read_yaml
+    from snndelay.app.rundir import read_yaml
 
     x = check_time_unit(meta["time_unit_ms"], "the graph's time_unit_ms")
     cfg_raw = read_yaml(meta["config_yaml"])
@@ -338,7 +338,7 @@ def _network_of(graph: Any, meta: dict) -> tuple[Network, Config, float, int | N
         raise ConfigError(f"the graph's metadata lists {len(kinds)} layers of kinds "
                           f"{[k.value for k in kinds]}, its config "
                           f"{[k.value for k in cfg.delay_kinds()]}")
-    from snndelay.training import build_network
+    from snndelay.app.trainer import build_network
 
     net = build_network(cfg)
     nodes = graph.nodes

@@ -1,5 +1,5 @@
 """Runs: checkpoints, the training command and the evaluation command (run directories
-themselves: snndelay.rundir)."""
+themselves: snndelay.app.rundir)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,10 @@ import torch
 import yaml
 
 import snndelay
-from snndelay import plots
-from snndelay import threads as thread_policy
-from snndelay.backends import make_backend
-from snndelay.config import Config, to_yaml
-from snndelay.engine import compiled
-from snndelay.errors import ConfigError, NetworkSilent, RunDirError
-from snndelay.network import Network
-from snndelay.records import Checkpoint, RunSummary
-from snndelay.rundir import (
+from snndelay.app import plots
+from snndelay.app import threads as thread_policy
+from snndelay.app.records import Checkpoint, RunSummary
+from snndelay.app.rundir import (
     atomic_write,
     atomic_write_text,
     check_fresh_run_dir,
@@ -31,7 +26,12 @@ from snndelay.rundir import (
     directory_lock,
     load_run_config,
 )
-from snndelay.training import EvalResult, Split, Trainer, build_network, check_data, evaluate, load_split
+from snndelay.app.trainer import EvalResult, Split, Trainer, build_network, check_data, evaluate, load_split
+from snndelay.backends import make_backend
+from snndelay.config import Config, to_yaml
+from snndelay.engine import compiled
+from snndelay.errors import ConfigError, NetworkSilent, RunDirError
+from snndelay.model.network import Network
 
 
 def atomic_torch_save(obj: dict, path: Path) -> None:
@@ -104,7 +104,7 @@ class RunResult:
 
 
 def use_threads(cfg: Config, default: int | None = None) -> int:
-    """Thread counts for this process (snndelay.threads): training.threads when set, else
+    """Thread counts for this process (snndelay.app.threads): training.threads when set, else
     `default` (a sweep's share of the cores), else the CPUs this process may use."""
     ratio = cfg.neuron.tau_mem / cfg.neuron.tau_syn
     return thread_policy.configure(cfg.training.threads or default,

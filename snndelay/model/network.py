@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from snndelay.delays import GROUP_LAYOUTS
 from snndelay.engine import (
     DelayKind,
     LayerCache,
@@ -26,6 +25,7 @@ from snndelay.engine import (
     layer_backward,
     layer_forward,
 )
+from snndelay.model.sharing import GROUP_LAYOUTS
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from snndelay.backends import bss2_mapping as hw
 from snndelay.backends.base import Backend, BackendRun
+from snndelay.backends.bss2 import mapping as hw
 from snndelay.engine.prepare import arrivals
 from snndelay.engine.types import LayerParams
 from snndelay.errors import BackendUnavailable
 
 if TYPE_CHECKING:
-    from snndelay.network import Network
+    from snndelay.model.network import Network
 
 HOW_TO_GET_ACCESS = (
     "backend=bss2 needs the BrainScaleS-2 software stack (pynn_brainscales) and a chip, "

@@ -1,7 +1,7 @@
 """Launchers: where a sweep's jobs run (joblib processes on this machine, or one SLURM job array
 through submitit) and everything about a job that depends on where it runs: its threads, the
 lock it holds on the sweep directory, signals, time limits and requeueing, and the scheduler's
-errors. The sweep (snndelay.sweep) decides what a job is; this module only runs it.
+errors. The sweep (snndelay.app.sweep) decides what a job is; this module only runs it.
 
 - Threads: a local job gets cores / --jobs; a SLURM task takes the CPUs of its own allocation
   (SLURM_CPUS_PER_TASK, its affinity mask), never a count decided on the submitting machine.
@@ -44,7 +44,7 @@ from snndelay.config import _one_line, config_dir
 from snndelay.errors import ConfigError, LauncherError, RunDirError, UserError
 
 if TYPE_CHECKING:
-    from snndelay.sweep import Job
+    from snndelay.app.sweep import Job
 
 LAUNCHERS = ("local", "slurm")
 CLUSTERS = ("slurm", "local", "debug")  # submitit executors
@@ -121,7 +121,7 @@ def on_slurm(launcher: LauncherConfig) -> bool:
 
 
 def threads_per_job(n_jobs: int) -> int:
-    from snndelay.threads import available_cpus
+    from snndelay.app.threads import available_cpus
 
     return max(1, available_cpus() // max(1, n_jobs))
 
@@ -146,8 +146,8 @@ class JobRunner:
         self.max_requeues = max_requeues
 
     def __call__(self, job: "Job") -> dict:
-        from snndelay.rundir import shared_lock
-        from snndelay.runs import RunStopped
+        from snndelay.app.rundir import shared_lock
+        from snndelay.app.runs import RunStopped
 
         if job.in_worker:
             _exit_with_parent()
@@ -171,8 +171,8 @@ class JobRunner:
     def _requeue(self, job: "Job", epoch: int) -> dict:
         """Requeue this task (it stopped at `epoch`, checkpoint saved) and exit; a failed row
         when it was requeued max_requeues times already or scontrol refuses."""
-        from snndelay.rundir import atomic_write_text
-        from snndelay.sweep import job_row
+        from snndelay.app.rundir import atomic_write_text
+        from snndelay.app.sweep import job_row
 
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
         task = os.environ.get("SLURM_JOB_ID", "")
@@ -246,7 +246,7 @@ def _exit_with_parent() -> None:
 def check_no_running_jobs(sweep_dir: Path) -> None:
     """Refuse a sweep directory while jobs of an earlier sweep run in it (they hold its jobs
     lock) or wait in a SLURM queue (the array ids of its last submission, asked of squeue)."""
-    from snndelay.rundir import exclusive_free
+    from snndelay.app.rundir import exclusive_free
 
     if not exclusive_free(sweep_dir / JOBS_LOCK):
         raise RunDirError(f"{sweep_dir}: jobs of an earlier sweep are still running in this "
@@ -460,7 +460,7 @@ def _run_submitit(jobs: list["Job"], launcher: LauncherConfig, sweep_dir: Path, 
         raise sbatch_error(f"{stderr.getvalue()}\n{exc}", launcher) from None
     slurm = on_slurm(launcher)
     if slurm:
-        from snndelay.rundir import atomic_write_text
+        from snndelay.app.rundir import atomic_write_text
 
         ids = sorted({str(sj.job_id).split("_")[0] for sj in submitted})
         atomic_write_text(sweep_dir / ACTIVE, json.dumps({"job_ids": ids}) + "\n")
@@ -569,8 +569,8 @@ def _final_state(sj: Any) -> str:
 def _result_row(sj: Any, job: "Job", ended: Optional[str]) -> dict:
     """The job's row from its result file, or a failed row (with error.txt in the run
     directory) for a task that failed outside the job function or that SLURM ended."""
-    from snndelay.rundir import atomic_write_text
-    from snndelay.sweep import job_row
+    from snndelay.app.rundir import atomic_write_text
+    from snndelay.app.sweep import job_row
 
     if ended is None:
         try:

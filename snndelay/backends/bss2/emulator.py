@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from snndelay.backends import bss2_mapping as hw
 from snndelay.backends.base import Backend, BackendRun
+from snndelay.backends.bss2 import mapping as hw
 from snndelay.engine.layer import layer_forward, solve_arrivals
 from snndelay.engine.prepare import arrivals, output_times
 from snndelay.engine.types import DelayKind, LayerParams, Neuron
 
 if TYPE_CHECKING:
-    from snndelay.network import Network
+    from snndelay.model.network import Network
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from snndelay.backends import bss2_mapping as hw
+from snndelay.backends.bss2 import mapping as hw
 from snndelay.config import Config, to_yaml
 from snndelay.errors import ConfigError
 
 if TYPE_CHECKING:
     from snndelay.backends import Backend
-    from snndelay.network import Network
+    from snndelay.model.network import Network
 
 CALIBRATION_REPEATS = 20  # probe runs per chip: trial noise 0.04 / sqrt(20) ~ 0.01 in theta
 
@@ -112,7 +112,7 @@ def validate_bundle(arrays: dict[str, np.ndarray], meta: dict) -> None:
 
 
 def write_bundle(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    from snndelay.rundir import atomic_write, atomic_write_text
+    from snndelay.app.rundir import atomic_write, atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "bundle.npz",
@@ -148,12 +148,12 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     compensates the target chip's thresholds first. Returns the report."""
     from dataclasses import replace
 
+    from snndelay.app.rundir import atomic_write_text, load_run_config
+    from snndelay.app.runs import load_network
+    from snndelay.app.trainer import load_split
     from snndelay.backends import SimulatorBackend, backend_class, make_backend
     from snndelay.config import check_first_spike_only
-    from snndelay.losses import predict
-    from snndelay.rundir import atomic_write_text, load_run_config
-    from snndelay.runs import load_network
-    from snndelay.training import load_split
+    from snndelay.model.losses import predict
 
     cfg = load_run_config(run_dir)
     check_first_spike_only(cfg, backend_name)  # before a bundle is written
@@ -221,7 +221,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
 
 
 def _plot(hw_out: np.ndarray, sim_out: np.ndarray, path: Path, backend: str) -> None:
-    from snndelay.plots import plt, save_figure
+    from snndelay.app.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
     both = np.isfinite(hw_out) & np.isfinite(sim_out)

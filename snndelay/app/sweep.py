@@ -24,10 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
 
-from snndelay import launchers
-from snndelay.config import Config, _one_line, compose
-from snndelay.errors import ConfigError, RunDirError, UserError
-from snndelay.launchers import (  # noqa: F401 - the sweep's launcher API, re-exported
+from snndelay.app import launchers
+from snndelay.app.launchers import (  # noqa: F401 - the sweep's launcher API, re-exported
     LauncherConfig,
     Stopped,
     job_threads,
@@ -35,6 +33,8 @@ from snndelay.launchers import (  # noqa: F401 - the sweep's launcher API, re-ex
     split_launcher_overrides,
     threads_per_job,
 )
+from snndelay.config import Config, _one_line, compose
+from snndelay.errors import ConfigError, RunDirError, UserError
 
 SEED_KEY = "training.seed"
 MAX_JOBS = 100_000  # a sweep's jobs (each is a run directory)
@@ -152,7 +152,7 @@ def job_plan(run_dir: Path, cfg: Config) -> str:
     continued (checkpoint) only when the config it was trained with equals cfg. A directory
     that is not exactly what `snndelay train` writes (another file in it, a config.yaml this
     version cannot read) raises RunDirError: it is refused, never removed."""
-    from snndelay.rundir import check_no_foreign, load_run_config
+    from snndelay.app.rundir import check_no_foreign, load_run_config
 
     if not run_dir.exists():
         return FRESH
@@ -181,7 +181,7 @@ def job_plan(run_dir: Path, cfg: Config) -> str:
 
 def reused_row(job: Job) -> dict:
     """The row of a job whose finished run is reused."""
-    from snndelay.records import RunSummary
+    from snndelay.app.records import RunSummary
 
     row = job_row(job)
     summary = RunSummary.read(Path(job.run_dir))
@@ -196,8 +196,8 @@ def run_job(job: Job, should_stop: Optional[Callable[[], bool]] = None) -> dict:
     """Train (or reuse, or continue) one job's run under its directory's lock; never raises
     an error: failures become a row with status "failed" and the error (traceback in the
     run's error.txt). should_stop: see runs.train_run (RunStopped passes through)."""
-    from snndelay.rundir import atomic_write_text, clear_run_dir, directory_lock
-    from snndelay.runs import train_run
+    from snndelay.app.rundir import atomic_write_text, clear_run_dir, directory_lock
+    from snndelay.app.runs import train_run
 
     started = time.monotonic()
     run_dir = Path(job.run_dir)
@@ -240,7 +240,7 @@ def run_job(job: Job, should_stop: Optional[Callable[[], bool]] = None) -> dict:
 def run_jobs(jobs: list[Job], launcher: LauncherConfig, n_jobs: int, sweep_dir: Path,
              on_done: Callable[[dict], None] = lambda row: None,
              on_notice: Callable[[str], None] = lambda line: None) -> list[dict]:
-    """Run the jobs (run_job each) on the launcher (snndelay.launchers)."""
+    """Run the jobs (run_job each) on the launcher (snndelay.app.launchers)."""
     return launchers.run_jobs(jobs, launcher, n_jobs, sweep_dir, run_job, on_done, on_notice)
 
 
@@ -268,8 +268,8 @@ def plan_sweep(overrides: list[str], n_jobs: int, launcher_name: str, sweep_dir:
     dataset, and every job directory already there (refused, never removed, when it is not
     what the sweep writes). Nothing is written; run_plan checks the directory again under
     its lock."""
-    from snndelay.rundir import check_writable_dir
-    from snndelay.training import check_data
+    from snndelay.app.rundir import check_writable_dir
+    from snndelay.app.trainer import check_data
 
     if not 1 <= n_jobs <= 1024:
         raise ConfigError(f"--jobs must be in [1, 1024], got {n_jobs}")
@@ -319,7 +319,7 @@ def run_plan(plan: SweepPlan, on_done: Callable[[dict], None] = lambda row: None
 
 # -- aggregation ------------------------------------------------------------------------------
 def write_summary(rows: list[dict], path: Path) -> None:
-    from snndelay.rundir import atomic_write_text
+    from snndelay.app.rundir import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_FIELDS))
@@ -372,7 +372,7 @@ def default_sweep_dir(root: Path = Path("outputs/sweeps")) -> Path:
 
 def write_sweep_record(sweep_dir: Path, overrides: list[str], launcher: LauncherConfig,
                        n_jobs: int, jobs: list[Job]) -> None:
-    from snndelay.rundir import atomic_write_text
+    from snndelay.app.rundir import atomic_write_text
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     record = {"overrides": overrides, "launcher": asdict(launcher), "jobs": n_jobs,

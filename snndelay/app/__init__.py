@@ -1,0 +1,1 @@
+"""The application: runs, run directories, sweeps, launchers, comparisons, deploy, export."""

@@ -1,0 +1,1 @@
+"""The BrainScaleS-2 wing: the chip mapping, the emulator, the chip adapter."""

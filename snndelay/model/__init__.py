@@ -1,0 +1,1 @@
+"""What is trained: delay sharing, delays, networks, losses and the optimiser."""
