@@ -22,7 +22,7 @@ from snndelay.backends import BACKENDS
 from snndelay.data import MAX_SEED, MAX_TIME, DatasetConfig, YinYangConfig, n_classes, n_inputs
 from snndelay.data import REGISTRY as DATA_REGISTRY
 from snndelay.errors import ConfigError, need, need_int
-from snndelay.model.sharing import DELAY_TYPES, GROUP_LAYOUTS, DelayKind
+from snndelay.model.sharing import DELAY_TYPES, GROUP_LAYOUTS, DelayKind, DelaySharing
 
 POSITIVITY = ("sigmoid", "clamp")
 
@@ -359,13 +359,7 @@ def validate(cfg: Config) -> Config:
         _check_bss2(cfg)
     need(dl.group_layout in GROUP_LAYOUTS, "delay.group_layout",
          f"must be one of {', '.join(GROUP_LAYOUTS)}", dl.group_layout)
-    if dl.group_layout == "strided":
-        rows = [sizes[k] + (cfg.network.bias_time is not None) if kinds_k is DelayKind.AXONAL
-                else sizes[k + 1] for k, kinds_k in enumerate(cfg.delay_kinds())]
-        need(all(r % g == 0 for r, g in zip(rows, groups)), "delay.group_layout",
-             "strided groups need each layer's delayed neurons (inputs incl. bias for axonal, "
-             f"outputs for dendritic: {rows}) to be a multiple of delay.group_size {groups}",
-             dl.group_layout)
+    delay_sharing(cfg)  # each layer's groups can exist
     if dl.type not in (DelayKind.AXONAL, DelayKind.DENDRITIC):
         need(all(g == 1 for g in groups), "delay.group_size",
               f"shared delays need delay=axonal or delay=dendritic (delay={dl.type} has no "
@@ -383,20 +377,27 @@ def check_first_spike_only(cfg: Config, backend: str) -> None:
          "subtraction); set it to 1 or use backend=simulator", cfg.neuron.max_spikes)
 
 
+def delay_sharing(cfg: Config) -> list[DelaySharing]:
+    """Each layer's delay sharing (model/sharing.py); a ConfigError when one cannot exist."""
+    sizes, bias = cfg.layer_sizes(), cfg.network.bias_time is not None
+    out = []
+    for k, (kind, g) in enumerate(zip(cfg.delay_kinds(), cfg.group_sizes())):
+        try:
+            out.append(DelaySharing(kind, sizes[k] + bias, sizes[k + 1], g,
+                                    cfg.delay.group_layout))
+        except ValueError as exc:
+            raise ConfigError(f"delay.group_layout: layer {k}: {exc} (delay.group_size "
+                              f"{cfg.delay.group_size})") from None
+    return out
+
+
 def _check_bss2(cfg: Config) -> None:
     """What the chip cannot realise is refused with the reason (bss2_mapping)."""
     from snndelay.backends.bss2.mapping import MappingError, check_realisable, place
 
-    kinds, sizes = cfg.delay_kinds(), cfg.layer_sizes()
-    groups = cfg.group_sizes()
-    bias = cfg.network.bias_time is not None
-    # a consecutive group shares one relay; strided members are different sources (one each)
-    per = [1 if cfg.delay.group_layout == "strided" else g for g in groups]
-    n_delays = [-(-(sizes[k] + bias) // per[k]) if kinds[k] is DelayKind.AXONAL else 0
-                for k in range(cfg.n_layers())]
     try:
-        check_realisable(kinds, cfg.neuron.tau_mem, cfg.neuron.tau_syn)
-        place(sizes[1:], n_delays)
+        check_realisable(cfg.delay_kinds(), cfg.neuron.tau_mem, cfg.neuron.tau_syn)
+        place(cfg.layer_sizes()[1:], [sh.circuits for sh in delay_sharing(cfg)])
     except MappingError as exc:
         raise ConfigError(f"backend={cfg.backend.name}: {exc}") from None
 

@@ -17,8 +17,9 @@ from snndelay.backends.bss2.mapping import bundle_params
 from snndelay.cli import app
 from snndelay.config import ConfigError, compose
 from snndelay.engine import LayerParams, Neuron, _impl, first_spike_times, layer_forward
+from snndelay.model.delays import DelaySpec
 from snndelay.model.losses import LOSSES, predict
-from snndelay.model.network import DelaySpec, Network
+from snndelay.model.network import Network
 
 runner = CliRunner()
 needs_numba = pytest.mark.skipif(not _impl.HAVE_NUMBA, reason="hardware backends need numba")

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from snndelay.cli import app
 from snndelay.config import compose
 from snndelay.errors import ConfigError
+from snndelay.model.delays import DelaySpec
 from snndelay.model.losses import LOSSES
-from snndelay.model.network import DelaySpec, Network, first_spikes
+from snndelay.model.network import Network, first_spikes
 
 runner = CliRunner()
 

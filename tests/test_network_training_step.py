@@ -9,8 +9,9 @@ import pytest
 import torch
 from reference import autograd_network, central_differences
 
+from snndelay.model.delays import DelaySpec
 from snndelay.model.losses import LOSSES, predict, shift_mse, torch_loss
-from snndelay.model.network import DelaySpec, Network
+from snndelay.model.network import Network
 
 CASES = list(itertools.product(
     ["none", "axonal", "dendritic", "synaptic"], ["sigmoid", "clamp"],

@@ -24,6 +24,7 @@ import numpy as np
 from snndelay.backends.bss2 import mapping as hw
 from snndelay.config import Config, to_yaml
 from snndelay.errors import ConfigError
+from snndelay.model.sharing import CONSECUTIVE
 
 if TYPE_CHECKING:
     from snndelay.backends import Backend
@@ -58,25 +59,25 @@ def make_bundle(cfg: Config, net, calibration: dict | None = None, network: dict
     kinds = [kind.value for kind in net.delay_kinds()]
     hw.check_realisable(kinds, net.tau_mem, net.tau_syn)
     arrays: dict[str, np.ndarray] = {}
-    n_delays, groups = [], []
+    sharing = []
     for k, layer in enumerate(net.layers):
         exc, inh = hw.weights_to_hw(layer.weight.detach().numpy())
         arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"] = exc, inh
         if layer.delays is not None:
-            # one refractory setting per delay circuit pair (shared by a consecutive group)
+            # one refractory setting per delay circuit pair (DelaySharing.circuit_values)
             d = layer.delays.circuit_values()  # tau_s (tau_syn = 1 on the chip)
             arrays[f"layer{k}_refractory"] = hw.delay_to_refractory(d)
-            n_delays.append(d.size)
-            spec = layer.delays.spec  # rows per circuit pair: a strided group has one each
-            groups.append(1 if spec.group_layout == "strided" else spec.group_size)
+            sharing.append(layer.delays.sharing)
         else:
-            n_delays.append(0)
-            groups.append(1)
-    placement = hw.place(net.sizes[1:], n_delays)
+            sharing.append(None)
+    placement = hw.place(net.sizes[1:], [0 if sh is None else sh.circuits for sh in sharing])
     meta = {
-        "format": "snndelay-bss2-bundle/1",
+        "format": hw.BUNDLE_FORMAT,
         "experiment": cfg.name,
-        "sizes": net.sizes, "delay_types": kinds, "delay_group_sizes": groups,
+        "sizes": net.sizes, "delay_types": kinds,
+        # shared delays (DelaySharing): the group size and layout of each layer
+        "delay_group_sizes": [1 if sh is None else sh.group for sh in sharing],
+        "delay_group_layouts": [CONSECUTIVE if sh is None else sh.layout for sh in sharing],
         "bias_time": net.bias_time,
         "threshold": float(net.threshold),
         "input_replicas": cfg.dataset.replicate,

@@ -16,8 +16,9 @@ from snndelay.app.threads import CpuMonitor
 from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.config import Config
 from snndelay.errors import TrainingDiverged
+from snndelay.model.delays import DelaySpec
 from snndelay.model.losses import LOSSES, predict
-from snndelay.model.network import DelaySpec, Network, first_spikes
+from snndelay.model.network import Network, first_spikes
 from snndelay.model.optim import Adam
 
 

@@ -3,14 +3,14 @@ one chain of engine layers that every backend and the trainer use (docs/model.md
 
 A network hands out its layers as typed LayerParams (engine/types.py); forward chains the
 engine's layer_forward over them (or replays spike times a backend measured), backward chains
-layer_backward and writes each parameter's .grad. The delay parametrisation (sigmoid or
-clamped, shared groups) is written once here with its vector-Jacobian product.
+layer_backward and writes each parameter's .grad. The delay parametrisation and its
+vector-Jacobian product: model/delays.py; shared delays: model/sharing.py.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Iterator, cast
 
 import numpy as np
@@ -25,124 +25,7 @@ from snndelay.engine import (
     layer_backward,
     layer_forward,
 )
-from snndelay.model.sharing import GROUP_LAYOUTS
-
-
-@dataclass(frozen=True)
-class DelaySpec:
-    """How one layer's delays are parametrised. d = shift + scale * sigmoid(p) ("sigmoid") or
-    d = p kept >= shift by clamping after each step ("clamp"); p ~ N(init_mean, init_std) and,
-    for "clamp", starts at shift + scale * sigmoid(p). group_size g > 1 shares each axonal
-    (dendritic) delay among g pre- (post-) synaptic neurons: with group_layout "consecutive"
-    neurons i g .. i g + g - 1 share delay i; with "strided" neuron i takes delay i mod (N / g)
-    (the layout of the published hardware configurations: the g copies of an input, placed
-    next to each other, then each see a different delay)."""
-
-    type: DelayKind = DelayKind.NONE
-    positivity: str = "sigmoid"
-    shift: float = 0.0
-    scale: float = 1.0
-    init_mean: float = 0.0
-    init_std: float = 0.25
-    group_size: int = 1
-    group_layout: str = "consecutive"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "type", DelayKind(self.type))
-        if self.group_layout not in GROUP_LAYOUTS:
-            raise ValueError(f"group_layout must be one of {', '.join(GROUP_LAYOUTS)}, "
-                             f"got {self.group_layout!r}")
-
-
-def _sigmoid(p: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-p))
-
-
-class Delays(nn.Module):
-    """Learnable delays of one connection. The parameter `raw` holds one value per distinct
-    delay ([ceil(N/g), 1] axonal, [1, ceil(M/g)] dendritic, [N, M] synaptic); value() gives
-    the delays in the engine's per-kind shape, vjp() the gradient of raw from theirs."""
-
-    def __init__(self, spec: DelaySpec, n_in: int, n_out: int, gen: torch.Generator):
-        super().__init__()
-        self.spec = spec
-        g = spec.group_size
-        n = n_in if spec.type is DelayKind.AXONAL else n_out
-        if spec.group_layout == "strided" and g > 1 and n % g:
-            raise ValueError(f"strided delay groups need the {n} neurons to be a multiple of "
-                             f"group_size {g}")
-        shape = {DelayKind.AXONAL: (math.ceil(n_in / g), 1),
-                 DelayKind.DENDRITIC: (1, math.ceil(n_out / g)),
-                 DelayKind.SYNAPTIC: (n_in, n_out)}[spec.type]
-        self.n_in, self.n_out = n_in, n_out
-        p = spec.init_mean + spec.init_std * torch.randn(shape, generator=gen, dtype=torch.float64)
-        if spec.positivity == "clamp":
-            p = spec.shift + spec.scale * torch.sigmoid(p)
-        self.raw = nn.Parameter(p)
-
-    def _grouped(self) -> bool:
-        return self.spec.group_size > 1 and self.spec.type is not DelayKind.SYNAPTIC
-
-    def _strided(self) -> bool:
-        return self._grouped() and self.spec.group_layout == "strided"
-
-    def _transform(self) -> np.ndarray:
-        """The delays in raw's shape (one per shared group): the transform d(p)."""
-        p = self.raw.detach().numpy()
-        if self.spec.positivity == "sigmoid":
-            return self.spec.shift + self.spec.scale * _sigmoid(p)
-        return p.copy()
-
-    def distinct_values(self) -> np.ndarray:
-        """One value per trainable delay (before a shared group's expansion), flattened."""
-        return self._transform().reshape(-1)
-
-    def value(self) -> np.ndarray:
-        """The effective delays in the engine's per-kind shape: axonal [N_in], dendritic
-        [N_out] (a shared group's value repeated for its members), synaptic [N_in, N_out]."""
-        d = self._transform()
-        if self.spec.type is DelayKind.SYNAPTIC:
-            return d
-        n = self.n_in if self.spec.type is DelayKind.AXONAL else self.n_out
-        if self._strided():
-            return np.tile(d.reshape(-1), self.spec.group_size)
-        return np.repeat(d.reshape(-1), self.spec.group_size)[:n]
-
-    def circuit_values(self) -> np.ndarray:
-        """One delay per delay circuit pair of a chip (axonal): a consecutive group's members
-        are copies of one source and share one relay; a strided group's members are different
-        sources, so each needs its own (tied) relay."""
-        return self.value().reshape(-1) if self._strided() else self.distinct_values()
-
-    def vjp(self, g_d: np.ndarray) -> torch.Tensor:
-        """dL/dp from dL/dd (per-kind shape): sums over a shared group, times the sigmoid's
-        derivative scale * s (1 - s) (identity for clamping)."""
-        spec, g = self.spec, g_d
-        if self._strided():
-            g = g.reshape(spec.group_size, self.raw.numel()).sum(axis=0)
-        elif self._grouped():
-            n = self.raw.numel()
-            padded = np.zeros(n * spec.group_size)
-            padded[: g.size] = g
-            g = padded.reshape(n, spec.group_size).sum(axis=1)
-        g = g.reshape(self.raw.shape)
-        if spec.positivity == "sigmoid":
-            s = _sigmoid(self.raw.detach().numpy())
-            g = g * (spec.scale * s * (1.0 - s))
-        return torch.from_numpy(np.ascontiguousarray(g))
-
-    def forward(self) -> torch.Tensor:
-        """The delays as a tensor broadcastable to [N_in, N_out] (for plots and inspection)."""
-        d = torch.from_numpy(self.value())
-        if self.spec.type is DelayKind.AXONAL:
-            return d[:, None]
-        return d[None, :] if self.spec.type is DelayKind.DENDRITIC else d
-
-    @torch.no_grad()
-    def project(self) -> None:
-        """Keep clamped delays >= shift (after each optimiser step)."""
-        if self.spec.positivity == "clamp":
-            self.raw.clamp_(min=self.spec.shift)
+from snndelay.model.delays import Delays, DelaySpec
 
 
 class SpikingLayer(nn.Module):

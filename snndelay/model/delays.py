@@ -1,0 +1,101 @@
+"""Learnable delays of one connection: the parametrisation d(p) (sigmoid or clamped) and its
+vector-Jacobian product (docs/model.md section 3); how shared delays map to neurons is
+DelaySharing's (model/sharing.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from snndelay.model.sharing import CONSECUTIVE, DelayKind, DelaySharing
+
+
+@dataclass(frozen=True)
+class DelaySpec:
+    """How one layer's delays are parametrised. d = shift + scale * sigmoid(p) ("sigmoid") or
+    d = p kept >= shift by clamping after each step ("clamp"); p ~ N(init_mean, init_std) and,
+    for "clamp", starts at shift + scale * sigmoid(p). group_size and group_layout: shared
+    delays (DelaySharing)."""
+
+    type: DelayKind = DelayKind.NONE
+    positivity: str = "sigmoid"
+    shift: float = 0.0
+    scale: float = 1.0
+    init_mean: float = 0.0
+    init_std: float = 0.25
+    group_size: int = 1
+    group_layout: str = CONSECUTIVE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", DelayKind(self.type))
+
+    def sharing(self, rows: int, cols: int) -> DelaySharing:
+        """This spec's sharing on a connection of rows x cols (ValueError if impossible)."""
+        return DelaySharing(self.type, rows, cols, self.group_size, self.group_layout)
+
+
+def _sigmoid(p: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-p))
+
+
+class Delays(nn.Module):
+    """Learnable delays of one connection. The parameter `raw` holds one value per distinct
+    delay (DelaySharing.raw_shape); value() gives the delays in the engine's per-kind shape,
+    vjp() the gradient of raw from theirs."""
+
+    def __init__(self, spec: DelaySpec, n_in: int, n_out: int, gen: torch.Generator):
+        super().__init__()
+        self.spec = spec
+        self.sharing = spec.sharing(n_in, n_out)
+        self.n_in, self.n_out = n_in, n_out
+        p = spec.init_mean + spec.init_std * torch.randn(self.sharing.raw_shape, generator=gen,
+                                                         dtype=torch.float64)
+        if spec.positivity == "clamp":
+            p = spec.shift + spec.scale * torch.sigmoid(p)
+        self.raw = nn.Parameter(p)
+
+    def _transform(self) -> np.ndarray:
+        """The delays in raw's shape (one per shared group): the transform d(p)."""
+        p = self.raw.detach().numpy()
+        if self.spec.positivity == "sigmoid":
+            return self.spec.shift + self.spec.scale * _sigmoid(p)
+        return p.copy()
+
+    def distinct_values(self) -> np.ndarray:
+        """One value per trainable delay (before a shared group's expansion), flattened."""
+        return self._transform().reshape(-1)
+
+    def value(self) -> np.ndarray:
+        """The effective delays in the engine's per-kind shape: axonal [N_in], dendritic
+        [N_out] (a shared group's value repeated for its members), synaptic [N_in, N_out]."""
+        return self.sharing.expand(self._transform())
+
+    def circuit_values(self) -> np.ndarray:
+        """One delay per delay circuit pair of a chip (axonal; DelaySharing.circuit_values)."""
+        return self.sharing.circuit_values(self._transform())
+
+    def vjp(self, g_d: np.ndarray) -> torch.Tensor:
+        """dL/dp from dL/dd (per-kind shape): summed over a shared group
+        (DelaySharing.reduce), times the sigmoid's derivative scale * s (1 - s) (identity for
+        clamping)."""
+        g = self.sharing.reduce(g_d) if self.sharing.shared else g_d.reshape(self.raw.shape)
+        if self.spec.positivity == "sigmoid":
+            s = _sigmoid(self.raw.detach().numpy())
+            g = g * (self.spec.scale * s * (1.0 - s))
+        return torch.from_numpy(np.ascontiguousarray(g))
+
+    def forward(self) -> torch.Tensor:
+        """The delays as a tensor broadcastable to [N_in, N_out] (for plots and inspection)."""
+        d = torch.from_numpy(self.value())
+        if self.spec.type is DelayKind.AXONAL:
+            return d[:, None]
+        return d[None, :] if self.spec.type is DelayKind.DENDRITIC else d
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Keep clamped delays >= shift (after each optimiser step)."""
+        if self.spec.positivity == "clamp":
+            self.raw.clamp_(min=self.spec.shift)
