@@ -25,22 +25,23 @@ from snndelay.app.rundir import load_run_config
 from snndelay.app.runs import load_network
 from snndelay.app.trainer import load_split
 from snndelay.backends import make_backend
-from snndelay.config import BackendConfig
+from snndelay.backends.bss2.emulator import EmulatorConfig
+from snndelay.config import resolve
 from snndelay.model.losses import predict
 
 
 def chip(cfg, chip_seed: int, seed: int):
     """Emulated chip `chip_seed` under the standard noise model (trial noise from `seed`)."""
-    std = BackendConfig()
+    std = EmulatorConfig()
     backend_cfg = replace(cfg.backend, chip_seed=chip_seed, noise=True, fixed_mean=std.fixed_mean,
                           fixed_std=std.fixed_std, trial_std=std.trial_std,
                           jitter_std=std.jitter_std, chip_variation=0.0)
-    return make_backend(replace(cfg, backend=backend_cfg), seed=seed)
+    return make_backend(resolve(replace(cfg, backend=backend_cfg)), seed=seed)
 
 
 def chip_accuracy(cfg, net, chip_seed: int, repeats: int) -> float:
     """Mean test accuracy over `repeats` trial-noise draws on emulated chip `chip_seed`."""
-    test = load_split(cfg, "test")
+    test = load_split(cfg.dataset, "test")
     x, y = test.t_in.numpy(), test.labels.numpy()
     accs = [(predict(chip(cfg, chip_seed, 10_000 + r).run(net, x).times[-1]) == y).mean()
             for r in range(repeats)]

@@ -23,7 +23,9 @@ from snndelay.app.export import to_nir  # noqa: E402
 from snndelay.app.rundir import load_run_config  # noqa: E402
 from snndelay.app.runs import load_network, train_run  # noqa: E402
 from snndelay.app.trainer import load_split  # noqa: E402
-from snndelay.config import compose  # noqa: E402
+from snndelay.config import (
+    compose,  # noqa: E402
+    )
 from snndelay.model.losses import predict  # noqa: E402
 
 PRESETS = {"none": "yinyang_h30_w", "axonal": "yinyang_h30_wa", "dendritic": "yinyang_h30_wd",
@@ -46,7 +48,7 @@ def main() -> None:
             train_run(compose(ov)[1], run, ov)
         cfg = load_run_config(run)
         net, _ = load_network(run, cfg)
-        test = load_split(cfg, "test")
+        test = load_split(cfg.dataset, "test")
         t, y = test.t_in.numpy(), test.labels.numpy()
         ref = net(t)[0][-1]
         graph, _ = to_nir(net, cfg, time_unit_ms=1.0)

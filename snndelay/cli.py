@@ -121,13 +121,14 @@ def train(
         return
     from snndelay.app.runs import train_run
     from snndelay.app.trainer import check_data
-    from snndelay.backends import ensure_available
+    from snndelay.backends import backend_class
+    from snndelay.config import resolve
 
     check_writable_dir(target)
     if not continuing and not start_over:
         check_fresh_run_dir(target)  # never written over (again under the run's lock)
-    ensure_available(cfg.backend.name)
-    check_data(cfg)  # every split's files are read and checked here, before any output
+    backend_class(cfg.backend.name).ensure_available()
+    check_data(resolve(cfg).dataset)  # every split's files are read and checked, before output
     console.print(f"[bold]{escape(cfg.name)}[/]: {cfg.training.epochs} epochs, seed "
                   f"{cfg.training.seed}, run directory {escape(str(target))}", highlight=False)
     progress = Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),
@@ -174,19 +175,19 @@ def evaluate(
 
     if split not in ("test", "val", "train"):
         raise ConfigError(f"--split must be test, val or train, got {split!r}")
-    from snndelay.config import MAX_REPEATS
+    from snndelay.limits import MAX_REPEATS
 
     if repeats is not None and not 1 <= repeats <= MAX_REPEATS:
         raise ConfigError(f"--repeats must be in [1, {MAX_REPEATS}], got {repeats}")
-    cfg, res, confusion, epoch = evaluate_run(run_dir, split, repeats, model)
-    console.print(f"[bold]{escape(cfg.name)}[/] {escape(str(run_dir))} (network of epoch {epoch}, {model}) on the "
+    spec, res, confusion, epoch = evaluate_run(run_dir, split, repeats, model)
+    console.print(f"[bold]{escape(spec.name)}[/] {escape(str(run_dir))} (network of epoch {epoch}, {model}) on the "
                   f"{split} split: accuracy "
                   f"{100 * res.accuracy:.2f} %, loss {res.loss:.5f}", highlight=False)
     if len(res.accuracy_draws) > 1:  # a noisy backend: every run of the split differs
         import statistics
 
         draws = [100 * a for a in res.accuracy_draws]
-        console.print(f"mean of {len(draws)} runs on {cfg.backend.name} (--repeats): "
+        console.print(f"mean of {len(draws)} runs on {spec.backend.name} (--repeats): "
                       f"std {statistics.pstdev(draws):.2f}, range {min(draws):.1f}-"
                       f"{max(draws):.1f} %; confusion matrix and silent pairs from the first run",
                       highlight=False)
@@ -353,7 +354,8 @@ def deploy(
     run_dir: Path = typer.Argument(..., help="A run directory written by `snndelay train`."),
     hw: bool = typer.Option(False, "--hw", help="Execute the test set on the hardware backend "
                             "(without it: only write and validate the bundle)."),
-    backend: str = typer.Option("bss2_emulator", "--backend", help="bss2_emulator or bss2 (chip)."),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="A backend that deploys (default: the emulator; the chip)."),
     repeats: int = typer.Option(5, "--repeats", help="Runs of the test set (fresh trial noise each)."),
     chip_seed: Optional[int] = typer.Option(
         None, "--chip-seed", help="Emulated chip (default: a fresh one, the training chip + 1)."),
@@ -367,19 +369,21 @@ def deploy(
     """Convert a trained run into a BrainScaleS-2 bundle (deploy/bundle.npz, bundle.json) and,
     with --hw, run it on the backend next to the simulator (deploy/report.json, hw_vs_sim.png)."""
     from snndelay.app.deploy import run_deploy
-    from snndelay.backends import ensure_available
-
-    if backend not in ("bss2_emulator", "bss2"):
-        raise ConfigError(f"--backend must be bss2_emulator or bss2, got {backend!r}")
     from snndelay.app.rundir import directory_lock
-    from snndelay.config import MAX_REPEATS, MAX_SEED
+    from snndelay.backends import REGISTRY, default_deploy_target, deploy_targets
+    from snndelay.limits import MAX_REPEATS, MAX_SEED
+
+    backend = backend or default_deploy_target()
+    if backend not in deploy_targets():
+        raise ConfigError(f"--backend must be one of {', '.join(deploy_targets())}, "
+                          f"got {backend!r}")
 
     if not 1 <= repeats <= MAX_REPEATS:
         raise ConfigError(f"--repeats must be in [1, {MAX_REPEATS}], got {repeats}")
     if chip_seed is not None and not 0 <= chip_seed <= MAX_SEED:
         raise ConfigError(f"--chip-seed must be an integer in [0, {MAX_SEED}], got {chip_seed}")
     if hw:
-        ensure_available(backend)
+        REGISTRY[backend].ensure_available()
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     with directory_lock(run_dir):
@@ -448,8 +452,10 @@ def export_cmd(
     check_time_unit(time_unit_ms)
     path = out or run_dir / "export" / "network.nir"
     check_output_file(path, force, "--out", own_run=run_dir)
+    from snndelay.config import resolve
+
     cfg = load_run_config(run_dir)
-    net, epoch = load_network(run_dir, cfg, model)
+    net, epoch = load_network(run_dir, resolve(cfg), model)
     make_dir(path.parent, "--out directory")
     report = write_nir(net, cfg, path, time_unit_ms=time_unit_ms, buckets=buckets)
     for warning in report.warnings:
@@ -466,7 +472,7 @@ def export_cmd(
         from snndelay.app.trainer import load_split
         from snndelay.model.losses import predict
 
-        test = load_split(cfg, "test")
+        test = load_split(cfg.dataset, "test")
         t = test.t_in.numpy()
         exact, approx = net(t)[0], bucketed(net, buckets)(t)[0]
         dev = spike_deviation(approx, exact)[-1]

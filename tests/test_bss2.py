@@ -15,8 +15,9 @@ from snndelay.backends.bss2 import mapping as hw
 from snndelay.backends.bss2.emulator import BSS2Emulator, NoiseModel
 from snndelay.backends.bss2.mapping import bundle_params
 from snndelay.cli import app
-from snndelay.config import ConfigError, compose
+from snndelay.config import compose, resolve
 from snndelay.engine import LayerParams, Neuron, _impl, first_spike_times, layer_forward
+from snndelay.errors import ConfigError
 from snndelay.model.delays import DelaySpec
 from snndelay.model.losses import LOSSES, predict
 from snndelay.model.network import Network
@@ -347,23 +348,23 @@ def test_evaluation_averages_runs_only_where_trial_noise_makes_them_differ():
     from snndelay.app.trainer import evaluate, load_split
 
     cfg = compose(["experiment=yinyang_bss2_wa", *TINY, "training.eval_batch_size=20"])[1]
-    net, split = build_network(cfg), load_split(cfg, "test")
+    net, split = build_network(resolve(cfg).network, cfg.training.seed), load_split(cfg.dataset, "test")
     with torch.no_grad():  # an untrained output layer stays silent; give it spikes to compare
         net.layers[1].weight.normal_(1.0, 0.5, generator=torch.Generator().manual_seed(0))
     labels = split.labels.numpy()
-    noisy = BSS2Emulator.from_config(cfg, seed=5)
-    res = evaluate(net, split, cfg, noisy, repeats=6)
+    noisy = BSS2Emulator.from_spec(resolve(cfg), seed=5)
+    res = evaluate(net, split, resolve(cfg), noisy, repeats=6)
     assert len(res.accuracy_draws) == 6 and len(set(res.accuracy_draws)) > 1
     # each draw is one fresh run of the split on the same chip, in eval batches of 20
-    again = BSS2Emulator.from_config(cfg, seed=5)
+    again = BSS2Emulator.from_spec(resolve(cfg), seed=5)
     for acc in res.accuracy_draws:
         pred = np.concatenate([predict(again.run(net, split.t_in[b:b + 20].numpy()).times[-1])
                                for b in range(0, len(labels), 20)])
         assert acc == pytest.approx(float((pred == labels).mean()))
-    quiet = BSS2Emulator.from_config(compose(["experiment=yinyang_bss2_wa", *TINY,
-                                              "backend.noise=false"])[1])
-    assert not quiet.stochastic and len(evaluate(net, split, cfg, quiet, 6).accuracy_draws) == 1
-    assert len(evaluate(net, split, cfg, SimulatorBackend(), 6).accuracy_draws) == 1
+    quiet = BSS2Emulator.from_spec(resolve(compose(["experiment=yinyang_bss2_wa", *TINY,
+                                                    "backend.noise=false"])[1]))
+    assert not quiet.stochastic and len(evaluate(net, split, resolve(cfg), quiet, 6).accuracy_draws) == 1
+    assert len(evaluate(net, split, resolve(cfg), SimulatorBackend(), 6).accuracy_draws) == 1
 
 
 @needs_numba
@@ -383,7 +384,7 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     assert r0.shape == (20,) and np.array_equal(r0, np.tile(r0[:4], 5))
     # the bundle realises exactly what the emulator runs
     cfg = compose(["experiment=yinyang_bss2_wa"])[1]
-    net = build_network(cfg)
+    net = build_network(resolve(cfg).network, cfg.training.seed)
     from snndelay.app.runs import load_checkpoint
 
     net.load_state_dict(load_checkpoint(run).model)
@@ -445,7 +446,7 @@ def test_deploy_best_bundles_the_network_of_the_best_validation_epoch(tmp_path):
 def test_deploy_refuses_a_network_the_chip_cannot_realise(tmp_path):
     cfg = compose([])[1]  # synaptic delays, tau_m = 2 tau_s
     with pytest.raises(hw.MappingError, match="synaptic"):
-        make_bundle(cfg, build_network(cfg))
+        make_bundle(cfg, build_network(resolve(cfg).network, cfg.training.seed))
 
 
 @needs_numba
@@ -490,7 +491,8 @@ def test_chip_adapter_runs_the_bundle_file_not_the_network(tmp_path, monkeypatch
     arrays, meta = load_bundle(run / "deploy")
     chip = bss2_chip.BSS2Chip(bundle_params(arrays, meta))
     # another seed's untrained network: the chip must still run the bundle's integers
-    net = build_network(compose(["experiment=yinyang_bss2_wa", "training.seed=1"])[1])
+    spec = resolve(compose(["experiment=yinyang_bss2_wa", "training.seed=1"])[1])
+    net = build_network(spec.network, spec.seeds.init)
     for layer, from_bundle in zip(chip.realise(net), bundle_params(arrays, meta)):
         assert layer.kind == from_bundle.kind == "axonal"
         np.testing.assert_array_equal(layer.weights, from_bundle.weights)

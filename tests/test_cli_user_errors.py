@@ -21,7 +21,7 @@ CASES = {
     "evaluate": ("snndelay.app.runs.evaluate_run", ["evaluate", "some/run"]),
     "sweep": ("snndelay.app.sweep.make_jobs", ["sweep", "training.seed=0,1"]),
     "compare-delays": ("snndelay.app.compare.sweep_overrides", ["compare-delays", "--seeds", "1"]),
-    "deploy": ("snndelay.backends.ensure_available", ["deploy", "some/run", "--hw"]),
+    "deploy": ("snndelay.backends.default_deploy_target", ["deploy", "some/run", "--hw"]),
     "selfcheck": ("snndelay.app.selfcheck.run_selfcheck", ["selfcheck"]),
     "export": ("snndelay.app.rundir.load_run_config", ["export", "some/run"]),
     "import": ("snndelay.app.export.read_nir", ["import", "some.nir", "--run-dir", "some/run"]),

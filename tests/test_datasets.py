@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from snndelay import data
 from snndelay.cli import app
-from snndelay.config import compose
+from snndelay.config import compose, resolve
 from snndelay.data.images import DatasetMissing, read_idx, stratified_split
 from snndelay.data.shd import encode_events
 from snndelay.errors import ConfigError
@@ -62,7 +62,7 @@ def test_digits_split_is_stratified_disjoint_and_seeded():
     b = stratified_split(labels, {"train": 10_000, "val": 360, "test": 360}, seed=1)
     assert not np.array_equal(a["val"], b["val"])
     cfg = compose(["experiment=digits_ws"])[1]
-    assert (cfg.n_inputs(), cfg.n_classes()) == (64, 10)
+    assert (resolve(cfg).network.sizes[0], resolve(cfg).network.sizes[-1]) == (64, 10)
     for preset in ("digits_ws", "digits_w"):  # the measured results need the input jitter
         assert compose([f"experiment={preset}"])[1].training.input_noise == 0.2
 
@@ -119,7 +119,7 @@ def test_mnist_reads_idx_files_plain_and_gzipped(tmp_path, gz):
     small = data.load(_dataset(["experiment=mnist_784_350_10", f"dataset.root={tmp_path}",
                                 "dataset.resize=16"]), "test")
     assert small.t_in.shape == (40, 256)
-    assert compose(["experiment=mnist_784_350_10", "dataset.resize=16"])[1].n_inputs() == 256
+    assert resolve(compose(["experiment=mnist_784_350_10", "dataset.resize=16"])[1]).network.sizes[0] == 256
 
 
 def test_mnist_missing_files_give_one_line_naming_them(tmp_path):
@@ -190,13 +190,16 @@ def test_every_dataset_describes_itself_and_has_its_config_option():
     for name, info in REGISTRY.items():
         cfg = compose([f"dataset={name}"])[1]
         assert type(cfg.dataset) is info.schema and cfg.dataset.name == name
-        assert cfg.n_classes() == info.classes(cfg.dataset) and cfg.n_inputs() == info.channels(cfg.dataset)
+        assert resolve(cfg).network.sizes[-1] == info.classes(cfg.dataset) and resolve(cfg).network.sizes[0] == info.channels(cfg.dataset)
 
 
 @pytest.mark.parametrize("overrides,where", [
-    (["dataset.channel_factor=3"], "not a key of the chosen dataset option"),
-    (["dataset=shd", "dataset.train_seed=3"], "not a key of the chosen dataset option"),
-    (["loss=ttfs_ce", "loss.dt=0.3"], "not a key of the chosen loss option"),
+    (["dataset.channel_factor=3"], "the chosen dataset option does not use it; it applies to "
+     "dataset=shd"),
+    (["dataset=shd", "dataset.train_seed=3"], "the chosen dataset option does not use it; it "
+     "applies to dataset=yinyang"),
+    (["loss=ttfs_ce", "loss.dt=0.3"], "the chosen loss option does not use it; it applies to "
+     "loss=shift_mse"),
 ])
 def test_an_option_accepts_only_its_own_keys(overrides, where):
     with pytest.raises(ConfigError, match=where):

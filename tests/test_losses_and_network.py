@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from snndelay.app.trainer import build_network
-from snndelay.config import compose
+from snndelay.config import compose, resolve
 from snndelay.model.losses import predict, shift_mse, ttfs_cross_entropy
 
 INF = math.inf
@@ -56,14 +56,14 @@ def test_prediction_is_first_spike_and_silence_is_wrong():
     ("yinyang_h30_ws", 420), ("yinyang_h5_ws", 70), ("fastdeep_yinyang", 5 * 120 + 121 * 3)])
 def test_parameter_counts_match_model_md(preset, count):
     _, cfg = compose([f"experiment={preset}"])
-    assert build_network(cfg).n_params() == count
+    assert build_network(resolve(cfg).network, cfg.training.seed).n_params() == count
 
 
 @pytest.mark.parametrize("positivity", ["sigmoid", "clamp"])
 def test_delays_stay_positive_and_groups_share(positivity):
     _, cfg = compose(["delay=axonal", f"delay.positivity={positivity}", "delay.group_size=2",
                       "delay.init_std=3.0"])
-    net = build_network(cfg)
+    net = build_network(resolve(cfg).network, cfg.training.seed)
     d0 = net.layers[0].delays()
     assert d0.shape == (4, 1) and net.layers[0].delays.raw.shape == (2, 1)
     assert torch.equal(d0[0], d0[1]) and torch.equal(d0[2], d0[3])

@@ -11,7 +11,7 @@ from shd_files import write_shd
 from typer.testing import CliRunner
 
 from snndelay.cli import app
-from snndelay.config import compose
+from snndelay.config import compose, resolve
 from snndelay.errors import ConfigError
 from snndelay.model.delays import DelaySpec
 from snndelay.model.losses import LOSSES
@@ -69,7 +69,7 @@ def test_bumping_counts_a_neuron_without_any_spike_as_silent():
 
     cfg = compose(["neuron.max_spikes=[3,1]", "dataset.train_size=300", "dataset.val_size=100",
                    "dataset.test_size=100", "training.max_missing_hidden=0.25"])[1]
-    tr = Trainer(cfg)
+    tr = Trainer(resolve(cfg))
     hidden = np.full((4, 30, 3), np.inf)
     hidden[:, :, 0] = 1.0  # every neuron fires once ...
     hidden[:, :10, :] = np.inf  # ... but 10 of 30 never: a third silent (> 0.25)
@@ -103,8 +103,8 @@ def test_shd_format_file_with_ten_classes_sizes_the_output_and_evaluates(tmp_pat
     write_shd(tmp_path, "test", 12, 1, classes=10)
     base = ["experiment=shd_ms", f"dataset.root={tmp_path}", "dataset.val_size=8",
             "dataset.max_spikes=2", "dataset.channel_factor=10", "network.hidden=[12]"]
-    assert compose(base)[1].layer_sizes()[-1] == 10  # from the file's labels
-    assert compose(base + ["dataset.n_classes=14"])[1].layer_sizes()[-1] == 14
+    assert resolve(compose(base)[1]).network.sizes[-1] == 10  # from the file's labels
+    assert resolve(compose(base + ["dataset.n_classes=14"])[1]).network.sizes[-1] == 14
     # more outputs than the data's classes: an output that never is a label may win
     res = runner.invoke(app, ["train", *base, "dataset.n_classes=20", "training.epochs=1",
                               "--run-dir", str(tmp_path / "r")])
@@ -134,7 +134,7 @@ def test_nir_round_trip_keeps_spike_trains(tmp_path):
     cfg = compose(["neuron.max_spikes=[4,1]", "delay=synaptic"])[1]
     from snndelay.app.trainer import build_network
 
-    net = build_network(cfg)
+    net = build_network(resolve(cfg).network, cfg.training.seed)
     graph, _ = to_nir(net, cfg)
     assert float(graph.nodes["lif0"].v_reset[0]) == 0.0  # reset to 0 = subtracting theta at u = theta
     back, cfg2 = from_nir(graph)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from reference import autograd_network, central_differences
 
+from snndelay.config import resolve
 from snndelay.model.delays import DelaySpec
 from snndelay.model.losses import LOSSES, predict, shift_mse, torch_loss
 from snndelay.model.network import Network
@@ -215,7 +216,7 @@ def test_training_epoch_is_the_same_with_either_engine_implementation():
     rows, params = [], []
     for impl in ("numba", "torch"):
         _impl.set_implementation(impl)
-        trainer = Trainer(cfg)
+        trainer = Trainer(resolve(cfg))
         rows.append(trainer.train_epoch())
         params.append(list(trainer.net.parameters()))
     for key in ("train_loss", "val_loss"):
@@ -255,7 +256,7 @@ def test_trainer_takes_the_gradient_at_whatever_times_a_stand_in_backend_returns
         return original(self, caches, g_out, max_dw_norm, nominal_threshold)
 
     monkeypatch.setattr(Network, "backward", spy)
-    trainer = training.Trainer(_tiny_cfg())
+    trainer = training.Trainer(resolve(_tiny_cfg()))
     before = [p.detach().clone() for p in trainer.net.parameters()]
     trainer.train_epoch()
     assert seen and len(stand_in.sent) >= len(seen)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from snndelay.app.trainer import Trainer, load_split
 from snndelay.cli import app
-from snndelay.config import compose
+from snndelay.config import compose, resolve
 from snndelay.model.losses import predict
 
 nir = pytest.importorskip("nir")
@@ -31,7 +31,7 @@ def _trained(kind: str, bias: bool = False, epochs: int = 4, train_size: int = 5
         cfg = compose([f"experiment={PRESETS[kind]}", f"dataset.train_size={train_size}",
                        f"training.epochs={epochs}"]
                       + (["network.bias_time=0.9"] if bias else []))[1]
-        trainer = Trainer(cfg)
+        trainer = Trainer(resolve(cfg))
         for _ in range(cfg.training.epochs):
             trainer.train_epoch()
         _TRAINED[key] = (trainer.net, cfg)
@@ -46,7 +46,7 @@ ROUND_TRIPS = [(k, False) for k in PRESETS] + [("synaptic", True)] + [
 @pytest.mark.parametrize("kind,bias", ROUND_TRIPS)
 def test_export_import_reproduces_spike_times_and_accuracy(kind, bias, tmp_path):
     net, cfg = _trained(kind, bias)
-    test = load_split(cfg, "test")
+    test = load_split(cfg.dataset, "test")
     t = test.t_in.numpy()
     write_nir(net, cfg, tmp_path / "n.nir", time_unit_ms=5.0)
     back, cfg_back = read_nir(tmp_path / "n.nir")
@@ -61,7 +61,7 @@ def test_export_import_reproduces_spike_times_and_accuracy(kind, bias, tmp_path)
 
 
 def _interpreted(net, cfg, graph, n: int, dt_tau: float, x_ms: float):
-    test = load_split(cfg, "test")
+    test = load_split(cfg.dataset, "test")
     t = test.t_in.numpy()[:n]
     inputs = {"input": t * x_ms}
     if net.bias_time is not None:
@@ -108,7 +108,7 @@ def test_exported_semantics_match_the_interpreter_on_the_test_set(kind):
 @pytest.mark.slow
 def test_bucketed_synaptic_delays_converge_to_the_exact_ones(tmp_path):
     net, cfg = _trained("synaptic", epochs=8, train_size=1000)
-    t = load_split(cfg, "test").t_in.numpy()[:300]
+    t = load_split(cfg.dataset, "test").t_in.numpy()[:300]
     ref = net(t)[0][-1]
     errs = []
     for k in (2, 16, 128):
@@ -220,7 +220,7 @@ def test_snntorch_runs_a_delay_free_export_with_the_same_predictions():
     for mod in model.modules():
         if isinstance(mod, snn.Synaptic):
             mod.register_forward_hook(fire_once)
-    test = load_split(cfg, "test")
+    test = load_split(cfg.dataset, "test")
     t, y = test.t_in.numpy()[:400], test.labels.numpy()[:400]
     ref = net(t)[0][-1]
     steps = int((np.max(ref[np.isfinite(ref)]) + 1.0) * x / dt)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from snndelay.app.compare import aggregate, sweep_overrides
 from snndelay.app.sweep import Job, expand, groups, load_launcher, make_jobs, run_jobs, stats
 from snndelay.cli import app
-from snndelay.config import ConfigError
+from snndelay.errors import ConfigError
 
 runner = CliRunner()
 TINY = ["dataset.train_size=150", "dataset.val_size=60", "dataset.test_size=60",

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from snndelay.app.runs import atomic_torch_save, train_run
 from snndelay.app.trainer import Trainer
 from snndelay.cli import app
-from snndelay.config import compose
+from snndelay.config import compose, resolve
 
 runner = CliRunner()
 SMALL = ["dataset.train_size=300", "dataset.val_size=100", "dataset.test_size=100",
@@ -135,7 +135,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, key):
 @pytest.mark.slow  # end to end, several seconds; CI runs it (pytest -m slow)
 def test_input_noise_jitters_finite_training_inputs_only(tmp_path):
     _, cfg = compose(SMALL + ["training.input_noise=0.3"])
-    trainer = Trainer(cfg)
+    trainer = Trainer(resolve(cfg))
     t = np.full((2000, 3), 1.0)
     t[:, 2] = np.inf
     t[0, 0] = 0.01
@@ -143,7 +143,7 @@ def test_input_noise_jitters_finite_training_inputs_only(tmp_path):
     assert np.isinf(out[:, 2]).all() and (out[:, :2] >= 0).all()
     assert abs(np.std(out[1:, 0]) - 0.3) < 0.02 and abs(np.mean(out[1:, 0]) - 1.0) < 0.02
     _, plain = compose(SMALL)
-    assert Trainer(plain)._jitter(t) is t  # off by default: the inputs are untouched
+    assert Trainer(resolve(plain))._jitter(t) is t  # off by default: the inputs are untouched
     a = _train(tmp_path, "plain")
     b = _train(tmp_path, "noisy", "training.input_noise=0.3")
     assert _metrics(a) != _metrics(b)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from snndelay.backends.bss2 import mapping as hw
-from snndelay.config import Config, to_yaml
+from snndelay.config import Config, resolve, to_yaml
 from snndelay.errors import ConfigError
 from snndelay.model.sharing import CONSECUTIVE
 
@@ -147,24 +147,27 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     runs.load_network); with execute, run the test set `repeats` times on the backend and write
     deploy/report.json and deploy/hw_vs_sim.png. calibrate (default: on for the emulator)
     compensates the target chip's thresholds first. Returns the report."""
-    from dataclasses import replace
 
     from snndelay.app.rundir import atomic_write_text, load_run_config
     from snndelay.app.runs import load_network
     from snndelay.app.trainer import load_split
-    from snndelay.backends import SimulatorBackend, backend_class, make_backend
-    from snndelay.config import check_first_spike_only
+    from snndelay.backends import SimulatorBackend, backend_class, deploy_targets, make_backend
     from snndelay.model.losses import predict
 
     cfg = load_run_config(run_dir)
-    check_first_spike_only(cfg, backend_name)  # before a bundle is written
-    net, epoch = load_network(run_dir, cfg, model)
-    out_dir = run_dir / "deploy"
-    trained_cls, target_cls = backend_class(cfg.backend.name), backend_class(backend_name)
-    trained_chip = cfg.backend.chip_seed if trained_cls.seeded_chip else None
+    spec = resolve(cfg)
+    trained_cls, target_cls = backend_class(spec.backend.name), backend_class(backend_name)
+    if not target_cls.deploys:
+        raise ConfigError(f"--backend: {backend_name} is not a deploy target; use one of "
+                          f"{', '.join(deploy_targets())}")
+    trained_chip = getattr(spec.backend, "chip_seed", None) if trained_cls.seeded_chip else None
     seed = chip_seed if chip_seed is not None else (trained_chip + 1 if trained_chip is not None
                                                     else 1)
-    hw_cfg = replace(cfg, backend=replace(cfg.backend, name=backend_name, chip_seed=seed))
+    changes = {"chip_seed": seed} if target_cls.seeded_chip else {}
+    hw_spec = spec.with_backend(spec.backend.for_backend(target_cls.Config, **changes))
+    net, epoch = load_network(run_dir, spec, model)
+    target_cls.check(hw_spec)  # before a bundle is written
+    out_dir = run_dir / "deploy"
     calibrate = execute and (target_cls.calibrates if calibrate is None else calibrate)
     if calibrate and not target_cls.calibrates:
         raise ConfigError(f"--calibrate: backend {backend_name} cannot measure its thresholds "
@@ -172,9 +175,10 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     deployed, calibration = net, None
     try:  # the probe (a neuron that never spikes) and the bundle fail with one line each
         if calibrate:
-            deployed, scales = calibrated(net, make_backend(cfg, seed=20_000),
-                                          make_backend(hw_cfg, seed=20_001))
-            calibration = {"trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
+            deployed, scales = calibrated(
+                net, make_backend(spec, seed=spec.seeds.calibration_trained),
+                make_backend(hw_spec, seed=spec.seeds.calibration_target))
+            calibration = {"trained_on": spec.backend.name, "trained_chip_seed": trained_chip,
                            "target_chip_seed": seed, "probe_repeats": CALIBRATION_REPEATS,
                            "weight_scales": [sc.tolist() for sc in scales]}
         arrays, meta = make_bundle(cfg, deployed, calibration, {"model": model, "epoch": epoch})
@@ -188,7 +192,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     if not execute:
         return report
 
-    test = load_split(cfg, "test")
+    test = load_split(spec.dataset, "test")
     labels = test.labels.numpy()
 
     def accuracy(times: list[np.ndarray]) -> float:
@@ -200,14 +204,15 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     bundle = hw.bundle_params(*load_bundle(out_dir))
 
     def test_runs(network, from_bundle: bool) -> list[list[np.ndarray]]:
-        return [make_backend(hw_cfg, seed=10_000 + rep, bundle=bundle if from_bundle else None)
+        return [make_backend(hw_spec, seed=spec.seeds.deploy_repeats + rep,
+                             bundle=bundle if from_bundle else None)
                 .run(network, test.t_in.numpy()).times for rep in range(repeats)]
 
     runs = test_runs(deployed, True)
     accs = [accuracy(times) for times in runs]
     report.update({
         "backend": backend_name, "chip_seed": seed if target_cls.seeded_chip else None,
-        "trained_on": cfg.backend.name, "trained_chip_seed": trained_chip,
+        "trained_on": spec.backend.name, "trained_chip_seed": trained_chip,
         "repeats": repeats, "accuracy_per_repeat": accs,
         "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
         "simulator_accuracy": sim_acc, "calibration": calibration,

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from snndelay.config import Config, from_dictconfig, to_yaml
+from snndelay.config import Config, from_dictconfig, resolve, to_yaml
 from snndelay.engine import DelayKind
 from snndelay.errors import ConfigError, UserError
 from snndelay.model.network import Network
@@ -334,13 +334,14 @@ def _network_of(graph: Any, meta: dict) -> tuple[Network, Config, float, int | N
     kinds = [DelayKind(layer["kind"]) for layer in meta["layers"]]
     cfg_raw["delay"].update(positivity="clamp", shift=0.0, group_size=1)
     cfg = from_dictconfig(cfg_raw)
-    if kinds != cfg.delay_kinds() or len(meta["layers"]) != cfg.n_layers():
+    spec = resolve(cfg).network
+    if kinds != spec.kinds or len(meta["layers"]) != len(spec.layers):
         raise ConfigError(f"the graph's metadata lists {len(kinds)} layers of kinds "
                           f"{[k.value for k in kinds]}, its config "
-                          f"{[k.value for k in cfg.delay_kinds()]}")
+                          f"{[k.value for k in spec.kinds]}")
     from snndelay.app.trainer import build_network
 
-    net = build_network(cfg)
+    net = build_network(spec, cfg.training.seed)
     nodes = graph.nodes
     has_bias = meta["bias_time"] is not None
     buckets = [int(info["encoding"].split("=")[1]) for info in meta["layers"]

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from snndelay.config import _one_line, config_dir
+from snndelay.config import config_dir
+from snndelay.config.compose import _one_line
 from snndelay.errors import ConfigError, LauncherError, RunDirError, UserError
 
 if TYPE_CHECKING:

@@ -28,10 +28,11 @@ from snndelay.app.rundir import (
 )
 from snndelay.app.trainer import EvalResult, Split, Trainer, build_network, check_data, evaluate, load_split
 from snndelay.backends import make_backend
-from snndelay.config import Config, to_yaml
+from snndelay.config import Config, resolve, to_yaml
 from snndelay.engine import compiled
 from snndelay.errors import ConfigError, NetworkSilent, RunDirError
 from snndelay.model.network import Network
+from snndelay.spec import RunSpec
 
 
 def atomic_torch_save(obj: dict, path: Path) -> None:
@@ -77,7 +78,7 @@ def _does_not_fit(run_dir: Path, exc: Exception, hint: str = "") -> RunDirError:
 MODELS = ("last", "best")
 
 
-def load_network(run_dir: Path, cfg: Config, model: str = "last") -> tuple[Network, int]:
+def load_network(run_dir: Path, spec: RunSpec, model: str = "last") -> tuple[Network, int]:
     """(network, epoch) of a run: its parameters after the last epoch ("last"), or those of the
     epoch with the highest validation accuracy ("best", model selection on the validation set;
     its test accuracy is summary.json's test_accuracy_at_best_val)."""
@@ -88,7 +89,7 @@ def load_network(run_dir: Path, cfg: Config, model: str = "last") -> tuple[Netwo
                     else (ckpt.best_model, ckpt.best_epoch))
     if not state:  # written before the checkpoint kept it
         raise RunDirError(f"{run_dir}: the checkpoint holds no best-validation network")
-    net = build_network(cfg)
+    net = build_network(spec.network, spec.seeds.init)
     try:
         net.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as exc:
@@ -103,11 +104,11 @@ class RunResult:
     rows: list[dict]
 
 
-def use_threads(cfg: Config, default: int | None = None) -> int:
+def use_threads(spec: RunSpec, default: int | None = None) -> int:
     """Thread counts for this process (snndelay.app.threads): training.threads when set, else
     `default` (a sweep's share of the cores), else the CPUs this process may use."""
-    ratio = cfg.neuron.tau_mem / cfg.neuron.tau_syn
-    return thread_policy.configure(cfg.training.threads or default,
+    ratio = spec.network.tau_mem / spec.network.tau_syn
+    return thread_policy.configure(spec.training.threads or default,
                                    compiled_engine=compiled.available(ratio))
 
 
@@ -155,20 +156,21 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
     should_stop: asked after every epoch; True saves a checkpoint and raises RunStopped.
     start_over: remove what a run killed before its first checkpoint left (never more). A new
     run starts only in an empty directory."""
-    n_threads = use_threads(cfg, threads)
-    check_data(cfg)  # all splits, before any training time is spent
+    spec = resolve(cfg)
+    n_threads = use_threads(spec, threads)
+    check_data(spec.dataset)  # all splits, before any training time is spent
     if locked:
-        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads, should_stop,
-                             start_over)
+        return _train_locked(cfg, spec, run_dir, overrides, resume, on_epoch, n_threads,
+                             should_stop, start_over)
     with directory_lock(run_dir):
-        return _train_locked(cfg, run_dir, overrides, resume, on_epoch, n_threads, should_stop,
-                             start_over)
+        return _train_locked(cfg, spec, run_dir, overrides, resume, on_epoch, n_threads,
+                             should_stop, start_over)
 
 
-def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool,
+def _train_locked(cfg: Config, spec: RunSpec, run_dir: Path, overrides: list[str], resume: bool,
                   on_epoch: Callable[[dict], None] | None, n_threads: int,
                   should_stop: Callable[[], bool] | None, start_over: bool) -> RunResult:
-    trainer = Trainer(cfg)
+    trainer = Trainer(spec)
     if resume:
         ckpt = load_checkpoint(run_dir)
         try:
@@ -181,16 +183,17 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
         check_fresh_run_dir(run_dir)  # under the lock: no race
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(run_dir / "overrides.yaml", yaml.safe_dump(list(overrides)))
-    if trainer.state.epoch > cfg.training.epochs:
+    epochs = spec.training.epochs
+    if trainer.state.epoch > epochs:
         raise RunDirError(f"{run_dir}: the checkpoint is at epoch {trainer.state.epoch}, past "
-                          f"training.epochs={cfg.training.epochs} of its config.yaml")
-    every = cfg.training.checkpoint_every
+                          f"training.epochs={epochs} of its config.yaml")
+    every = spec.training.checkpoint_every
     silent = _SilentWatch(len(trainer.net.layers) - 1)
-    while trainer.state.epoch < cfg.training.epochs:
+    while trainer.state.epoch < epochs:
         row = trainer.train_epoch()
         epoch = trainer.state.epoch
-        stop = should_stop is not None and epoch < cfg.training.epochs and should_stop()
-        if epoch % every == 0 or epoch == cfg.training.epochs or stop:
+        stop = should_stop is not None and epoch < epochs and should_stop()
+        if epoch % every == 0 or epoch == epochs or stop:
             atomic_torch_save(trainer.checkpoint().to_dict(), run_dir / "checkpoint.pt")
             atomic_write_text(run_dir / "metrics.csv", _metrics_csv(trainer.state.rows))
         if on_epoch is not None:
@@ -198,21 +201,21 @@ def _train_locked(cfg: Config, run_dir: Path, overrides: list[str], resume: bool
         silent.check(row, run_dir)
         if stop:
             raise RunStopped(epoch)
-    test_split = load_split(cfg, "test")
-    repeats = cfg.backend.eval_repeats
-    test = evaluate(trainer.net, test_split, cfg, trainer.backend, repeats)
-    best_net = build_network(cfg)
+    test_split = load_split(spec.dataset, "test")
+    repeats = spec.backend.repeats()
+    test = evaluate(trainer.net, test_split, spec, trainer.backend, repeats)
+    best_net = build_network(spec.network, spec.seeds.init)
     best_net.load_state_dict(trainer.state.best_model)
-    best = evaluate(best_net, test_split, cfg, trainer.backend, repeats)
+    best = evaluate(best_net, test_split, spec, trainer.backend, repeats)
     rows = trainer.state.rows
     summary = RunSummary(
-        experiment=cfg.name, test_accuracy=test.accuracy, test_loss=test.loss,
+        experiment=spec.name, test_accuracy=test.accuracy, test_loss=test.loss,
         val_accuracy=rows[-1]["val_acc"], val_loss=rows[-1]["val_loss"],
         best_val_epoch=trainer.state.best_epoch,
         best_val_accuracy=rows[trainer.state.best_epoch - 1]["val_acc"],
         test_accuracy_at_best_val=best.accuracy, test_accuracy_draws=test.accuracy_draws,
         n_params=trainer.net.n_params(), epochs=trainer.state.epoch,
-        wall_time_s=trainer.state.elapsed_s, seed=cfg.training.seed, threads=n_threads,
+        wall_time_s=trainer.state.elapsed_s, seed=spec.training.seed, threads=n_threads,
         silent_fraction_test=test.silent, backend=trainer.backend.info(),
         versions={"snndelay": snndelay.__version__, "torch": torch.__version__,
                   "python": platform.python_version()},
@@ -227,26 +230,26 @@ def write_plots(trainer: Trainer, split: Split, test: EvalResult, run_dir: Path)
     delays = {f"layer {k}": layer.delays() for k, layer in enumerate(trainer.net.layers)
               if layer.delays is not None}
     plots.delay_histograms(delays, run_dir / "delays.png")
-    if trainer.cfg.dataset.name == "yinyang":
+    if trainer.spec.dataset.name == "yinyang":
         plots.yinyang_predictions(split.features, split.labels, test.predictions,
                                   run_dir / "yinyang_predictions.png")
 
 
 def evaluate_run(run_dir: Path, split: str, repeats: int | None = None, model: str = "last"
-                 ) -> tuple[Config, EvalResult, torch.Tensor, int]:
+                 ) -> tuple[RunSpec, EvalResult, torch.Tensor, int]:
     """Reload a run's network (model: last or best, see load_network) and evaluate it;
-    (config, result, confusion [true, predicted], epoch of the network). repeats: runs of the
+    (run spec, result, confusion [true, predicted], epoch of the network). repeats: runs of the
     split averaged on a noisy backend (default backend.eval_repeats)."""
-    cfg = load_run_config(run_dir)
-    use_threads(cfg)
-    net, epoch = load_network(run_dir, cfg, model)
-    data = load_split(cfg, split)
+    spec = resolve(load_run_config(run_dir))
+    use_threads(spec)
+    net, epoch = load_network(run_dir, spec, model)
+    data = load_split(spec.dataset, split)
     # On the backend the run was trained with (the emulated chip of its chip_seed, or the chip).
-    res = evaluate(net, data, cfg, make_backend(cfg, seed=cfg.training.seed + 3),
-                   cfg.backend.eval_repeats if repeats is None else repeats)
+    res = evaluate(net, data, spec, make_backend(spec, seed=spec.seeds.evaluate),
+                   spec.backend.repeats() if repeats is None else repeats)
     # Every output neuron may win, also one whose class the split never shows.
     n_cls = max(net.sizes[-1], int(data.labels.max()) + 1)
     confusion = torch.zeros(n_cls, n_cls + 1, dtype=torch.long)  # last column: no spike
     pred = torch.where(res.predictions < 0, n_cls, res.predictions)
     confusion.index_put_((data.labels, pred), torch.ones_like(pred), accumulate=True)
-    return cfg, res, confusion, epoch
+    return spec, res, confusion, epoch

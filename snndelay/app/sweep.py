@@ -33,7 +33,9 @@ from snndelay.app.launchers import (  # noqa: F401 - the sweep's launcher API, r
     split_launcher_overrides,
     threads_per_job,
 )
-from snndelay.config import Config, _one_line, compose
+from snndelay.config import Config, compose
+from snndelay.config.compose import _one_line
+from snndelay.config.resolve import hidden_sizes
 from snndelay.errors import ConfigError, RunDirError, UserError
 
 SEED_KEY = "training.seed"
@@ -126,7 +128,7 @@ def with_configs(jobs: list[Job]) -> tuple[list[Job], list[str]]:
 
 # -- one job (runs in a worker process or a SLURM task) ---------------------------------------
 def _hidden(cfg) -> str:
-    return ",".join(str(h) for h in cfg.hidden_sizes())
+    return ",".join(str(h) for h in hidden_sizes(cfg))
 
 
 def job_row(job: Job) -> dict:
@@ -286,7 +288,7 @@ def plan_sweep(overrides: list[str], n_jobs: int, launcher_name: str, sweep_dir:
     checked: list = []
     for job in job_list:  # every dataset the sweep uses is read and checked before any job
         if job.cfg is not None and job.cfg.dataset not in checked:
-            check_data(job.cfg)
+            check_data(job.cfg.dataset)
             checked.append(job.cfg.dataset)
     plan = SweepPlan(sweep_dir, overrides, job_list, launch, n_jobs, _reused(job_list))
     if plan.to_run:

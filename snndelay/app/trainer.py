@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -14,12 +13,11 @@ from snndelay import data
 from snndelay.app.records import Checkpoint
 from snndelay.app.threads import CpuMonitor
 from snndelay.backends import Backend, SimulatorBackend, make_backend
-from snndelay.config import Config
 from snndelay.errors import TrainingDiverged
-from snndelay.model.delays import DelaySpec
-from snndelay.model.losses import LOSSES, predict
+from snndelay.model.losses import loss_fn, predict
 from snndelay.model.network import Network, first_spikes
 from snndelay.model.optim import Adam
+from snndelay.spec import NetworkSpec, RunSpec
 
 
 @dataclass
@@ -30,46 +28,27 @@ class Split:
     features: torch.Tensor  # [n, F] raw values (for plots)
 
 
-def load_split(cfg: Config, split: str) -> Split:
+def load_split(dataset: data.DatasetConfig, split: str) -> Split:
     """One split of the configured dataset, encoded once per process (off the hot path)."""
-    enc = data.load(cfg.dataset, split)
+    enc = data.load(dataset, split)
     return Split(split, enc.t_in, enc.labels, enc.features)
 
 
-def check_data(cfg: Config) -> None:
+def check_data(dataset: data.DatasetConfig) -> None:
     """Open, check and encode every split (train, val, test) before any training time is
     spent; a DataError or DatasetMissing names the file or key otherwise. Encodings are cached,
     so training reuses them."""
     for split in data.SPLITS:
-        load_split(cfg, split)
+        load_split(dataset, split)
 
 
-def build_network(cfg: Config) -> Network:
-    sizes = cfg.layer_sizes()
-    dl = cfg.delay
-    shared = {k: v for k, v in asdict(dl).items() if k not in ("type", "layers", "group_size")}
-    groups = cfg.group_sizes()
-    specs = [DelaySpec(type=kind, group_size=g, **shared)
-             for kind, g in zip(cfg.delay_kinds(), groups)]
-    return Network(sizes, w_mean=cfg.per_layer("network.weight_mean", cfg.network.weight_mean),
-                   w_std=cfg.per_layer("network.weight_std", cfg.network.weight_std),
-                   delays=specs, bias_time=cfg.network.bias_time, tau_mem=cfg.neuron.tau_mem,
-                   tau_syn=cfg.neuron.tau_syn, threshold=cfg.neuron.threshold,
-                   max_spikes=cfg.max_spikes(), seed=cfg.training.seed)
-
-
-def loss_fn(cfg: Config) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The configured loss: (t_out [B, K], labels [B]) -> (per-sample loss [B], d loss_b /
-    d t_b [B, K]) (losses.LOSSES, docs/model.md section 5)."""
-    kw = cfg.loss.kwargs()
-    fn = LOSSES[cfg.loss.name]
-
-    def loss(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # An overflowing loss becomes inf, which the max_loss guard reports in one line.
-        with np.errstate(over="ignore", invalid="ignore"):
-            return fn(t, y, **kw)
-
-    return loss
+def build_network(spec: NetworkSpec, seed: int) -> Network:
+    """The network of a spec, its weights and delays drawn from `seed` (Seeds.init)."""
+    ls = spec.layers
+    return Network(spec.sizes, w_mean=[ly.weight_mean for ly in ls],
+                   w_std=[ly.weight_std for ly in ls], delays=[ly.delay for ly in ls],
+                   bias_time=spec.bias_time, tau_mem=spec.tau_mem, tau_syn=spec.tau_syn,
+                   threshold=spec.threshold, max_spikes=spec.max_spikes, seed=seed)
 
 
 @dataclass
@@ -94,11 +73,11 @@ class _Pass:
     outputs: np.ndarray
 
 
-def _evaluate_once(net: Network, split: Split, cfg: Config, backend: Backend) -> _Pass:
+def _evaluate_once(net: Network, split: Split, spec: RunSpec, backend: Backend) -> _Pass:
     """Mean loss, predictions, silent and saturated fractions per layer, and output first
     spikes of one pass."""
-    loss = loss_fn(cfg)
-    bs = cfg.training.eval_batch_size
+    loss = loss_fn(spec.loss)
+    bs = spec.training.eval_batch_size
     labels = split.labels.numpy()
     losses, preds, outs = [], [], []
     silent = np.zeros(len(net.layers))
@@ -117,7 +96,7 @@ def _evaluate_once(net: Network, split: Split, cfg: Config, backend: Backend) ->
                  (silent / n).tolist(), (full / n).tolist(), np.concatenate(outs))
 
 
-def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = None,
+def evaluate(net: Network, split: Split, spec: RunSpec, backend: Backend | None = None,
              repeats: int = 1) -> EvalResult:
     """Loss, accuracy, predictions and silent fractions on a split; spike times from the
     backend (e.g. the emulated chip), or the ideal engine when None. A stochastic backend
@@ -126,7 +105,7 @@ def evaluate(net: Network, split: Split, cfg: Config, backend: Backend | None = 
     backend = backend or SimulatorBackend()
     n_runs = max(repeats, 1) if backend.stochastic else 1
     labels = split.labels.numpy()
-    runs = [_evaluate_once(net, split, cfg, backend) for _ in range(n_runs)]
+    runs = [_evaluate_once(net, split, spec, backend) for _ in range(n_runs)]
     accs = [float((r.predictions == labels).mean()) for r in runs]
     first = runs[0]
     return EvalResult(float(np.mean([r.loss for r in runs])), float(np.mean(accs)),
@@ -151,29 +130,27 @@ class Trainer:
     """Adam per layer (weights, delays), step schedule (StepLR), weight bumping, max_dw_norm
     (docs/model.md section 6)."""
 
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
-        t = cfg.training
-        self.net = build_network(cfg)
-        lr = cfg.per_layer("training.lr", t.lr)
-        lr_d = cfg.per_layer("training.lr_delay", t.lr_delay)
+    def __init__(self, spec: RunSpec):
+        self.spec = spec
+        t, seeds = spec.training, spec.seeds
+        self.net = build_network(spec.network, seeds.init)
         groups = []
-        for k, layer in enumerate(self.net.layers):
-            groups.append(([layer.weight], lr[k]))
+        for layer, ls in zip(self.net.layers, spec.network.layers):
+            groups.append(([layer.weight], ls.lr))
             if layer.delays is not None:
-                groups.append(([layer.delays.raw], lr_d[k]))
+                groups.append(([layer.delays.raw], ls.lr_delay))
         self.opt = Adam(groups)
-        self.shuffle = torch.Generator().manual_seed(t.seed + 1)
+        self.shuffle = torch.Generator().manual_seed(seeds.shuffle)
         # Training-time jitter on input spike times (augmentation against overfitting).
-        self.noise_rng = np.random.default_rng(t.seed + 3)
-        self.loss = loss_fn(cfg)
-        self.backend = make_backend(cfg, seed=t.seed + 2)
-        self.max_dw = math.inf if t.max_dw_norm is None else float(t.max_dw_norm)
-        self.max_missing = [t.max_missing_hidden] * (len(self.net.layers) - 1) + [t.max_missing_output]
+        self.noise_rng = np.random.default_rng(seeds.input_noise)
+        self.loss = loss_fn(spec.loss)
+        self.backend = make_backend(spec, seed=seeds.backend)
+        self.max_dw = t.max_dw_norm
+        self.max_missing = [ls.max_missing for ls in spec.network.layers]
         self.state = TrainState()
         self.cpu = CpuMonitor()
-        self.train_split = load_split(cfg, "train")
-        self.val_split = load_split(cfg, "val")
+        self.train_split = load_split(spec.dataset, "train")
+        self.val_split = load_split(spec.dataset, "val")
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -207,7 +184,7 @@ class Trainer:
         for k, t in enumerate(times):
             silent = np.isinf(first_spikes(t))  # no spike at all
             if float(silent.mean()) > self.max_missing[k]:
-                s.bump_value = s.bump_value * 2 if s.bump_layer == k else self.cfg.training.bump
+                s.bump_value = s.bump_value * 2 if s.bump_layer == k else self.spec.training.bump
                 s.bump_layer = k
                 with torch.no_grad():
                     self.net.layers[k].weight[:, torch.from_numpy(silent.any(axis=0))] += s.bump_value
@@ -228,17 +205,14 @@ class Trainer:
     def _check_loss(self, per_sample: np.ndarray, batch: int) -> None:
         """Stop with one line when a batch's loss is not finite or exploded (above
         training.max_loss): the gradients would be meaningless and the run would train on."""
-        limit = self.cfg.training.max_loss
+        limit = self.spec.training.max_loss
         mean = float(per_sample.mean()) if per_sample.size else 0.0
         if math.isfinite(mean) and (limit is None or mean <= limit):
             return
         hint = ("lower training.lr or the weight initialisation (network.weight_mean, "
                 "network.weight_std)")
-        if self.cfg.loss.name == "ttfs_ce":
-            hint = ("its alpha exp(t / beta) term grows with the output spike times: raise "
-                    "loss.beta towards the input span in tau_s (e.g. loss.beta=20 on inputs "
-                    f"tens of tau_s long; now {self.cfg.loss.kwargs().get('beta')}) or lower "
-                    "loss.alpha; or " + hint)
+        if self.spec.loss.hint():
+            hint = f"{self.spec.loss.hint()}; or {hint}"
         raise TrainingDiverged(
             f"training loss {mean:.3g} in epoch {self.state.epoch + 1}, batch {batch}: "
             + ("not finite" if not math.isfinite(mean) else f"above training.max_loss={limit:g}")
@@ -246,7 +220,7 @@ class Trainer:
 
     def _jitter(self, t_in: np.ndarray) -> np.ndarray:
         """Training inputs t + N(0, input_noise^2), clipped at 0; silent inputs stay silent."""
-        std = self.cfg.training.input_noise
+        std = self.spec.training.input_noise
         if not std:
             return t_in
         return np.maximum(t_in + self.noise_rng.normal(0.0, std, t_in.shape), 0.0)
@@ -254,7 +228,7 @@ class Trainer:
     def train_epoch(self) -> dict:
         self.cpu.adapt()  # small layers parallel only while no other process competes
         t0 = time.perf_counter()
-        t = self.cfg.training
+        t = self.spec.training
         if self.state.epoch > 0 and self.state.epoch % t.step_size == 0:
             self.opt.decay(t.gamma)  # StepLR
 
@@ -285,7 +259,7 @@ class Trainer:
             self.net.project()
             self.backend.project(self.net)
         self._check_finite()
-        val = evaluate(self.net, self.val_split, self.cfg, self.backend)
+        val = evaluate(self.net, self.val_split, self.spec, self.backend)
         self.state.epoch += 1
         self.state.elapsed_s += time.perf_counter() - t0
         row = {"epoch": self.state.epoch, "train_loss": loss_sum / len(order),

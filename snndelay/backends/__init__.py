@@ -4,47 +4,65 @@ A backend's run(net, t_in) returns the first spike time of every neuron of every
 (measured, for hardware). Training evaluates the engine's spike-time backward at those times
 with the parameters the backend realised (straight-through, docs/model.md sections 4 and 8), so the
 simulator, the BrainScaleS-2 emulator and the chip share one training loop.
+
+Each backend owns its config schema and its rules (base.Backend); the list of backends is the
+registry (base.REGISTRY), filled by the classes themselves.
 """
 
 from __future__ import annotations
 
-from snndelay.backends.base import Backend, BackendRun, SimulatorBackend
+from typing import TYPE_CHECKING
+
+# The built-in backends register themselves on import.
+import snndelay.backends.bss2.chip  # noqa: F401
+import snndelay.backends.bss2.emulator  # noqa: F401
+from snndelay.backends.base import (
+    REGISTRY,
+    Backend,
+    BackendConfig,
+    BackendRun,
+    SimulatorBackend,
+    register,
+)
 from snndelay.engine.types import LayerParams
-from snndelay.errors import BackendUnavailable
+from snndelay.errors import BackendUnavailable, ConfigError
 
-BACKENDS = ("simulator", "bss2_emulator", "bss2")
+if TYPE_CHECKING:
+    from snndelay.spec import RunSpec
 
 
-def ensure_available(name: str) -> None:
-    """Raise BackendUnavailable at once (before any work) when the backend cannot run here."""
-    if name == "bss2":
-        from snndelay.backends.bss2.chip import _import_pynn
-
-        _import_pynn()
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
 
 
 def backend_class(name: str) -> type[Backend]:
-    """The class of backend `name` (imported on first use); its capabilities are class
-    attributes (Backend.calibrates, Backend.seeded_chip)."""
-    if name == "simulator":
-        return SimulatorBackend
-    if name == "bss2_emulator":
-        from snndelay.backends.bss2.emulator import BSS2Emulator
-
-        return BSS2Emulator
-    if name == "bss2":
-        from snndelay.backends.bss2.chip import BSS2Chip
-
-        return BSS2Chip
-    raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
+    """The class of backend `name`; its capabilities are class attributes."""
+    if name not in REGISTRY:
+        raise ConfigError(f"backend: no backend {name!r}; available: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
 
 
-def make_backend(cfg, *, seed: int = 0, bundle: list[LayerParams] | None = None) -> Backend:
-    """The configured backend (cfg.backend); seed drives its trial-to-trial noise. bundle: the
-    layers of a deploy bundle (bss2_mapping.bundle_params), which a hardware backend runs
+def schemas() -> dict[str, type[BackendConfig]]:
+    """Each backend's config schema, by name (the backend config group's options)."""
+    return {name: cls.Config for name, cls in REGISTRY.items()}
+
+
+def deploy_targets() -> tuple[str, ...]:
+    return tuple(name for name, cls in REGISTRY.items() if cls.deploys)
+
+
+def default_deploy_target() -> str:
+    return next(name for name, cls in REGISTRY.items() if cls.default_target)
+
+
+def make_backend(spec: RunSpec, *, seed: int = 0, bundle: list[LayerParams] | None = None
+                 ) -> Backend:
+    """The configured backend (spec.backend); seed drives its trial-to-trial noise. bundle: the
+    layers of a deploy bundle (bss2.mapping.bundle_params), which a hardware backend runs
     instead of quantising the network."""
-    return backend_class(cfg.backend.name).from_config(cfg, seed=seed, bundle=bundle)
+    return backend_class(spec.backend.name).from_spec(spec, seed=seed, bundle=bundle)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendRun", "backend_class", "BackendUnavailable", "SimulatorBackend", "ensure_available",
-           "make_backend"]
+__all__ = ["Backend", "BackendConfig", "BackendRun", "BackendUnavailable", "REGISTRY",
+           "SimulatorBackend", "backend_class", "default_deploy_target", "deploy_targets",
+           "make_backend", "names", "register", "schemas"]

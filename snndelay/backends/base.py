@@ -1,9 +1,16 @@
-"""The backend interface and the ideal simulator."""
+"""The backend interface, its config schema, the registry of backends, and the ideal
+simulator.
+
+A backend is a Backend subclass with a `name`, a config schema `Config` (a BackendConfig
+dataclass: the keys of configs/backend/NAME.yaml, checked by its own check()), its
+capabilities as class attributes, and check(spec) for what it can run. register() adds it;
+every list of backends (config options, `deploy --backend`) derives from the registry.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -11,6 +18,39 @@ from snndelay.engine import LayerParams
 
 if TYPE_CHECKING:
     from snndelay.model.network import Network
+    from snndelay.spec import NetworkSpec, RunSpec
+
+
+@dataclass
+class BackendConfig:
+    """The keys every backend has; a backend's own schema extends it."""
+
+    name: str = "simulator"
+
+    def check(self, network: NetworkSpec) -> None:
+        """Range checks of this backend's own keys (ConfigError naming the key)."""
+
+    def repeats(self) -> int:
+        """Runs of a split averaged by a final test or `evaluate` (trial noise)."""
+        return 1
+
+    def for_backend(self, schema: type[BackendConfig], **changes: Any) -> BackendConfig:
+        """This config as another backend's: the keys both schemas have keep their values,
+        the rest take the other schema's defaults, then `changes`."""
+        other = {f.name for f in fields(schema)}
+        kept = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name in other and f.name != "name"}
+        return schema(**{**kept, **changes})
+
+
+REGISTRY: dict[str, type[Backend]] = {}
+B = TypeVar("B", bound="type[Backend]")
+
+
+def register(cls: B) -> B:
+    """Add a backend class to the registry (by its name); returns it (a class decorator)."""
+    REGISTRY[cls.name] = cls
+    return cls
 
 
 @dataclass
@@ -33,11 +73,15 @@ class Backend:
 
     Capabilities (class attributes) say what callers may ask of it, so that no caller needs
     to know a backend by its name: `calibrates` (measure_thresholds runs the calibration
-    probe), `seeded_chip` (an emulated chip identified by backend.chip_seed)."""
+    probe), `seeded_chip` (an emulated chip identified by backend.chip_seed), `deploys` (a
+    target of `snndelay deploy --hw`), `default_target` (deploy's default target)."""
 
     name = "backend"
+    Config: ClassVar[type[BackendConfig]] = BackendConfig
     calibrates = False
     seeded_chip = False
+    deploys = False
+    default_target = False
     # Which backward training takes at this backend's spike times (backend.backward):
     # "realised" or "nominal" (see BackendRun and result()).
     backward = "realised"
@@ -50,9 +94,19 @@ class Backend:
         return False
 
     @classmethod
-    def from_config(cls, cfg: Any, *, seed: int = 0,
-                    bundle: list[LayerParams] | None = None) -> Backend:
-        """The backend of cfg.backend; seed drives trial-to-trial noise, bundle (the layers of
+    def check(cls, spec: RunSpec) -> None:
+        """Refuse (ConfigError, one line) a run this backend cannot run: its own keys, then
+        what it can realise of the network."""
+        spec.backend.check(spec.network)
+
+    @classmethod
+    def ensure_available(cls) -> None:
+        """Raise BackendUnavailable at once (before any work) when it cannot run here."""
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec, *, seed: int = 0,
+                  bundle: list[LayerParams] | None = None) -> Backend:
+        """The backend of spec.backend; seed drives trial-to-trial noise, bundle (the layers of
         a deploy bundle) fixes what a hardware backend runs. The simulator needs neither."""
         return cls()
 
@@ -96,10 +150,17 @@ class Backend:
         pass
 
 
+@dataclass
+class SimulatorConfig(BackendConfig):
+    name: str = "simulator"
+
+
+@register
 class SimulatorBackend(Backend):
     """The ideal engine: exact spike times of the nominal model."""
 
     name = "simulator"
+    Config = SimulatorConfig
     calibrates = True  # trivially: its thresholds are the nominal ones
 
     def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:

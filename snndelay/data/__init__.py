@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from snndelay.errors import need, need_int
+from snndelay.limits import MAX_SEED, MAX_TIME
 
 SPLITS = ("train", "val", "test")
 SIZE_KEYS = {"train": "dataset.train_size", "val": "dataset.val_size",
              "test": "dataset.test_size"}
 MAX_SAMPLES = 10_000_000  # per split
-MAX_SEED = 2**31 - 1
 MAX_REPLICATE = 100
 MAX_SPIKES_PER_CHANNEL = 10_000
-MAX_TIME = 1e6  # tau_s: input encoding times
 
 
 # -- configuration schemas: the keys every dataset has, then each dataset's own -------------

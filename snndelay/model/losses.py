@@ -8,10 +8,14 @@ torch operations (torch_loss), for users of the engine's autograd API.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from snndelay.errors import need
+from snndelay.limits import MAX_TIME, MAX_WEIGHT
 
 LossFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 
@@ -59,7 +63,70 @@ def ttfs_cross_entropy_grad(t: np.ndarray, label: np.ndarray, xi: float = 0.2,
     return per, g
 
 
+# -- configuration: each loss's schema (configs/loss/NAME.yaml extends it) -----------------------
+@dataclass
+class LossConfig:
+    name: str = "shift_mse"
+
+    def kwargs(self) -> dict[str, float]:
+        """The loss function's keyword parameters (every key but the name)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+
+    def check(self) -> None:
+        pass
+
+    def hint(self) -> str:
+        """What to change when this loss overflows (training.max_loss), or ''."""
+        return ""
+
+
+@dataclass
+class ShiftMseConfig(LossConfig):
+    name: str = "shift_mse"
+    dt: float = 0.2  # target gap between label and other outputs (0.3 on hardware)
+
+    def check(self) -> None:
+        need(0 <= self.dt <= MAX_TIME, "loss.dt", f"must be in [0, {MAX_TIME:g}] tau_s", self.dt)
+
+
+@dataclass
+class TtfsCeConfig(LossConfig):
+    name: str = "ttfs_ce"
+    xi: float = 0.2  # softmax temperature of -t
+    alpha: float = 0.005  # weight of the early-label regulariser alpha exp(t_label / beta)
+    beta: float = 1.0
+
+    def check(self) -> None:
+        need(0 < self.xi <= MAX_TIME, "loss.xi", f"must be in (0, {MAX_TIME:g}] tau_s", self.xi)
+        need(0 <= self.alpha <= MAX_WEIGHT, "loss.alpha", f"must be in [0, {MAX_WEIGHT:g}]",
+             self.alpha)
+        need(0 < self.beta <= MAX_TIME, "loss.beta", f"must be in (0, {MAX_TIME:g}] tau_s",
+             self.beta)
+
+    def hint(self) -> str:
+        return ("its alpha exp(t / beta) term grows with the output spike times: raise "
+                "loss.beta towards the input span in tau_s (e.g. loss.beta=20 on inputs "
+                f"tens of tau_s long; now {self.beta}) or lower loss.alpha")
+
+
+# A loss: its function (numpy, closed-form gradient) and its schema, by name.
 LOSSES: dict[str, LossFn] = {"shift_mse": shift_mse_grad, "ttfs_ce": ttfs_cross_entropy_grad}
+LOSS_SCHEMAS: dict[str, type[LossConfig]] = {"shift_mse": ShiftMseConfig,
+                                             "ttfs_ce": TtfsCeConfig}
+
+
+def loss_fn(cfg: LossConfig) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The configured loss: (t_out [B, K], labels [B]) -> (per-sample loss [B], d loss_b /
+    d t_b [B, K]) (docs/model.md section 5)."""
+    kw = cfg.kwargs()
+    fn = LOSSES[cfg.name]
+
+    def loss(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # An overflowing loss becomes inf, which the max_loss guard reports in one line.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return fn(t, y, **kw)
+
+    return loss
 
 
 def predict(t: Any) -> Any:

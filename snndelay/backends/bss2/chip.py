@@ -7,18 +7,21 @@ cannot be exercised without the chip and its software stack; it has not run agai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from snndelay.backends.base import Backend, BackendRun
+from snndelay.backends.base import BackendRun, register
 from snndelay.backends.bss2 import mapping as hw
+from snndelay.backends.bss2.rules import ChipBackend, ChipRunConfig
 from snndelay.engine.prepare import arrivals
 from snndelay.engine.types import LayerParams
 from snndelay.errors import BackendUnavailable
 
 if TYPE_CHECKING:
     from snndelay.model.network import Network
+    from snndelay.spec import RunSpec
 
 HOW_TO_GET_ACCESS = (
     "backend=bss2 needs the BrainScaleS-2 software stack (pynn_brainscales) and a chip, "
@@ -34,11 +37,18 @@ def _import_pynn():
     return pynn
 
 
-class BSS2Chip(Backend):
+@dataclass
+class ChipConfig(ChipRunConfig):
+    name: str = "bss2"
+
+
+@register
+class BSS2Chip(ChipBackend):
     """Runs a batch as one serialised spike train on the chip and reads back the first spike
     of every neuron; the emulator's mapping, without its noise model (the chip has its own)."""
 
     name = "bss2"
+    Config = ChipConfig
 
     @property
     def stochastic(self) -> bool:
@@ -52,9 +62,15 @@ class BSS2Chip(Backend):
         self.bundle = bundle
 
     @classmethod
-    def from_config(cls, cfg, *, seed: int = 0, bundle: list[LayerParams] | None = None
-                    ) -> "BSS2Chip":
-        return cls(bundle, cfg.backend.backward)
+    def ensure_available(cls) -> None:
+        _import_pynn()
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec, *, seed: int = 0, bundle: list[LayerParams] | None = None
+                  ) -> "BSS2Chip":
+        b = spec.backend
+        assert isinstance(b, ChipConfig)
+        return cls(bundle, b.backward)
 
     def realise(self, net: Network) -> list[LayerParams]:
         if self.bundle is not None:

@@ -27,14 +27,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from snndelay.backends.base import Backend, BackendRun
+from snndelay.backends.base import BackendRun, register
 from snndelay.backends.bss2 import mapping as hw
+from snndelay.backends.bss2.rules import ChipBackend, ChipRunConfig
 from snndelay.engine.layer import layer_forward, solve_arrivals
 from snndelay.engine.prepare import arrivals, output_times
 from snndelay.engine.types import DelayKind, LayerParams, Neuron
+from snndelay.errors import need, need_int
+from snndelay.limits import MAX_SEED, MAX_TIME
 
 if TYPE_CHECKING:
     from snndelay.model.network import Network
+    from snndelay.spec import NetworkSpec, RunSpec
 
 
 @dataclass(frozen=True)
@@ -49,13 +53,46 @@ class NoiseModel:
         return NoiseModel(0.0, 0.0, 0.0, 0.0)
 
 
-class BSS2Emulator(Backend):
+@dataclass
+class EmulatorConfig(ChipRunConfig):
+    name: str = "bss2_emulator"
+    chip_seed: int = 0  # the emulated chip: its fixed-pattern threshold offsets
+    noise: bool = True  # false: no threshold offsets, no trial noise, no jitter
+    quantize: bool = True  # 6-bit weights, integer refractory settings
+    fixed_mean: float = 0.13
+    fixed_std: float = 0.08
+    trial_std: float = 0.04
+    jitter_std: float = 0.01
+    chip_variation: float = 0.0  # training offsets (1-a) this chip + a a fresh one
+
+    def check(self, network: NetworkSpec) -> None:
+        super().check(network)
+        need_int("backend.chip_seed", self.chip_seed, 0, MAX_SEED)
+        theta = network.threshold
+        # The emulated chip's thresholds are neuron.threshold + offsets: they must stay positive.
+        need(abs(self.fixed_mean) < theta, "backend.fixed_mean",
+             f"must lie within +-neuron.threshold ({theta:g}): the chip's thresholds are "
+             "neuron.threshold + this offset and must stay positive", self.fixed_mean)
+        for key in ("fixed_std", "trial_std"):
+            need(0 <= getattr(self, key) <= theta, f"backend.{key}",
+                 f"must be in [0, neuron.threshold = {theta:g}] (a threshold offset)",
+                 getattr(self, key))
+        need(0 <= self.jitter_std <= MAX_TIME, "backend.jitter_std",
+             f"must be in [0, {MAX_TIME:g}] tau_s", self.jitter_std)
+        need(0.0 <= self.chip_variation <= 1.0, "backend.chip_variation", "must be in [0, 1]",
+             self.chip_variation)
+
+
+@register
+class BSS2Emulator(ChipBackend):
     """The emulated chip; with a deploy bundle it runs the bundle's integer weights and
     refractory settings (like the chip), otherwise it quantises the network batch by batch."""
 
     name = "bss2_emulator"
+    Config = EmulatorConfig
     calibrates = True
     seeded_chip = True
+    default_target = True
 
     def __init__(self, chip_seed: int = 0, noise: NoiseModel = NoiseModel(), *,
                  quantize: bool = True, seed: int = 0, chip_variation: float = 0.0,
@@ -70,9 +107,10 @@ class BSS2Emulator(Backend):
         self._fixed: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
-    def from_config(cls, cfg, *, seed: int = 0, bundle: list[LayerParams] | None = None
-                    ) -> "BSS2Emulator":
-        b = cfg.backend
+    def from_spec(cls, spec: RunSpec, *, seed: int = 0, bundle: list[LayerParams] | None = None
+                  ) -> "BSS2Emulator":
+        b = spec.backend
+        assert isinstance(b, EmulatorConfig)
         noise = NoiseModel(b.fixed_mean, b.fixed_std, b.trial_std, b.jitter_std) if b.noise \
             else NoiseModel.off()
         return cls(b.chip_seed, noise, quantize=b.quantize, seed=seed,
