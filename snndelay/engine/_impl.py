@@ -7,8 +7,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-import torch
-
 try:  # a numba that is missing or does not match the installed numpy means: torch only
     import numba  # noqa: F401
 
@@ -31,12 +29,6 @@ def set_implementation(name: str) -> None:
 
 def get_implementation() -> str:
     return _choice
-
-
-def use_numba(t: torch.Tensor, ratio: float) -> bool:
-    """True when this call should run the compiled CPU loops."""
-    return (_choice != "torch" and HAVE_NUMBA and t.device.type == "cpu"
-            and ratio in (1.0, 2.0))
 
 
 # Below this much work per call (samples x arrivals x receiving neurons; about 25 ms on one

@@ -16,6 +16,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from snndelay.engine.kernels import LAMBERT_CODE
+
 _INV_E_HI = 0.36787944117144233
 _INV_E_LO = -1.2428753672788363e-17
 _TWO_LN2 = 2.0 * math.log(2.0)
@@ -63,7 +65,7 @@ def lambertw0_scalar(z: float) -> float:
 
 
 @njit(cache=True, inline="always")
-def _crossing(a, s, rst, lo, elo, hi, dec, theta, lambert):
+def _crossing(a, s, rst, lo, elo, hi, dec, theta, code):
     """The first upward crossing of theta in [lo, hi] of one window (its own frame, the window
     starts at 0), -1.0 when u stays below theta there. rst = sum over the neuron's earlier
     spikes t_j of e^{(t_j - T) / r} in this frame (docs/model.md section 11: the reset shifts
@@ -73,7 +75,7 @@ def _crossing(a, s, rst, lo, elo, hi, dec, theta, lambert):
     ratio 2: u = y (A_m' - A y / 2), y = 2 e^{-t/2}, A_m' = s - theta rst / 2."""
     if a <= 0.0:  # A > 0 at every upward crossing (section 2)
         return -1.0
-    if lambert:
+    if code == LAMBERT_CODE:
         # (rst = 0 before a neuron's first spike: the literal 0.0 of _scan folds away)
         b = s + theta * rst if rst != 0.0 else s
         t_e = min(max(1.0 + b / a, lo), hi)  # the peak 1 + B'/A clamped into the window
@@ -93,9 +95,9 @@ def _crossing(a, s, rst, lo, elo, hi, dec, theta, lambert):
 
 
 @njit(cache=True)
-def _decays(arr, n, lambert, dec):
+def _decays(arr, n, code, dec):
     """dec[k] = e^{-(T_k+1 - T_k)} (ratio 1) or its square root (ratio 2); 0 after the last."""
-    rate = 1.0 if lambert else 0.5
+    rate = 1.0 if code == LAMBERT_CODE else 0.5
     for k in range(n - 1):
         dec[k] = math.exp(-rate * (arr[k + 1] - arr[k]))
     if n > 0:
@@ -103,10 +105,10 @@ def _decays(arr, n, lambert, dec):
 
 
 @njit(cache=True, inline="always")
-def _next_frame(a, s, hi, d, lambert):
+def _next_frame(a, s, hi, d, code):
     """The window sums carried into the next window's frame, hi later (d = its dec); after
     the last arrival (d = 0) nothing follows."""
-    if lambert:
+    if code == LAMBERT_CODE:
         if hi < np.inf:
             s = (s - hi * a) * d
         return a * d, s
@@ -114,7 +116,7 @@ def _next_frame(a, s, hi, d, lambert):
 
 
 @njit(cache=True, inline="always")
-def _scan(arr, idx, wrow, n, theta, lambert, dec, out, b, j):
+def _scan(arr, idx, wrow, n, theta, code, dec, out, b, j):
     """Spike times of neuron j of sample b into out[b, j, :K] (+inf padded): arr[k] sorted arrival times
     (first n finite), weight of arrival k is wrow[idx[k]], dec from _decays. The sums live in
     the frame of the current window's start; after a spike the search continues in the same
@@ -130,20 +132,20 @@ def _scan(arr, idx, wrow, n, theta, lambert, dec, out, b, j):
     for k in range(n):
         hi = arr[k + 1] - arr[k] if k + 1 < n else np.inf
         a += wrow[idx[k]]
-        if not lambert:
+        if code != LAMBERT_CODE:
             s += wrow[idx[k]]
-        t = _crossing(a, s, 0.0, 0.0, 1.0, hi, dec[k], theta, lambert)
+        t = _crossing(a, s, 0.0, 0.0, 1.0, hi, dec[k], theta, code)
         if t >= 0.0:
             first = k
             break
-        a, s = _next_frame(a, s, hi, dec[k], lambert)
+        a, s = _next_frame(a, s, hi, dec[k], code)
     k = first
     if n_max == 1:  # first-spike neurons: done
         out[b, j, 0] = arr[k] + t if t >= 0.0 else np.inf
         return
     cnt = 0
     if t >= 0.0:
-        rate = 1.0 if lambert else 0.5
+        rate = 1.0 if code == LAMBERT_CODE else 0.5
         rst = 0.0  # sum over the spikes so far of e^{rate (t_j - T_k)}, in window k's frame
         while True:
             while t >= 0.0:  # a spike in window k; search on from it (u = 0 there)
@@ -153,17 +155,17 @@ def _scan(arr, idx, wrow, n, theta, lambert, dec, out, b, j):
                     return
                 ert = math.exp(rate * t)
                 rst += ert
-                t = _crossing(a, s, rst, t, 1.0 / ert, hi, dec[k], theta, lambert)
-            a, s = _next_frame(a, s, hi, dec[k], lambert)
+                t = _crossing(a, s, rst, t, 1.0 / ert, hi, dec[k], theta, code)
+            a, s = _next_frame(a, s, hi, dec[k], code)
             rst *= dec[k]
             k += 1
             if k >= n:
                 break
             hi = arr[k + 1] - arr[k] if k + 1 < n else np.inf
             a += wrow[idx[k]]
-            if not lambert:
+            if code != LAMBERT_CODE:
                 s += wrow[idx[k]]
-            t = _crossing(a, s, rst, 0.0, 1.0, hi, dec[k], theta, lambert)
+            t = _crossing(a, s, rst, 0.0, 1.0, hi, dec[k], theta, code)
     for c in range(cnt, n_max):
         out[b, j, c] = np.inf
 
@@ -184,7 +186,7 @@ def _insertion_sort(keys, idx, n):
 
 
 @njit(parallel=True, cache=True)
-def forward_shared(t_in, w_t, theta, lambert, max_spikes, n_chunks):
+def forward_shared(t_in, w_t, theta, code, max_spikes, n_chunks):
     """All neurons of a sample share the arrival order: t_in [B, N], w_t [M, N], theta [B, M];
     one sort and one set of window decays per sample. Spike times [B, M, max_spikes]."""
     n_b, n_in = t_in.shape
@@ -199,9 +201,9 @@ def forward_shared(t_in, w_t, theta, lambert, max_spikes, n_chunks):
             n_fin = 0
             while n_fin < n_in and arr[n_fin] < np.inf:
                 n_fin += 1
-            _decays(arr, n_fin, lambert, dec)  # shared by all neurons of the sample
+            _decays(arr, n_fin, code, dec)  # shared by all neurons of the sample
             for j in range(n_out):
-                _scan(arr, perm, w_t[j], n_fin, theta[b, j], lambert, dec, out, b, j)
+                _scan(arr, perm, w_t[j], n_fin, theta[b, j], code, dec, out, b, j)
     return out
 
 
@@ -265,7 +267,7 @@ def _exp_table(x, rate):
 
 
 @njit(parallel=True, cache=True)
-def forward_synaptic(t_in, d_t, w_t, theta, lambert, max_spikes, n_chunks):
+def forward_synaptic(t_in, d_t, w_t, theta, code, max_spikes, n_chunks):
     """Per-synapse delays: each neuron sorts its own arrivals t_in[b, i] + d_t[j, i]
     (insertion sort for short rows, bucket sort otherwise). Samples are split into n_chunks
     contiguous chunks, one per thread, each with its own scratch buffers. Spike times
@@ -273,7 +275,7 @@ def forward_synaptic(t_in, d_t, w_t, theta, lambert, max_spikes, n_chunks):
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
     out = np.empty((n_b, n_out, max_spikes))
-    rate = 1.0 if lambert else 0.5
+    rate = 1.0 if code == LAMBERT_CODE else 0.5
     d_abs = np.abs(d_t).max() if d_t.size else 0.0
     q = _exp_table(d_t, -rate)  # e^{-r d}
     per = (n_b + n_chunks - 1) // n_chunks
@@ -321,13 +323,13 @@ def forward_synaptic(t_in, d_t, w_t, theta, lambert, max_spikes, n_chunks):
                     if n > 0:
                         dec[n - 1] = 0.0
                 else:
-                    _decays(srt, n, lambert, dec)
-                _scan(srt, perm, w_t[j], n, theta[b, j], lambert, dec, out, b, j)
+                    _decays(srt, n, code, dec)
+                _scan(srt, perm, w_t[j], n, theta[b, j], code, dec, out, b, j)
     return out
 
 
 @njit(parallel=True, cache=True)
-def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_norm, n_chunks):
+def backward(t_in, w_t, d_t, has_d, t_out, g, theta, code, min_slope, max_dw_norm, n_chunks):
     """dL/dt_in [B, N], dL/dW^T [M, N], dL/dd^T [M, N] (zeros when has_d is False) from
     dL/dt_out g [B, M, K] at the spike trains t_out [B, M, K] (sorted, +inf padded); theta
     [B, M] (the reset's size, used when K > 1). Per neuron: the slopes u'(t_k) including the
@@ -337,10 +339,10 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_
     n_b, n_in = t_in.shape
     n_out = w_t.shape[0]
     n_k = t_out.shape[2]
-    rate = 1.0 if lambert else 0.5
+    rate = 1.0 if code == LAMBERT_CODE else 0.5
     # c theta / r with the kernel's scale c (1 for ratio 1, 1/2 for ratio 2): the reset
     # kernel's slope in the units of psp_scaled
-    coef = 1.0 if lambert else 0.25
+    coef = 1.0 if code == LAMBERT_CODE else 0.25
     grad_t = np.zeros((n_b, n_in))
     gw = np.zeros((n_chunks, n_out, n_in))
     gd = np.zeros((n_chunks, n_out, n_in))
@@ -391,7 +393,7 @@ def backward(t_in, w_t, d_t, has_d, t_out, g, theta, lambert, min_slope, max_dw_
                                 erx = p[i] * r * (q[j, i] if has_d else 1.0)
                             else:
                                 erx = math.exp(rate * x)
-                            if lambert:  # k = s e^{-s}, k' = (1 - s) e^{-s}, s = -x
+                            if code == LAMBERT_CODE:  # k = s e^{-s}, k' = (1 - s) e^{-s}, s = -x
                                 kbuf[k, i] = -x * erx
                                 dkbuf[k, i] = erx + x * erx
                             else:  # k/2 = e^{-s/2} - e^{-s}, k'/2 = e^{-s} - e^{-s/2}/2

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from snndelay.engine import _impl
 from snndelay.engine.kernels import Kernel
 from snndelay.engine.solver import CHUNK_ELEMS, _rows_per_chunk
 
@@ -43,9 +41,6 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
     nothing to dL/dW (near-grazing crossings); inf keeps every term. Work tensors are
     [C, N, M, K] per chunk of C samples.
     """
-    if _impl.use_numba(t_in, kernel.ratio):
-        return _grads_numba(grad_out, t_out, t_in, weights, d_syn, kernel.ratio == 1.0,
-                            min_slope, max_dw_norm, theta)
     batch, n_in = t_in.shape
     t_k = t_out if t_out.dim() == 3 else t_out[:, :, None]
     g_k = grad_out if grad_out.dim() == 3 else grad_out[:, :, None]
@@ -107,25 +102,6 @@ def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Te
             f = torch.where(k.amax(dim=1) * f.abs() > max_dw_norm, 0.0, f)
         grad_w -= k.mul_(f[:, None]).sum(dim=(0, 3))
     return grad_t, grad_w, grad_d
-
-
-def _grads_numba(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor,
-                 d_syn: torch.Tensor | None,
-                 lambert: bool, min_slope: float, max_dw_norm: float,
-                 theta: torch.Tensor | float = 1.0
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The compiled CPU loops (engine.compiled; same arguments and results)."""
-    from snndelay.engine import compiled
-
-    def arr(x: torch.Tensor) -> np.ndarray:
-        return x.detach().numpy()
-
-    th = arr(theta) if isinstance(theta, torch.Tensor) else theta
-    g_t, g_w, g_d = compiled.backward(arr(grad_out), arr(t_out), arr(t_in), arr(weights),
-                                      None if d_syn is None else arr(d_syn), lambert,
-                                      min_slope, max_dw_norm, th)
-    return torch.from_numpy(g_t), torch.from_numpy(g_w), (None if g_d is None
-                                                          else torch.from_numpy(g_d))
 
 
 def nominal_slope_scale(t_out: torch.Tensor, t_in: torch.Tensor, weights: torch.Tensor,

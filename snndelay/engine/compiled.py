@@ -1,10 +1,10 @@
 """The compiled CPU loops (_numba_kernels) behind one numpy interface: the solver and the
 spike-time backward on arrival-ready inputs (docs/model.md sections 2-4), without torch.
 
-The torch solver and backward call these on CPU tensors when numba is installed, and the
-engine's layer functions call them directly on numpy arrays, where a small network's training
-step would otherwise spend most of its time in per-operation overhead. Times in units of tau_s;
-kernel ratios 1 and 2.
+The engine's layer functions (layer.py) choose once per call between these and the torch path
+(code_for), on numpy arrays or CPU tensors, where a small network's training step would
+otherwise spend most of its time in per-operation overhead. Times in units of tau_s; a kernel's
+loops are named by its compiled_code (kernels.py).
 """
 
 from __future__ import annotations
@@ -12,22 +12,37 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from snndelay.engine import _impl
+from snndelay.engine.kernels import Kernel, kernel_for
 
 _TINY = np.finfo(np.float64).tiny
 _NO_DELAYS = np.zeros((1, 1))
 _NO_THETA = np.ones((1, 1))
 
 
+def code_for(kernel: Kernel, array: Any) -> int | None:
+    """The compiled loops that run this kernel on `array` (numpy, or a CPU tensor), or None:
+    the torch path (no numba, implementation "torch", another device, or a kernel without
+    compiled loops). The one place where the engine chooses its implementation."""
+    if not _impl.HAVE_NUMBA or _impl.get_implementation() == "torch":
+        return None
+    if isinstance(array, torch.Tensor) and array.device.type != "cpu":
+        return None
+    return kernel.compiled_code
+
+
 def available(ratio: float) -> bool:
-    """True when the compiled loops can run this kernel ratio and the user did not force the
-    torch implementation."""
-    return _impl.HAVE_NUMBA and _impl.get_implementation() != "torch" and ratio in (1.0, 2.0)
+    """True when a kernel of this ratio runs on the compiled loops (thread policy)."""
+    try:
+        return code_for(kernel_for(ratio, 1.0), np.zeros(0)) is not None
+    except ValueError:
+        return False
 
 
 def forward(t: np.ndarray, w: np.ndarray, d_syn: np.ndarray | None, theta: Any,
-            lambert: bool, max_spikes: int = 1) -> np.ndarray:
+            code: int, max_spikes: int = 1) -> np.ndarray:
     """Spike times [B, M, max_spikes] (sorted, +inf padded; max_spikes = 1: the first spike)
     of arrival-ready times t [B, N] through weights w [N, M] with per-synapse delays d_syn
     [N, M] (or None: one shared order); theta broadcasts to [B, M]. The crossings are invariant
@@ -43,13 +58,13 @@ def forward(t: np.ndarray, w: np.ndarray, d_syn: np.ndarray | None, theta: Any,
     with _impl.threads_for(t.size * w.shape[1]) as threads:
         chunks = max(1, min(t.shape[0], threads))
         if d_syn is None:
-            return nk.forward_shared(t, w_t, th, lambert, max_spikes, chunks)
-        return nk.forward_synaptic(t, np.ascontiguousarray(d_syn.T), w_t, th, lambert,
+            return nk.forward_shared(t, w_t, th, code, max_spikes, chunks)
+        return nk.forward_synaptic(t, np.ascontiguousarray(d_syn.T), w_t, th, code,
                                    max_spikes, chunks)
 
 
 def backward(g_out: np.ndarray, t_out: np.ndarray, t: np.ndarray, w: np.ndarray,
-             d_syn: np.ndarray | None, lambert: bool, min_slope: float, max_dw_norm: float,
+             d_syn: np.ndarray | None, code: int, min_slope: float, max_dw_norm: float,
              theta: Any = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(dL/dT [B, N], dL/dw [N, M], dL/dd_syn [N, M] or None) given dL/dt_out [B, M] at the
     spike times t_out [B, M] (docs/model.md section 4), or at spike trains [B, M, K] with
@@ -70,7 +85,7 @@ def backward(g_out: np.ndarray, t_out: np.ndarray, t: np.ndarray, w: np.ndarray,
         g_t, g_w_t, g_d_t = nk.backward(np.ascontiguousarray(t), np.ascontiguousarray(w.T),
                                         d_t, has_d, np.ascontiguousarray(t_k),
                                         np.ascontiguousarray(g_k), np.ascontiguousarray(th),
-                                        lambert, float(min_slope), float(max_dw_norm),
+                                        code, float(min_slope), float(max_dw_norm),
                                         _impl.backward_chunks(t.shape[0]))
     return g_t, g_w_t.T, (g_d_t.T if has_d else None)
 

@@ -8,8 +8,9 @@ A kernel knows
   crossing time in closed form.
 All times are in units of tau_s and relative to the frame origin in which the sums were formed
 (the LIF response is time-invariant, so any origin is exact). Adding a kernel means writing one
-more subclass and registering it in KERNELS; the torch solver and backward stay untouched (the
-compiled CPU loops of _numba_kernels know ratios 1 and 2; other kernels run on the torch path).
+more subclass and registering it in KERNELS; the torch solver and backward stay untouched. Its
+compiled_code says which compiled CPU loops of _numba_kernels implement it (LAMBERT_CODE,
+QUADRATIC_CODE); None (the default) runs it on the torch path.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import torch
 from snndelay.engine.lambertw import lambertw0
 
 _TWO_LN2 = 2.0 * math.log(2.0)
+# The kernel codes of the compiled loops (_numba_kernels branches on them).
+LAMBERT_CODE, QUADRATIC_CODE = 0, 1
 # The prefix sums of a window, one per term: stacked [terms, ...] or as a tuple.
 Sums = Union[torch.Tensor, tuple[torch.Tensor, ...]]
 
@@ -34,6 +37,9 @@ class Kernel:
     ratio: float
     # (rate, with_time) of each prefix-sum term.
     terms: tuple[tuple[float, bool], ...]
+    # Which compiled CPU loops implement this kernel (_numba_kernels' kernel codes), or None:
+    # the kernel runs on the torch path only (the reference for every kernel and feature).
+    compiled_code: int | None = None
 
     def psp_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(c k(s), c k'(s)) at s = -x for x = T_i - t* <= 0 (docs/model.md section 1), with one
@@ -84,6 +90,7 @@ class LambertKernel(Kernel):
 
     ratio: float = 1.0
     terms: tuple[tuple[float, bool], ...] = ((1.0, False), (1.0, True))
+    compiled_code: int | None = LAMBERT_CODE
     # B' = B + theta R (reset_coef 1, reset_rate 1, reset_slope 1: the base defaults)
 
     def psp_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,6 +125,7 @@ class QuadraticKernel(Kernel):
 
     ratio: float = 2.0
     terms: tuple[tuple[float, bool], ...] = ((1.0, False), (0.5, False))
+    compiled_code: int | None = QUADRATIC_CODE
     bound_inf: float = 0.0
     reset_coef: float = -0.5  # A_m' = A_m - theta R / 2
     reset_rate: float = 0.5

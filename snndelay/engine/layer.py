@@ -29,52 +29,58 @@ from snndelay.engine.types import DelayKind, LayerParams, Neuron
 _F64 = torch.float64
 
 
-def _theta_tensor(theta: Any, batch: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
-    th = torch.as_tensor(theta, dtype=_F64, device=like.device)
-    return th.expand(batch, n_out).contiguous()
+def _np(x: Any) -> Any:
+    return x.detach().numpy() if isinstance(x, torch.Tensor) else x
 
 
-def solve_arrivals(arr: Arrivals, theta: Any, neuron: Neuron) -> Any:
+def _like(x: np.ndarray, ref: Any) -> Any:
+    """x in ref's array type (numpy stays numpy; a CPU tensor's result becomes a tensor)."""
+    return torch.from_numpy(x) if isinstance(ref, torch.Tensor) else x
+
+
+def _tt(x: Any) -> Any:
+    return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+
+
+def solve_arrivals(arr: Arrivals, theta: Any, neuron: Neuron, code: Any = "choose") -> Any:
     """Crossing times (tau_s units, before any dendritic shift; +inf = silent) of arrival-ready
     inputs: first spikes [B, M] when neuron.max_spikes is 1, else spike trains [B, M, K]
     (sorted, +inf padded; docs/model.md section 11). theta: a number, [M] or [B, M]. numpy in,
-    numpy out (the compiled loops when available); torch in, torch out."""
+    numpy out; torch in, torch out. code: the compiled loops chosen for this layer call
+    (compiled.code_for; None: the torch path), chosen here when not given."""
     kernel = kernel_for(neuron.tau_mem, neuron.tau_syn)
-    batch, n_out = arr.t.shape[0], arr.w.shape[1]
+    if code == "choose":
+        code = compiled.code_for(kernel, arr.t)
     n_k = neuron.max_spikes
     out: Any
-    if isinstance(arr.t, np.ndarray):
-        if compiled.available(kernel.ratio):
-            out = compiled.forward(arr.t, arr.w, arr.d_syn, theta, kernel.ratio == 1.0, n_k)
-        else:
-            t = torch.from_numpy(arr.t)
-            d_syn = None if arr.d_syn is None else torch.from_numpy(arr.d_syn)
-            out = solve_spike_trains(t, torch.from_numpy(arr.w), d_syn,
-                                     _theta_tensor(theta, batch, n_out, t), kernel, n_k).numpy()
+    if code is not None:
+        out = _like(compiled.forward(_np(arr.t), _np(arr.w), _np(arr.d_syn), _np(theta), code,
+                                     n_k), arr.t)
     else:
-        out = solve_spike_trains(arr.t, arr.w, arr.d_syn,
-                                 _theta_tensor(theta, batch, n_out, arr.t), kernel, n_k)
+        t = _tt(arr.t)
+        th = torch.as_tensor(_np(theta), dtype=_F64, device=t.device)
+        out = solve_spike_trains(t, _tt(arr.w), _tt(arr.d_syn),
+                                 th.expand(t.shape[0], arr.w.shape[1]).contiguous(), kernel, n_k)
+        out = out.numpy() if isinstance(arr.t, np.ndarray) else out
     # [B, M, 1] -> [B, M] as a view that stays C-contiguous (the next layer's input)
     return out.reshape(out.shape[:2]) if n_k == 1 else out
 
 
 def _arrival_grads(g: Any, core: Any, arr: Arrivals, kernel: Kernel, theta: Any,
-                   min_slope: float, max_dw_norm: float) -> tuple[Any, Any, Any]:
+                   min_slope: float, max_dw_norm: float, code: int | None) -> tuple[Any, Any, Any]:
     """The spike-time backward (sections 4 and 11) on arrival-ready inputs, numpy or torch;
     theta (the reset's size) matters for spike trains only."""
+    if code is not None:
+        g_t, g_w, g_d = compiled.backward(_np(g), _np(core), _np(arr.t), _np(arr.w),
+                                          _np(arr.d_syn), code, min_slope, max_dw_norm,
+                                          _np(theta))
+        return _like(g_t, arr.t), _like(g_w, arr.t), None if g_d is None else _like(g_d, arr.t)
+    th = _tt(np.asarray(theta, dtype=np.float64)) if not isinstance(theta, torch.Tensor) else theta
+    out = spike_time_grads(_tt(g), _tt(core), _tt(arr.t), _tt(arr.w), _tt(arr.d_syn), kernel,
+                           min_slope=min_slope, max_dw_norm=max_dw_norm, theta=th)
     if isinstance(arr.t, np.ndarray):
-        if compiled.available(kernel.ratio):
-            return compiled.backward(g, core, arr.t, arr.w, arr.d_syn, kernel.ratio == 1.0,
-                                     min_slope, max_dw_norm, theta)
-        d_syn = None if arr.d_syn is None else torch.from_numpy(arr.d_syn)
-        th = torch.from_numpy(np.asarray(theta, dtype=np.float64))
-        g_t, g_w, g_d = spike_time_grads(torch.from_numpy(g), torch.from_numpy(core),
-                                         torch.from_numpy(arr.t), torch.from_numpy(arr.w), d_syn,
-                                         kernel, min_slope=min_slope, max_dw_norm=max_dw_norm,
-                                         theta=th)
-        return g_t.numpy(), g_w.numpy(), None if g_d is None else g_d.numpy()
-    return spike_time_grads(g, core, arr.t, arr.w, arr.d_syn, kernel, min_slope=min_slope,
-                            max_dw_norm=max_dw_norm, theta=theta)
+        return out[0].numpy(), out[1].numpy(), None if out[2] is None else out[2].numpy()
+    return out
 
 
 @dataclass
@@ -123,27 +129,27 @@ def layer_backward(cache: LayerCache, g_out: Any, *, min_slope: float = MIN_SLOP
     layer, arr = cache.layer, cache.arr
     tau = layer.neuron.tau_syn
     kernel = kernel_for(layer.neuron.tau_mem, tau)
+    code = compiled.code_for(kernel, arr.t)  # the implementation of this call
     g = g_out * tau if tau != 1.0 else g_out  # per tau_s unit of the scaled times
     if nominal_threshold is not None:
-        g = g * _nominal_scale(cache, kernel, nominal_threshold, min_slope)
+        g = g * _nominal_scale(cache, kernel, nominal_threshold, min_slope, code)
     th = layer.neuron.threshold if cache.theta is None else cache.theta
-    g_t, g_w, g_dsyn = _arrival_grads(g, cache.core, arr, kernel, th, min_slope, max_dw_norm)
+    g_t, g_w, g_dsyn = _arrival_grads(g, cache.core, arr, kernel, th, min_slope, max_dw_norm,
+                                      code)
     return fold_grads(layer, arr, cache.in_shape, cache.core, g, g_t, g_w, g_dsyn)
 
 
-def _nominal_scale(cache: LayerCache, kernel: Kernel, theta: float, min_slope: float) -> Any:
+def _nominal_scale(cache: LayerCache, kernel: Kernel, theta: float, min_slope: float,
+                   code: int | None) -> Any:
     """nominal_slope_scale on a layer's cached arrivals, in the cache's array type."""
     if kernel.ratio != 1.0 or cache.core.ndim != 2:
         raise ValueError("the nominal-threshold slope is the closed form of tau_mem = tau_syn "
                          "first-spike neurons (docs/model.md section 4)")
     arr = cache.arr
-    if isinstance(cache.core, np.ndarray) and compiled.available(kernel.ratio):
-        return compiled.nominal_scale(cache.core, arr.t, arr.w, arr.d_syn, theta, min_slope)
-
-    def tt(x: Any) -> Any:
-        return None if x is None else (torch.from_numpy(x) if isinstance(x, np.ndarray) else x)
-
-    s = nominal_slope_scale(tt(cache.core), tt(arr.t), tt(arr.w), tt(arr.d_syn), theta,
+    if code is not None:
+        return _like(compiled.nominal_scale(_np(cache.core), _np(arr.t), _np(arr.w),
+                                            _np(arr.d_syn), theta, min_slope), cache.core)
+    s = nominal_slope_scale(_tt(cache.core), _tt(arr.t), _tt(arr.w), _tt(arr.d_syn), theta,
                             min_slope)
     return s.numpy() if isinstance(cache.core, np.ndarray) else s
 

@@ -14,11 +14,9 @@ The kernel's formulas are elementwise, so they run unchanged on either layout.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snndelay.engine import _impl
 from snndelay.engine.kernels import Kernel
 
 # Prefix sums are formed in one frame per row as long as arrivals span at most this many tau_s
@@ -133,8 +131,6 @@ def solve_spike_trains(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
     inf = float("inf")
     if batch == 0 or n_in == 0 or n_out == 0:
         return torch.full((batch, n_out, max_spikes), inf, dtype=t_in.dtype, device=t_in.device)
-    if not stable and _impl.use_numba(t_in, kernel.ratio):
-        return _solve_numba(t_in, weights, d_syn, theta, kernel.ratio == 1.0, max_spikes)
     # The crossing is invariant to scaling (w, theta) together: normalise each neuron's
     # weights to max |w| = 1 so huge or tiny weights cannot overflow the prefix sums.
     scale = weights.abs().amax(dim=0).clamp_(min=torch.finfo(weights.dtype).tiny)
@@ -228,16 +224,3 @@ def solve_spike_trains(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
             log_r = e if log_r is None else torch.logaddexp(log_r, e)
             t_prev = t_rel
     return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-
-def _solve_numba(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
-                 theta: torch.Tensor, lambert: bool, max_spikes: int) -> torch.Tensor:
-    """The compiled CPU loops (engine.compiled; same arguments and result)."""
-    from snndelay.engine import compiled
-
-    def arr(x: torch.Tensor) -> np.ndarray:
-        return x.detach().numpy()
-
-    return torch.from_numpy(compiled.forward(arr(t_in), arr(weights),
-                                             None if d_syn is None else arr(d_syn),
-                                             arr(theta), lambert, max_spikes))
