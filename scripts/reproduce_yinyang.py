@@ -16,7 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from snndelay.app.records import RunSummary
-from snndelay.app.sweep import Job, load_launcher, run_jobs, stats, threads_per_job
+from snndelay.app.sweep import Job, load_launcher, run_jobs, threads_per_job
+from snndelay.app.tables import Stats
 
 PRESETS = ("yinyang_h30_w", "yinyang_h30_wa", "yinyang_h30_wd", "yinyang_h30_ws", "yinyang_h5_ws")
 TARGETS = {"yinyang_h30_w": 96.7, "yinyang_h30_wa": 97.5, "yinyang_h30_wd": 97.5,
@@ -32,17 +33,17 @@ def run_all(presets: list[str], seeds: int, epochs: int, n_jobs: int, out: Path)
             for p in presets for s in range(seeds)]
 
     def report(row: dict) -> None:
-        if row["status"] == "failed":
-            print(f"{row['job']}: FAILED {row['error']}", flush=True)
+        if row.failed:
+            print(f"{row.job}: FAILED {row.error}", flush=True)
         else:
-            print(f"{row['job']}: test {100 * float(row['test_accuracy']):.2f} %, "
-                  f"{float(row['wall_time_s']):.1f} s ({row['status']})", flush=True)
+            print(f"{row.job}: test {100 * (row.test_accuracy or 0.0):.2f} %, "
+                  f"{row.wall_time_s or 0.0:.1f} s ({row.status})", flush=True)
 
     rows = run_jobs(jobs, load_launcher("local", []), n_jobs, out, report)
-    failed = [r["job"] for r in rows if r["status"] == "failed"]
+    failed = [r.job for r in rows if r.failed]
     if failed:
         sys.exit(f"failed runs: {', '.join(failed)}")
-    return {r["job"]: asdict(RunSummary.read(Path(r["run_dir"]))) for r in rows}
+    return {r.job: asdict(RunSummary.read(Path(r.run_dir))) for r in rows}
 
 
 def main() -> None:
@@ -64,8 +65,8 @@ def main() -> None:
     for p in presets:
         res = [results[f"{p}_seed{s}"] for s in range(args.seeds)]
         acc = sorted(100 * r["test_accuracy"] for r in res)
-        st = stats(acc)
-        q1, med, q3 = st["q1"], st["median"], st["q3"]
+        st = Stats.of(acc)
+        q1, med, q3 = st.q1, st.median, st.q3
         wall = statistics.median(r["wall_time_s"] for r in res)
         best = statistics.median(100 * r["test_accuracy_at_best_val"] for r in res)
         lines.append(f"| {p} | {res[0]['n_params']} | {med:.2f} [{q1:.2f}, {q3:.2f}] | "

@@ -8,7 +8,7 @@ line on stderr and exit code 2 here, in `_Commands.invoke`; commands do not catc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from snndelay.errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from snndelay.app.tables import SweepRow
 
 
 def report_user_error(exc: UserError) -> NoReturn:
@@ -88,6 +91,7 @@ def train(
         None, "--resume", help="Continue an interrupted run from its last checkpoint."),
 ) -> None:
     """Train a network (default experiment: yinyang_h30_ws)."""
+    from snndelay.app.records import EpochRow
     from snndelay.app.rundir import (
         check_fresh_run_dir,
         check_writable_dir,
@@ -137,10 +141,10 @@ def train(
     with progress:
         task = progress.add_task("train", total=cfg.training.epochs, info="")
 
-        def on_epoch(row: dict) -> None:
-            progress.update(task, completed=row["epoch"], info=(
-                f"loss {row['train_loss']:.4f}  train {100 * row['train_acc']:.1f} %  "
-                f"val {100 * row['val_acc']:.1f} %"))
+        def on_epoch(row: EpochRow) -> None:
+            progress.update(task, completed=row.epoch, info=(
+                f"loss {row.train_loss:.4f}  train {100 * row.train_acc:.1f} %  "
+                f"val {100 * row.val_acc:.1f} %"))
 
         try:
             result = train_run(cfg, target, overrides, resume=continuing, on_epoch=on_epoch,
@@ -208,27 +212,27 @@ def evaluate(
     console.print(silent)
 
 
-def _sweep_progress(total: int) -> tuple[Progress, Callable[[dict], None]]:
+def _sweep_progress(total: int) -> tuple[Progress, Callable[[SweepRow], None]]:
     progress = Progress(TextColumn("[bold]jobs"), MofNCompleteColumn(), BarColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
     task = progress.add_task("sweep", total=total, info="")
     counts = {"failed": 0}
 
-    def on_done(row: dict) -> None:
-        counts["failed"] += row["status"] == "failed"
-        if row["status"] == "failed":
-            progress.console.print(f"[red]failed[/] {escape(row['job'])}: {escape(row['error'])}",
+    def on_done(row: SweepRow) -> None:
+        counts["failed"] += row.failed
+        if row.failed:
+            progress.console.print(f"[red]failed[/] {escape(row.job)}: {escape(row.error)}",
                                    highlight=False, soft_wrap=True)
         else:
-            progress.console.print(f"{row['status']:>6} {escape(row['job'])}: test "
-                                   f"{100 * float(row['test_accuracy']):.2f} %", highlight=False,
+            progress.console.print(f"{row.status:>6} {escape(row.job)}: test "
+                                   f"{100 * (row.test_accuracy or 0.0):.2f} %", highlight=False,
                                    soft_wrap=True)
         progress.update(task, advance=1, info=f"{counts['failed']} failed")
 
     return progress, on_done
 
 
-def _group_table(title: str, rows: list[dict]) -> Table:
+def _group_table(title: str, rows: list[SweepRow]) -> Table:
     from snndelay.app.sweep import groups
 
     table = Table(title=title)
@@ -237,15 +241,17 @@ def _group_table(title: str, rows: list[dict]) -> Table:
             table.add_column(col, overflow="fold")
         else:
             table.add_column(col, justify="right", no_wrap=True)
-    for g in sorted(groups(rows), key=lambda g: g["group"]):
+    for g in sorted(groups(rows), key=lambda g: g.group):
         pct = (lambda v: "-" if v != v else f"{100 * v:.2f} %")  # NaN: no finished run
-        table.add_row(escape(g["group"]), str(g["n"]), str(g["failed"]) if g["failed"] else "",
-                      pct(g["median"]), "-" if g["n"] == 0 else
-                      f"{100 * g['q1']:.2f}-{100 * g['q3']:.2f}", pct(g["mean"]), pct(g["std"]))
+        s = g.stats
+        table.add_row(escape(g.group), str(s.n), str(g.failed) if g.failed else "",
+                      pct(s.median), "-" if s.n == 0 else
+                      f"{100 * s.q1:.2f}-{100 * s.q3:.2f}", pct(s.mean), pct(s.std))
     return table
 
 
-def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path) -> list[dict]:
+def _run_sweep(overrides: list[str], jobs: int, launcher: str, sweep_dir: Path
+               ) -> list[SweepRow]:
     """Plan, run and aggregate a sweep (shared by sweep and compare-delays)."""
     from snndelay.app.rundir import directory_lock
     from snndelay.app.sweep import plan_sweep, run_plan
@@ -290,10 +296,10 @@ def sweep(
     target = sweep_dir or default_sweep_dir()
     rows = _run_sweep(list(overrides or []), jobs, launcher, target)
     console.print(_group_table(escape(f"test accuracy over seeds ({target / 'summary.csv'})"), rows))
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r.failed]
     for r in failed:
-        log = Path(r["run_dir"]) / "error.txt"
-        err_console.print(f"[red]failed[/] {escape(r['job'])}: {escape(r['error'])}"
+        log = Path(r.run_dir) / "error.txt"
+        err_console.print(f"[red]failed[/] {escape(r.job)}: {escape(r.error)}"
                           + (f" (see {escape(str(log))})" if log.is_file() else ""),
                           highlight=False, soft_wrap=True)
     if failed:
@@ -341,9 +347,9 @@ def compare_delays(
     for cells_row in table_rows:
         table.add_row(*cells_row)
     console.print(table)
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r.failed]
     for r in failed:
-        err_console.print(f"[red]failed[/] {escape(r['job'])}: {escape(r['error'])}", highlight=False,
+        err_console.print(f"[red]failed[/] {escape(r.job)}: {escape(r.error)}", highlight=False,
                           soft_wrap=True)
     if failed:
         raise typer.Exit(1)

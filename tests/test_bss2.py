@@ -327,7 +327,7 @@ def test_emulator_training_records_the_chip_and_resumes_exactly(tmp_path):
     assert ref.backend["name"] == "bss2_emulator" and ref.backend["chip_seed"] == 7
 
     def stop(row):
-        if row["epoch"] == 1:
+        if row.epoch == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_a_stop_request_saves_the_epoch_and_the_resumed_run_ends_as_uninterrupte
     ref = train_run(cfg, tmp_path / "ref", ov)
     epochs: list[int] = []
     with pytest.raises(RunStopped) as stop:  # asked during epoch 2: not a checkpoint epoch
-        train_run(cfg, tmp_path / "run", ov, on_epoch=lambda row: epochs.append(row["epoch"]),
+        train_run(cfg, tmp_path / "run", ov, on_epoch=lambda row: epochs.append(row.epoch),
                   should_stop=lambda: len(epochs) == 1)
     assert stop.value.epoch == 2 and epochs == [1, 2]
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3  # saved at 2
@@ -106,11 +107,11 @@ def test_sigusr2_in_a_slurm_task_only_asks_the_run_to_stop(tmp_path):
         assert not should_stop()
         os.kill(os.getpid(), signal.SIGUSR2)  # what SLURM sends before the time limit
         time.sleep(0.05)
-        return job_row(j) | {"status": "done", "asked": should_stop()}
+        return replace(job_row(j), status="done", error=f"asked={should_stop()}")
 
     row = launchers.JobRunner(train, requeue=True)(job)
-    assert row["asked"] is True and row["status"] == "done"
-    assert float(row["job_time_s"]) > 0
+    assert row.error == "asked=True" and row.status == "done"
+    assert row.job_time_s is not None and row.job_time_s > 0
     assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL  # restored
 
 
@@ -132,7 +133,7 @@ def test_a_stopped_task_requeues_itself_up_to_max_requeues(tmp_path, monkeypatch
     assert calls == [["scontrol", "requeue", "41"]]
     monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
     row = launchers.JobRunner(stopped, requeue=True, max_requeues=2)(job)
-    assert row["status"] == "failed" and "launcher.max_requeues" in row["error"]
+    assert row.status == "failed" and "launcher.max_requeues" in row.error
     assert "epoch 7" in (tmp_path / "sweep" / "job" / "error.txt").read_text()
     assert len(calls) == 1
 
@@ -149,10 +150,10 @@ def test_a_sweep_directory_with_running_jobs_is_refused(tmp_path):
 
 def test_a_job_that_died_keeps_its_compare_cell():
     cfg = compose([*TINY, "delay=axonal", "network.hidden=3"])[1]
-    row = job_row(Job("j", tuple(TINY), "/nowhere", cfg=cfg))
-    row.update(status="failed", error="SLURM job 4_0 ended (CANCELLED)")
+    row = replace(job_row(Job("j", tuple(TINY), "/nowhere", cfg=cfg)), status="failed",
+                  error="SLURM job 4_0 ended (CANCELLED)")
     (cell,) = compare.aggregate([row])
-    assert (cell["delay"], cell["hidden"], cell["failed"], cell["runs"]) == ("axonal", "3", 1, 0)
+    assert (cell.delay, cell.hidden, cell.failed, cell.stats.n) == ("axonal", "3", 1, 0)
 
 
 @pytest.mark.parametrize("damage", ["user_file", "unknown_key"])

@@ -220,7 +220,7 @@ def test_training_epoch_is_the_same_with_either_engine_implementation():
         rows.append(trainer.train_epoch())
         params.append(list(trainer.net.parameters()))
     for key in ("train_loss", "val_loss"):
-        assert rows[0][key] == pytest.approx(rows[1][key], rel=1e-9)
+        assert getattr(rows[0], key) == pytest.approx(getattr(rows[1], key), rel=1e-9)
     for pa, pb in zip(*params):
         torch.testing.assert_close(pa, pb, rtol=1e-9, atol=1e-11)
 

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from snndelay.app.compare import aggregate, sweep_overrides
-from snndelay.app.sweep import Job, expand, groups, load_launcher, make_jobs, run_jobs, stats
+from snndelay.app.sweep import Job, expand, groups, load_launcher, make_jobs, run_jobs
+from snndelay.app.tables import Stats, SweepRow, read_summary, summary_csv
 from snndelay.cli import app
 from snndelay.errors import ConfigError
 
@@ -54,21 +55,32 @@ def test_job_names_are_the_swept_values(tmp_path):
 
 
 def test_stats_median_iqr_mean_std():
-    s = stats([0.90, 0.92, 0.94, 0.96, 0.98])
-    assert (s["n"], s["median"], s["q1"], s["q3"]) == (5, 0.94, 0.92, 0.96)
-    assert s["mean"] == pytest.approx(0.94)
-    assert s["std"] == pytest.approx(0.0316227766, rel=1e-8)
+    s = Stats.of([0.90, 0.92, 0.94, 0.96, 0.98])
+    assert (s.n, s.median, s.q1, s.q3) == (5, 0.94, 0.92, 0.96)
+    assert s.mean == pytest.approx(0.94)
+    assert s.std == pytest.approx(0.0316227766, rel=1e-8)
 
 
 def test_groups_pool_seeds_only():
-    rows = [{"swept": f"delay={d} training.seed={s}", "status": "done",
-             "test_accuracy": str(a)} for d, s, a in
-            [("none", 0, 0.9), ("none", 1, 0.8), ("axonal", 0, 0.7)]]
-    rows.append({"swept": "delay=axonal training.seed=1", "status": "failed",
-                 "test_accuracy": ""})
-    by = {g["group"]: g for g in groups(rows)}
-    assert by["delay=none"]["n"] == 2 and by["delay=none"]["median"] == pytest.approx(0.85)
-    assert by["delay=axonal"]["n"] == 1 and by["delay=axonal"]["failed"] == 1
+    rows = [SweepRow.from_dict({"job": f"j{k}", "swept": f"delay={d} training.seed={s}",
+                                "status": "done", "test_accuracy": str(a)})
+            for k, (d, s, a) in enumerate([("none", 0, 0.9), ("none", 1, 0.8),
+                                            ("axonal", 0, 0.7)])]
+    rows.append(SweepRow.from_dict({"job": "j3", "swept": "delay=axonal training.seed=1",
+                                    "status": "failed", "test_accuracy": ""}))
+    by = {g.group: g for g in groups(rows)}
+    assert by["delay=none"].stats.n == 2 and by["delay=none"].stats.median == pytest.approx(0.85)
+    assert by["delay=axonal"].stats.n == 1 and by["delay=axonal"].failed == 1
+
+
+def test_sweep_rows_round_trip_through_summary_csv(tmp_path):
+    rows = [SweepRow("b", "done", "delay=axonal", "x=1", "e", "axonal", "5", 3, 0.75, 0.5,
+                     0.7, 35, 1.5, 2.5, "", "/r/b"),
+            SweepRow("a", "failed", error="training.lr: must be in (0, 10], got 20")]
+    path = tmp_path / "summary.csv"
+    path.write_text(summary_csv(rows))
+    assert read_summary(path) == sorted(rows, key=lambda r: r.job)
+    assert read_summary(path)[0].failed and not read_summary(path)[1].failed
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -110,7 +122,7 @@ def test_interrupted_job_continues_from_its_checkpoint(tmp_path):
     ref = train_run(cfg, tmp_path / "ref", overrides).summary
 
     def node_failure(row):
-        if row["epoch"] == 2:
+        if row.epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -118,8 +130,8 @@ def test_interrupted_job_continues_from_its_checkpoint(tmp_path):
     assert not (tmp_path / "j" / "summary.json").exists()
     job = Job("j", tuple(overrides), str(tmp_path / "j"), 1, ("delay=axonal",))
     row = run_jobs([job], load_launcher("local", []), 1, tmp_path)[0]
-    assert row["status"] == "done"
-    assert float(row["test_accuracy"]) == ref.test_accuracy
+    assert row.status == "done"
+    assert row.test_accuracy == ref.test_accuracy
     assert json.loads((tmp_path / "j" / "summary.json").read_text())["epochs"] == 3
 
 
@@ -165,14 +177,16 @@ def test_compare_overrides_use_the_published_recipes_unless_an_experiment_is_giv
 
 
 def test_aggregate_per_delay_and_hidden_in_percent_error():
-    rows = [{"delay": "none", "hidden": "5", "status": "done", "test_accuracy": a,
-             "n_params": "35"} for a in ("0.9", "0.8", "0.7")]
-    rows.append({"delay": "none", "hidden": "5", "status": "failed", "test_accuracy": "",
-                 "n_params": ""})
+    rows = [SweepRow.from_dict({"job": f"j{a}", "delay": "none", "hidden": "5",
+                                "status": "done", "test_accuracy": a, "n_params": "35"})
+            for a in ("0.9", "0.8", "0.7")]
+    rows.append(SweepRow.from_dict({"job": "jf", "delay": "none", "hidden": "5",
+                                    "status": "failed", "test_accuracy": "", "n_params": ""}))
     (cell,) = aggregate(rows)
-    assert cell["runs"] == 3 and cell["failed"] == 1 and cell["n_params"] == 35
-    assert cell["median_error"] == pytest.approx(20.0)
-    assert (cell["q1_error"], cell["q3_error"]) == (pytest.approx(15.0), pytest.approx(25.0))
+    c = cell.to_dict()
+    assert c["runs"] == 3 and c["failed"] == 1 and c["n_params"] == 35
+    assert c["median_error"] == pytest.approx(20.0)
+    assert (c["q1_error"], c["q3_error"]) == (pytest.approx(15.0), pytest.approx(25.0))
 
 
 @pytest.mark.slow  # end to end, several seconds; CI runs it (pytest -m slow)

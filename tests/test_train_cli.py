@@ -79,7 +79,7 @@ def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path, extra):
     part = tmp_path / "part"
 
     def stop_after_two(row):
-        if row["epoch"] == 2:
+        if row.epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -9,7 +9,8 @@ import io
 import math
 from pathlib import Path
 
-from snndelay.app.sweep import default_sweep_dir, stats
+from snndelay.app.sweep import default_sweep_dir
+from snndelay.app.tables import COMPARE_FIELDS, CompareCell, SweepRow
 from snndelay.errors import ConfigError
 from snndelay.model.sharing import DELAY_TYPES, DelayKind
 
@@ -18,8 +19,6 @@ DELAYS = DELAY_TYPES
 # (docs/model.md section 6: learning rates and weight initialisation differ between the rows).
 YINYANG_PRESETS = {DelayKind.NONE: "yinyang_h30_w", DelayKind.AXONAL: "yinyang_h30_wa",
                    DelayKind.DENDRITIC: "yinyang_h30_wd", DelayKind.SYNAPTIC: "yinyang_h30_ws"}
-FIELDS = ("delay", "hidden", "n_params", "runs", "failed", "median_error", "q1_error",
-          "q3_error", "mean_error", "std_error")
 
 
 def _key(override: str) -> str:
@@ -45,29 +44,20 @@ def sweep_overrides(user: list[str], hidden: list[int], seeds: int) -> list[str]
                          f"training.seed=range({seeds})"]
 
 
-def aggregate(rows: list[dict]) -> list[dict]:
-    """One entry per (delay type, hidden size): test error statistics in percent."""
-    cells: dict[tuple[str, str], dict] = {}
+def aggregate(rows: list[SweepRow]) -> list[CompareCell]:
+    """One cell per (delay type, hidden size): the test errors (percent) of its runs."""
+    cells: dict[tuple[str, str], CompareCell] = {}
     for row in rows:
-        if not row.get("delay"):
+        if not row.delay:
             continue  # the job failed before its config was known
-        c = cells.setdefault((row["delay"], row["hidden"]),
-                             {"delay": row["delay"], "hidden": row["hidden"], "n_params": "",
-                              "err": [], "failed": 0})
-        if row["status"] == "failed" or row.get("test_accuracy") in ("", None):
-            c["failed"] += 1
+        c = cells.setdefault((row.delay, row.hidden), CompareCell(row.delay, row.hidden))
+        if row.failed or row.test_accuracy is None:
+            c.failed += 1
             continue
-        c["err"].append(100.0 * (1.0 - float(row["test_accuracy"])))
-        c["n_params"] = int(row["n_params"])
-    out = []
-    for c in cells.values():
-        s = stats(c["err"])
-        out.append({"delay": c["delay"], "hidden": c["hidden"], "n_params": c["n_params"],
-                    "runs": s["n"], "failed": c["failed"], "median_error": s["median"],
-                    "q1_error": s["q1"], "q3_error": s["q3"], "mean_error": s["mean"],
-                    "std_error": s["std"]})
+        c.errors.append(100.0 * (1.0 - row.test_accuracy))
+        c.n_params = row.n_params
     order = {d: k for k, d in enumerate(DELAYS)}
-    return sorted(out, key=lambda r: (order.get(r["delay"], 9), _hidden_num(r["hidden"])))
+    return sorted(cells.values(), key=lambda c: (order.get(c.delay, 9), _hidden_num(c.hidden)))
 
 
 def _hidden_num(hidden: str) -> float:
@@ -77,32 +67,36 @@ def _hidden_num(hidden: str) -> float:
         return math.inf
 
 
-def to_csv(cells: list[dict]) -> str:
+def to_csv(cells: list[CompareCell]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(FIELDS))
+    writer = csv.DictWriter(buf, fieldnames=list(COMPARE_FIELDS))
     writer.writeheader()
     for c in cells:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in c.items()})
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v)
+                         for k, v in c.to_dict().items()})
     return buf.getvalue()
 
 
-def _cell_text(c: dict | None) -> str:
-    if c is None or c["runs"] == 0:
-        return "-" if c is None else f"failed ({c['failed']})"
-    text = f"{c['median_error']:.2f} [{c['q1_error']:.2f}, {c['q3_error']:.2f}] ({c['n_params']})"
-    return text + (f", {c['failed']} failed" if c["failed"] else "")
+def _cell_text(c: CompareCell | None) -> str:
+    if c is None:
+        return "-"
+    s = c.stats
+    if s.n == 0:
+        return f"failed ({c.failed})"
+    text = f"{s.median:.2f} [{s.q1:.2f}, {s.q3:.2f}] ({c.n_params})"
+    return text + (f", {c.failed} failed" if c.failed else "")
 
 
-def table_rows(cells: list[dict]) -> tuple[list[str], list[list[str]]]:
+def table_rows(cells: list[CompareCell]) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one row per hidden size, one column per delay type."""
-    delays = [d for d in DELAYS if any(c["delay"] == d for c in cells)]
-    hiddens = sorted({c["hidden"] for c in cells}, key=_hidden_num)
-    index = {(c["delay"], c["hidden"]): c for c in cells}
+    delays = [d for d in DELAYS if any(c.delay == d for c in cells)]
+    hiddens = sorted({c.hidden for c in cells}, key=_hidden_num)
+    index = {(c.delay, c.hidden): c for c in cells}
     header = ["hidden"] + delays
     return header, [[h] + [_cell_text(index.get((d, h))) for d in delays] for h in hiddens]
 
 
-def to_markdown(cells: list[dict], title: str) -> str:
+def to_markdown(cells: list[CompareCell], title: str) -> str:
     header, rows = table_rows(cells)
     lines = [f"# {title}", "",
              "Test error in %: median [interquartile range] (number of parameters).", "",
@@ -111,28 +105,28 @@ def to_markdown(cells: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(cells: list[dict], path: Path, title: str) -> None:
+def plot(cells: list[CompareCell], path: Path, title: str) -> None:
     """Two panels: test error vs hidden neurons and vs parameters; IQR bands."""
     from snndelay.app.plots import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for d in DELAYS:
-        pts = sorted((c for c in cells if c["delay"] == d and c["runs"] > 0),
-                     key=lambda c: _hidden_num(c["hidden"]))
+        pts = sorted((c for c in cells if c.delay == d and c.errors),
+                     key=lambda c: _hidden_num(c.hidden))
         if not pts:
             continue
-        med = [c["median_error"] for c in pts]
-        lo = [c["q1_error"] for c in pts]
-        hi = [c["q3_error"] for c in pts]
-        for ax, xs in ((axes[0], [_hidden_num(c["hidden"]) for c in pts]),
-                       (axes[1], [c["n_params"] for c in pts])):
+        med = [c.stats.median for c in pts]
+        lo = [c.stats.q1 for c in pts]
+        hi = [c.stats.q3 for c in pts]
+        for ax, xs in ((axes[0], [_hidden_num(c.hidden) for c in pts]),
+                       (axes[1], [c.n_params or 0 for c in pts])):
             line, = ax.plot(xs, med, marker="o", label=d)
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2)
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     axes[0].set(xlabel="hidden neurons", ylabel="test error (%)")
     axes[1].set(xlabel="parameters (log scale)", ylabel="test error (%)", xscale="log")
-    params = [c["n_params"] for c in cells if c["runs"] > 0]
+    params = [c.n_params for c in cells if c.errors and c.n_params]
     if params:  # readable ticks (50, 100, 200, ...) instead of powers of ten
         nice = [m * 10 ** e for e in range(0, 8) for m in (1, 2, 5)]
         axes[1].set_xticks([v for v in nice if min(params) <= v <= max(params)] or [min(params)])

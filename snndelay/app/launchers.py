@@ -33,13 +33,14 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from snndelay.app.tables import FAILED, SweepRow
 from snndelay.config import config_dir
 from snndelay.config.compose import _one_line
 from snndelay.errors import ConfigError, LauncherError, RunDirError, UserError
@@ -52,8 +53,8 @@ CLUSTERS = ("slurm", "local", "debug")  # submitit executors
 JOBS_LOCK = ".jobs.lock"  # shared-locked by every running job of a sweep directory
 ACTIVE = Path(".submitit") / "active.json"  # the SLURM array ids last submitted from it
 
-JobFn = Callable[["Job", Callable[[], bool]], dict]  # (job, should_stop) -> row
-RowFn = Callable[[dict], None]
+JobFn = Callable[["Job", Callable[[], bool]], SweepRow]  # (job, should_stop) -> row
+RowFn = Callable[[SweepRow], None]
 
 
 # -- launcher config (configs/launcher/<name>.yaml + launcher.* overrides) --------------------
@@ -146,7 +147,7 @@ class JobRunner:
         self.requeue = requeue
         self.max_requeues = max_requeues
 
-    def __call__(self, job: "Job") -> dict:
+    def __call__(self, job: "Job") -> SweepRow:
         from snndelay.app.rundir import shared_lock
         from snndelay.app.runs import RunStopped
 
@@ -166,10 +167,10 @@ class JobRunner:
             except RunStopped as stop:
                 row = self._requeue(job, stop.epoch)  # exits unless it cannot requeue
         if self.requeue:  # a SLURM task: its time counts from its process start
-            row["job_time_s"] = round(time.time() - _process_start(), 3)
+            row = replace(row, job_time_s=round(time.time() - _process_start(), 3))
         return row
 
-    def _requeue(self, job: "Job", epoch: int) -> dict:
+    def _requeue(self, job: "Job", epoch: int) -> SweepRow:
         """Requeue this task (it stopped at `epoch`, checkpoint saved) and exit; a failed row
         when it was requeued max_requeues times already or scontrol refuses."""
         from snndelay.app.rundir import atomic_write_text
@@ -195,7 +196,7 @@ class JobRunner:
             atomic_write_text(Path(job.run_dir) / "error.txt", error + "\n")
         except OSError:
             pass
-        return job_row(job) | {"status": "failed", "error": error}
+        return replace(job_row(job), status=FAILED, error=error)
 
 
 @contextmanager
@@ -335,12 +336,12 @@ def _largest_node() -> tuple[int, float]:
 # -- running ----------------------------------------------------------------------------------
 def run_jobs(jobs: list["Job"], launcher: LauncherConfig, n_jobs: int, sweep_dir: Path,
              fn: JobFn, on_done: RowFn = lambda row: None,
-             on_notice: Callable[[str], None] = lambda line: None) -> list[dict]:
+             on_notice: Callable[[str], None] = lambda line: None) -> list[SweepRow]:
     """Run the jobs through fn: here (n_jobs=1), as joblib processes (local, n_jobs at once),
     or as a submitit job array; a row per job, in the order they end."""
-    rows: list[dict] = []
+    rows: list[SweepRow] = []
 
-    def done(row: dict) -> None:
+    def done(row: SweepRow) -> None:
         rows.append(row)
         on_done(row)
 
@@ -567,7 +568,7 @@ def _final_state(sj: Any) -> str:
         "; no accounting (sacct) to say more"
 
 
-def _result_row(sj: Any, job: "Job", ended: Optional[str]) -> dict:
+def _result_row(sj: Any, job: "Job", ended: Optional[str]) -> SweepRow:
     """The job's row from its result file, or a failed row (with error.txt in the run
     directory) for a task that failed outside the job function or that SLURM ended."""
     from snndelay.app.rundir import atomic_write_text
@@ -576,7 +577,7 @@ def _result_row(sj: Any, job: "Job", ended: Optional[str]) -> dict:
     if ended is None:
         try:
             row = sj.result()
-            if isinstance(row, dict):
+            if isinstance(row, SweepRow):
                 return row
             detail = f"the job returned {type(row).__name__}, not a row"
         except Exception as exc:  # noqa: BLE001 - failed in submitit or before the job ran
@@ -588,8 +589,7 @@ def _result_row(sj: Any, job: "Job", ended: Optional[str]) -> dict:
         error = (f"SLURM job {sj.job_id} ended ({ended}) before it finished: cancelled, past "
                  f"its time limit, out of memory or its node failed; its log: {sj.paths.stderr}")
         log = sj.stderr() or ""
-    row = job_row(job)
-    row.update(status="failed", error=error)
+    row = replace(job_row(job), status=FAILED, error=error)
     err = Path(job.run_dir) / "error.txt"
     try:
         err.parent.mkdir(parents=True, exist_ok=True)

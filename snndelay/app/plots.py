@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from snndelay.app.records import EpochRow  # noqa: E402
 from snndelay.app.rundir import atomic_write  # noqa: E402
 
 
@@ -21,15 +22,15 @@ def save_figure(fig, path: Path, dpi: int = 110) -> None:
         plt.close(fig)
 
 
-def learning_curves(rows: list[dict], path: Path) -> None:
-    ep = [r["epoch"] for r in rows]
+def learning_curves(rows: list[EpochRow], path: Path) -> None:
+    ep = [r.epoch for r in rows]
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    ax_l.plot(ep, [r["train_loss"] for r in rows], label="train")
-    ax_l.plot(ep, [r["val_loss"] for r in rows], label="validation")
-    positive = all(r["train_loss"] > 0 and r["val_loss"] > 0 for r in rows)
+    ax_l.plot(ep, [r.train_loss for r in rows], label="train")
+    ax_l.plot(ep, [r.val_loss for r in rows], label="validation")
+    positive = all(r.train_loss > 0 and r.val_loss > 0 for r in rows)
     ax_l.set(xlabel="epoch", ylabel="loss", yscale="log" if positive else "linear", title="loss")
-    ax_a.plot(ep, [100 * r["train_acc"] for r in rows], label="train")
-    ax_a.plot(ep, [100 * r["val_acc"] for r in rows], label="validation")
+    ax_a.plot(ep, [100 * r.train_acc for r in rows], label="train")
+    ax_a.plot(ep, [100 * r.val_acc for r in rows], label="validation")
     ax_a.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_l, ax_a):
         ax.grid(alpha=0.3)

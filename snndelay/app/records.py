@@ -1,6 +1,7 @@
-"""Typed run records: what a run's summary.json holds (RunSummary) and what its checkpoint.pt
-holds (Checkpoint, with a format version). Runs write them; sweeps, compare-delays, deploy and
-the scripts read them through these types instead of free dictionaries."""
+"""Typed run records: a row of metrics.csv (EpochRow), what a run's summary.json holds
+(RunSummary) and what its checkpoint.pt holds (Checkpoint, with a format version). Runs write
+them; sweeps, compare-delays, deploy and the scripts read them through these types instead of
+free dictionaries."""
 
 from __future__ import annotations
 
@@ -10,6 +11,45 @@ from pathlib import Path
 from typing import Any
 
 from snndelay.errors import RunDirError
+
+
+@dataclass
+class EpochRow:
+    """One epoch: training loss and accuracy (of the batches as they were trained), validation
+    loss and accuracy, the learning rate of the first group, the weight bumps, and per layer
+    the silent fraction of (validation sample, neuron) pairs and, for a spike-train layer,
+    the fraction that filled its spike buffer."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    bumps: int
+    silent: list[float] = field(default_factory=list)
+    saturated: dict[int, float] = field(default_factory=dict)  # layer -> fraction (trains)
+
+    def to_dict(self) -> dict[str, float]:
+        """The metrics.csv row: silent_layerK and saturated_layerK columns."""
+        out: dict[str, float] = {"epoch": self.epoch, "train_loss": self.train_loss,
+                                 "train_acc": self.train_acc, "val_loss": self.val_loss,
+                                 "val_acc": self.val_acc, "lr": self.lr, "bumps": self.bumps}
+        out.update({f"silent_layer{k}": v for k, v in enumerate(self.silent)})
+        out.update({f"saturated_layer{k}": v for k, v in sorted(self.saturated.items())})
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> EpochRow:
+        def layers(prefix: str) -> dict[int, float]:
+            return {int(k[len(prefix):]): float(v) for k, v in raw.items()
+                    if k.startswith(prefix) and k[len(prefix):].isdigit()}
+
+        silent = layers("silent_layer")
+        return cls(int(raw["epoch"]), float(raw["train_loss"]), float(raw["train_acc"]),
+                   float(raw["val_loss"]), float(raw["val_acc"]), float(raw["lr"]),
+                   int(raw["bumps"]), [silent[k] for k in sorted(silent)],
+                   layers("saturated_layer"))
 
 
 @dataclass

@@ -17,7 +17,7 @@ import yaml
 import snndelay
 from snndelay.app import plots
 from snndelay.app import threads as thread_policy
-from snndelay.app.records import Checkpoint, RunSummary
+from snndelay.app.records import Checkpoint, EpochRow, RunSummary
 from snndelay.app.rundir import (
     atomic_write,
     atomic_write_text,
@@ -48,12 +48,13 @@ def _git_commit() -> str | None:
         return None
 
 
-def _metrics_csv(rows: list[dict]) -> str:
+def _metrics_csv(rows: list[EpochRow]) -> str:
     buf = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        dicts = [r.to_dict() for r in rows]
+        writer = csv.DictWriter(buf, fieldnames=list(dicts[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(dicts)
     return buf.getvalue()
 
 
@@ -101,7 +102,7 @@ def load_network(run_dir: Path, spec: RunSpec, model: str = "last") -> tuple[Net
 class RunResult:
     run_dir: Path
     summary: RunSummary
-    rows: list[dict]
+    rows: list[EpochRow]
 
 
 def use_threads(spec: RunSpec, default: int | None = None) -> int:
@@ -130,16 +131,16 @@ class _SilentWatch:
 
     STUCK, SILENT = 5, 50
 
-    def __init__(self, output_layer: int):
-        self.key, self.stuck, self.silent = f"silent_layer{output_layer}", 0, 0
+    def __init__(self) -> None:
+        self.stuck, self.silent = 0, 0
 
-    def check(self, row: dict, run_dir: Path) -> None:
-        silent = float(row.get(self.key, 0.0)) >= 1.0
+    def check(self, row: EpochRow, run_dir: Path) -> None:
+        silent = bool(row.silent) and row.silent[-1] >= 1.0
         self.silent = self.silent + 1 if silent else 0
-        self.stuck = self.stuck + 1 if silent and not row.get("bumps") else 0
+        self.stuck = self.stuck + 1 if silent and not row.bumps else 0
         if self.stuck >= self.STUCK or self.silent >= self.SILENT:
             raise NetworkSilent(
-                f"{run_dir}: epoch {row['epoch']}: no output neuron spiked for any validation "
+                f"{run_dir}: epoch {row.epoch}: no output neuron spiked for any validation "
                 f"sample ({self.silent} epochs in a row, {self.stuck} without a weight bump), "
                 "so every accuracy would be 0 %; raise network.weight_mean, lower "
                 "neuron.threshold or training.lr, or keep weight bumping on "
@@ -147,7 +148,7 @@ class _SilentWatch:
 
 
 def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool = False,
-              on_epoch: Callable[[dict], None] | None = None, threads: int | None = None,
+              on_epoch: Callable[[EpochRow], None] | None = None, threads: int | None = None,
               locked: bool = False, should_stop: Callable[[], bool] | None = None,
               start_over: bool = False) -> RunResult:
     """Train (or continue) the run in run_dir and write every output file. threads: the
@@ -168,7 +169,7 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
 
 
 def _train_locked(cfg: Config, spec: RunSpec, run_dir: Path, overrides: list[str], resume: bool,
-                  on_epoch: Callable[[dict], None] | None, n_threads: int,
+                  on_epoch: Callable[[EpochRow], None] | None, n_threads: int,
                   should_stop: Callable[[], bool] | None, start_over: bool) -> RunResult:
     trainer = Trainer(spec)
     if resume:
@@ -188,7 +189,7 @@ def _train_locked(cfg: Config, spec: RunSpec, run_dir: Path, overrides: list[str
         raise RunDirError(f"{run_dir}: the checkpoint is at epoch {trainer.state.epoch}, past "
                           f"training.epochs={epochs} of its config.yaml")
     every = spec.training.checkpoint_every
-    silent = _SilentWatch(len(trainer.net.layers) - 1)
+    silent = _SilentWatch()
     while trainer.state.epoch < epochs:
         row = trainer.train_epoch()
         epoch = trainer.state.epoch
@@ -210,9 +211,9 @@ def _train_locked(cfg: Config, spec: RunSpec, run_dir: Path, overrides: list[str
     rows = trainer.state.rows
     summary = RunSummary(
         experiment=spec.name, test_accuracy=test.accuracy, test_loss=test.loss,
-        val_accuracy=rows[-1]["val_acc"], val_loss=rows[-1]["val_loss"],
+        val_accuracy=rows[-1].val_acc, val_loss=rows[-1].val_loss,
         best_val_epoch=trainer.state.best_epoch,
-        best_val_accuracy=rows[trainer.state.best_epoch - 1]["val_acc"],
+        best_val_accuracy=rows[trainer.state.best_epoch - 1].val_acc,
         test_accuracy_at_best_val=best.accuracy, test_accuracy_draws=test.accuracy_draws,
         n_params=trainer.net.n_params(), epochs=trainer.state.epoch,
         wall_time_s=trainer.state.elapsed_s, seed=spec.training.seed, threads=n_threads,

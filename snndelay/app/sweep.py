@@ -10,13 +10,10 @@ foreign run) it trains the job anew. A failing job never stops the others.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
 import re
-import statistics
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -33,6 +30,8 @@ from snndelay.app.launchers import (  # noqa: F401 - the sweep's launcher API, r
     split_launcher_overrides,
     threads_per_job,
 )
+from snndelay.app.tables import DONE, FAILED, REUSED, Stats, SweepRow, summary_csv
+from snndelay.app.tables import RERUN as RERUN_STATUS
 from snndelay.config import Config, compose
 from snndelay.config.compose import _one_line
 from snndelay.config.resolve import hidden_sizes
@@ -40,9 +39,6 @@ from snndelay.errors import ConfigError, RunDirError, UserError
 
 SEED_KEY = "training.seed"
 MAX_JOBS = 100_000  # a sweep's jobs (each is a run directory)
-SUMMARY_FIELDS = ("job", "status", "swept", "overrides", "experiment", "delay", "hidden", "seed",
-                  "test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
-                  "wall_time_s", "job_time_s", "error", "run_dir")
 
 
 # -- expansion -------------------------------------------------------------------------------
@@ -131,16 +127,17 @@ def _hidden(cfg) -> str:
     return ",".join(str(h) for h in hidden_sizes(cfg))
 
 
-def job_row(job: Job) -> dict:
+def job_row(job: Job) -> SweepRow:
     """A summary row for the job with what is known before it runs (its config's experiment,
     delay type, hidden sizes and seed when it composed: a job that dies still has its cell)."""
-    row: dict = {k: "" for k in SUMMARY_FIELDS}
-    row.update(job=job.name, swept=" ".join(job.swept), overrides=" ".join(job.overrides),
-               run_dir=job.run_dir)
-    if job.cfg is not None:
-        row.update(experiment=job.cfg.name, delay=job.cfg.delay.type, hidden=_hidden(job.cfg),
-                   seed=job.cfg.training.seed)
-    return row
+    row = SweepRow(job.name, swept=" ".join(job.swept), overrides=" ".join(job.overrides),
+                   run_dir=job.run_dir)
+    return _with_config(row, job.cfg) if job.cfg is not None else row
+
+
+def _with_config(row: SweepRow, cfg: Config) -> SweepRow:
+    return replace(row, experiment=cfg.name, delay=cfg.delay.type, hidden=_hidden(cfg),
+                   seed=cfg.training.seed)
 
 
 # What a job does with its run directory (job_plan): reuse a finished run, resume a checkpoint,
@@ -181,20 +178,14 @@ def job_plan(run_dir: Path, cfg: Config) -> str:
     return RERUN if has["summary.json"] else FRESH
 
 
-def reused_row(job: Job) -> dict:
+def reused_row(job: Job) -> SweepRow:
     """The row of a job whose finished run is reused."""
     from snndelay.app.records import RunSummary
 
-    row = job_row(job)
-    summary = RunSummary.read(Path(job.run_dir))
-    row["status"] = "reused"
-    for key in ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
-                "wall_time_s"):
-        row[key] = getattr(summary, key)
-    return row
+    return job_row(job).with_summary(REUSED, RunSummary.read(Path(job.run_dir)))
 
 
-def run_job(job: Job, should_stop: Optional[Callable[[], bool]] = None) -> dict:
+def run_job(job: Job, should_stop: Optional[Callable[[], bool]] = None) -> SweepRow:
     """Train (or reuse, or continue) one job's run under its directory's lock; never raises
     an error: failures become a row with status "failed" and the error (traceback in the
     run's error.txt). should_stop: see runs.train_run (RunStopped passes through)."""
@@ -206,42 +197,36 @@ def run_job(job: Job, should_stop: Optional[Callable[[], bool]] = None) -> dict:
     row = job_row(job)
     try:
         cfg = job.cfg if job.cfg is not None else compose(list(job.overrides))[1]
-        row.update(experiment=cfg.name, delay=cfg.delay.type, hidden=_hidden(cfg),
-                   seed=cfg.training.seed)
+        row = _with_config(row, cfg)
         # Decided under the run's lock: no other command is writing into it meanwhile.
         with directory_lock(run_dir):
             plan = job_plan(run_dir, cfg)
             if plan == REUSE:
-                return {**reused_row(job), "job_time_s": round(time.monotonic() - started, 3)}
+                return replace(reused_row(job), job_time_s=round(time.monotonic() - started, 3))
             if plan in (FRESH, RERUN):
                 clear_run_dir(run_dir)
             # threads: cores / --jobs here; None: the CPUs of the SLURM task's allocation.
             summary = train_run(cfg, run_dir, list(job.overrides), resume=plan == RESUME,
                                 threads=job.threads, locked=True,
                                 should_stop=should_stop).summary
-        row["status"] = "rerun" if plan == RERUN else "done"
+        row = row.with_summary(RERUN_STATUS if plan == RERUN else DONE, summary)
         (run_dir / "error.txt").unlink(missing_ok=True)
-        for key in ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
-                    "wall_time_s"):
-            row[key] = getattr(summary, key)
     except Exception as exc:  # noqa: BLE001 - a failing job must not stop the sweep
-        row["status"] = "failed"
-        row["error"] = _one_line(exc) if isinstance(exc, UserError) else \
-            f"{type(exc).__name__}: {_one_line(exc)}"
+        row = replace(row, status=FAILED, error=_one_line(exc) if isinstance(exc, UserError)
+                      else f"{type(exc).__name__}: {_one_line(exc)}")
         if not isinstance(exc, RunDirError):  # never write into a directory it refused
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(run_dir / "error.txt", traceback.format_exc())
             except OSError:
                 pass
-    row["job_time_s"] = round(time.monotonic() - started, 3)
-    return row
+    return replace(row, job_time_s=round(time.monotonic() - started, 3))
 
 
 # -- running a sweep --------------------------------------------------------------------------
 def run_jobs(jobs: list[Job], launcher: LauncherConfig, n_jobs: int, sweep_dir: Path,
-             on_done: Callable[[dict], None] = lambda row: None,
-             on_notice: Callable[[str], None] = lambda line: None) -> list[dict]:
+             on_done: Callable[[SweepRow], None] = lambda row: None,
+             on_notice: Callable[[str], None] = lambda line: None) -> list[SweepRow]:
     """Run the jobs (run_job each) on the launcher (snndelay.app.launchers)."""
     return launchers.run_jobs(jobs, launcher, n_jobs, sweep_dir, run_job, on_done, on_notice)
 
@@ -255,11 +240,11 @@ class SweepPlan:
     jobs: list[Job]
     launcher: LauncherConfig
     n_jobs: int
-    reused: list[dict]
+    reused: list[SweepRow]
 
     @property
     def to_run(self) -> list[Job]:
-        names = {r["job"] for r in self.reused}
+        names = {r.job for r in self.reused}
         return [j for j in self.jobs if j.name not in names]
 
 
@@ -296,15 +281,15 @@ def plan_sweep(overrides: list[str], n_jobs: int, launcher_name: str, sweep_dir:
     return plan
 
 
-def _reused(jobs: list[Job]) -> list[dict]:
+def _reused(jobs: list[Job]) -> list[SweepRow]:
     """Rows of the jobs whose finished runs are reused (RunDirError for a refused directory;
     jobs of the same sweep directory that are still running: check_no_running_jobs)."""
     return [reused_row(j) for j in jobs
             if j.cfg is not None and job_plan(Path(j.run_dir), j.cfg) == REUSE]
 
 
-def run_plan(plan: SweepPlan, on_done: Callable[[dict], None] = lambda row: None,
-             on_notice: Callable[[str], None] = lambda line: None) -> list[dict]:
+def run_plan(plan: SweepPlan, on_done: Callable[[SweepRow], None] = lambda row: None,
+             on_notice: Callable[[str], None] = lambda line: None) -> list[SweepRow]:
     """Run a planned sweep under its directory's lock: no jobs of an earlier sweep still
     queued or running there, its record, its reused rows, its jobs, its summary.csv."""
     if plan.sweep_dir.exists():
@@ -320,32 +305,10 @@ def run_plan(plan: SweepPlan, on_done: Callable[[dict], None] = lambda row: None
 
 
 # -- aggregation ------------------------------------------------------------------------------
-def write_summary(rows: list[dict], path: Path) -> None:
+def write_summary(rows: list[SweepRow], path: Path) -> None:
     from snndelay.app.rundir import atomic_write_text
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_FIELDS))
-    writer.writeheader()
-    for row in sorted(rows, key=lambda r: r["job"]):
-        writer.writerow({k: row.get(k, "") for k in SUMMARY_FIELDS})
-    atomic_write_text(path, buf.getvalue())
-
-
-def read_summary(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def stats(values: list[float]) -> dict:
-    """n, median, interquartile range (inclusive quartiles), mean, std (sample) of values."""
-    n = len(values)
-    if n == 0:
-        return {"n": 0, "median": math.nan, "q1": math.nan, "q3": math.nan, "mean": math.nan,
-                "std": math.nan}
-    q1, med, q3 = (statistics.quantiles(values, n=4, method="inclusive") if n > 1
-                   else [values[0]] * 3)
-    return {"n": n, "median": med, "q1": q1, "q3": q3, "mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if n > 1 else 0.0}
+    atomic_write_text(path, summary_csv(rows))
 
 
 def group_key(swept: str) -> str:
@@ -353,17 +316,26 @@ def group_key(swept: str) -> str:
     return " ".join(o for o in swept.split() if not o.startswith(f"{SEED_KEY}=")) or "(all)"
 
 
-def groups(rows: list[dict]) -> list[dict]:
-    """One entry per group: its swept overrides, statistics of test accuracy, failed count."""
-    out: dict[str, dict] = {}
+@dataclass(frozen=True)
+class Group:
+    """Jobs that differ only in their seed: test accuracy statistics and the failed count."""
+
+    group: str
+    stats: Stats
+    failed: int
+
+
+def groups(rows: list[SweepRow]) -> list[Group]:
+    """One entry per group of rows (group_key), in the order the groups first appear."""
+    acc: dict[str, list[float]] = {}
+    failed: dict[str, int] = {}
     for row in rows:
-        key = group_key(row.get("swept", ""))
-        g = out.setdefault(key, {"group": key, "acc": [], "failed": 0})
-        if row["status"] == "failed" or row.get("test_accuracy") in ("", None):
-            g["failed"] += 1
-        else:
-            g["acc"].append(float(row["test_accuracy"]))
-    return [{**g, **stats(g["acc"])} for g in out.values()]
+        key = group_key(row.swept)
+        acc.setdefault(key, [])
+        failed[key] = failed.get(key, 0) + row.failed
+        if not row.failed and row.test_accuracy is not None:
+            acc[key].append(row.test_accuracy)
+    return [Group(key, Stats.of(values), failed[key]) for key, values in acc.items()]
 
 
 def default_sweep_dir(root: Path = Path("outputs/sweeps")) -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from snndelay import data
-from snndelay.app.records import Checkpoint
+from snndelay.app.records import Checkpoint, EpochRow
 from snndelay.app.threads import CpuMonitor
 from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.errors import TrainingDiverged
@@ -121,7 +121,7 @@ class TrainState:
     bump_layer: int = -1  # layer bumped by the previous batch (-1: none)
     bump_value: float = 0.0
     elapsed_s: float = 0.0
-    rows: list[dict] = field(default_factory=list)
+    rows: list[EpochRow] = field(default_factory=list)
     best_epoch: int = 0  # epoch with the highest validation accuracy so far (first of ties)
     best_model: dict = field(default_factory=dict)  # its parameters
 
@@ -159,7 +159,7 @@ class Trainer:
                           optimizer=self.opt.state_dict(), shuffle_rng=self.shuffle.get_state(),
                           noise_rng=dict(self.noise_rng.bit_generator.state),
                           bump_layer=s.bump_layer, bump_value=s.bump_value,
-                          elapsed_s=s.elapsed_s, rows=s.rows, best_epoch=s.best_epoch,
+                          elapsed_s=s.elapsed_s, rows=[r.to_dict() for r in s.rows], best_epoch=s.best_epoch,
                           best_model=s.best_model, backend=self.backend.state_dict())
 
     def restore(self, ckpt: Checkpoint) -> None:
@@ -173,7 +173,8 @@ class Trainer:
         best_epoch, best = (ckpt.best_epoch, ckpt.best_model) if ckpt.best_model else \
             (ckpt.epoch, ckpt.model)
         self.state = TrainState(ckpt.epoch, ckpt.bump_layer, ckpt.bump_value, ckpt.elapsed_s,
-                                list(ckpt.rows), best_epoch, dict(best))
+                                [EpochRow.from_dict(r) for r in ckpt.rows], best_epoch,
+                                dict(best))
         self.backend.load_state_dict(ckpt.backend)
 
     # -- one epoch -------------------------------------------------------------------------
@@ -225,7 +226,7 @@ class Trainer:
             return t_in
         return np.maximum(t_in + self.noise_rng.normal(0.0, std, t_in.shape), 0.0)
 
-    def train_epoch(self) -> dict:
+    def train_epoch(self) -> EpochRow:
         self.cpu.adapt()  # small layers parallel only while no other process competes
         t0 = time.perf_counter()
         t = self.spec.training
@@ -262,14 +263,11 @@ class Trainer:
         val = evaluate(self.net, self.val_split, self.spec, self.backend)
         self.state.epoch += 1
         self.state.elapsed_s += time.perf_counter() - t0
-        row = {"epoch": self.state.epoch, "train_loss": loss_sum / len(order),
-               "train_acc": correct / len(order), "val_loss": val.loss, "val_acc": val.accuracy,
-               "lr": self.opt.lrs[0], "bumps": n_bumps}
-        row.update({f"silent_layer{k}": v for k, v in enumerate(val.silent)})
-        row.update({f"saturated_layer{k}": v for k, v in enumerate(val.saturated)
-                    if self.net.max_spikes[k] > 1})
+        row = EpochRow(self.state.epoch, loss_sum / len(order), correct / len(order), val.loss,
+                       val.accuracy, self.opt.lrs[0], n_bumps, list(val.silent),
+                       {k: v for k, v in enumerate(val.saturated) if self.net.max_spikes[k] > 1})
         s = self.state
-        if not s.rows or val.accuracy > s.rows[s.best_epoch - 1]["val_acc"]:
+        if not s.rows or val.accuracy > s.rows[s.best_epoch - 1].val_acc:
             s.best_epoch = s.epoch
             s.best_model = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
         s.rows.append(row)
