@@ -395,31 +395,32 @@ def deploy(
     with directory_lock(run_dir):
         report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw,
                             calibrate=calibrate, model=model)
-    net = report["network"]
-    console.print(f"bundle: {escape(str(report['bundle']))} (network of epoch {net['epoch']}, "
-                  f"{net['model']}; {report['circuits_used']} of 512 neuron circuits)",
+    net = report.network
+    console.print(f"bundle: {escape(str(report.bundle))} (network of epoch {net['epoch']}, "
+                  f"{net['model']}; {report.circuits_used} of 512 neuron circuits)",
                   highlight=False)
     if not hw:
         return
-    chip = f" chip {report['chip_seed']}" if report["chip_seed"] is not None else ""
+    chip = f" chip {report.chip_seed}" if report.chip_seed is not None else ""
     table = Table(title=escape(f"{run_dir}: test accuracy on {backend}{chip}, {repeats} repeats"))
-    calibrated = report["calibration"] is not None
+    calibrated = report.calibration is not None
     cols = ["backend mean", "backend std"] + (["uncalibrated mean"] if calibrated else []) \
         + ["simulator", "trained on"]
     for col in cols:
         table.add_column(col, justify="right")
-    trained = report["trained_on"] + (f" (chip {report['trained_chip_seed']})"
-                                      if report["trained_chip_seed"] is not None else "")
-    row = [f"{100 * report['accuracy_mean']:.2f} %", f"{100 * report['accuracy_std']:.2f}"]
+    trained = (report.trained_on or "") + (f" (chip {report.trained_chip_seed})"
+                                      if report.trained_chip_seed is not None else "")
+    row = [f"{100 * (report.accuracy_mean or 0.0):.2f} %",
+           f"{100 * (report.accuracy_std or 0.0):.2f}"]
     if calibrated:
-        row.append(f"{100 * report['uncalibrated_accuracy_mean']:.2f} %")
-    table.add_row(*row, f"{100 * report['simulator_accuracy']:.2f} %", trained)
+        row.append(f"{100 * (report.uncalibrated_accuracy_mean or 0.0):.2f} %")
+    table.add_row(*row, f"{100 * (report.simulator_accuracy or 0.0):.2f} %", trained)
     console.print(table)
     dev = Table(title="spike times, backend vs simulator (first repeat)")
     for col in ("layer", "spiking in both", "mean |dt| (tau_s)", "max |dt| (tau_s)",
                 "spike / no-spike mismatch"):
         dev.add_column(col, justify="right")
-    for r in report["spike_time_deviation"]:
+    for r in report.spike_time_deviation:
         dev.add_row(str(r["layer"]), str(r["pairs_spiking_in_both"]), f"{r['mean_abs_dt']:.4f}",
                     f"{r['max_abs_dt']:.4f}", f"{100 * r['spike_mismatch_fraction']:.2f} %")
     console.print(dev)

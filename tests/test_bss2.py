@@ -8,12 +8,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from snndelay.app.deploy import load_bundle, make_bundle, run_deploy, validate_bundle
+from snndelay.app.deploy import DeployReport, run_deploy
 from snndelay.app.trainer import build_network
 from snndelay.backends import BackendUnavailable, SimulatorBackend
 from snndelay.backends.bss2 import mapping as hw
+from snndelay.backends.bss2.bundle import bundle_params, load_bundle, make_bundle, validate_bundle
 from snndelay.backends.bss2.emulator import BSS2Emulator, NoiseModel
-from snndelay.backends.bss2.mapping import bundle_params
 from snndelay.cli import app
 from snndelay.config import compose, resolve
 from snndelay.engine import LayerParams, Neuron, _impl, first_spike_times, layer_forward
@@ -379,7 +379,7 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     validate_bundle(arrays, meta)
     # 33 neurons + 2 circuits per delay: the preset's strided input delays need one relay per
     # input row (20; a consecutive group would share one: 4) + 30 hidden-neuron delays
-    assert meta["placement"]["used"] == 33 + 2 * (20 + 30) and meta["tau_s_us"] == 6.0
+    assert meta.placement["used"] == 33 + 2 * (20 + 30) and meta.tau_s_us == 6.0
     r0 = arrays["layer0_refractory"]  # one per input row: row i holds delay i mod 4
     assert r0.shape == (20,) and np.array_equal(r0, np.tile(r0[:4], 5))
     # the bundle realises exactly what the emulator runs
@@ -388,7 +388,7 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     from snndelay.app.runs import load_checkpoint
 
     net.load_state_dict(load_checkpoint(run).model)
-    cal = meta["calibration"]  # on by default: weights scaled per neuron for chip 1
+    cal = meta.calibration  # on by default: weights scaled per neuron for chip 1
     assert cal["trained_chip_seed"] == 0 and cal["target_chip_seed"] == 1
     assert all(0.8 < min(sc) and max(sc) < 1.2 for sc in cal["weight_scales"])
     with torch.no_grad():
@@ -397,13 +397,13 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     for layer, from_bundle in zip(BSS2Emulator().realise(net), bundle_params(arrays, meta)):
         np.testing.assert_allclose(layer.weights, from_bundle.weights, atol=1e-12)
         np.testing.assert_allclose(layer.delays, from_bundle.delays, atol=1e-12)
-    report = json.loads((run / "deploy" / "report.json").read_text())
-    assert 0 <= report["uncalibrated_accuracy_mean"] <= 1
-    assert report["calibration"]["weight_scales"] == cal["weight_scales"]
-    assert report["repeats"] == 2 and len(report["accuracy_per_repeat"]) == 2
-    assert report["chip_seed"] == 1  # a fresh chip: the training chip (0) + 1
-    assert 0 <= report["simulator_accuracy"] <= 1
-    assert [r["layer"] for r in report["spike_time_deviation"]] == [0, 1]
+    report = DeployReport.from_dict(json.loads((run / "deploy" / "report.json").read_text()))
+    assert 0 <= report.uncalibrated_accuracy_mean <= 1
+    assert report.calibration["weight_scales"] == cal["weight_scales"]
+    assert report.repeats == 2 and len(report.accuracy_per_repeat) == 2
+    assert report.chip_seed == 1  # a fresh chip: the training chip (0) + 1
+    assert 0 <= report.simulator_accuracy <= 1
+    assert [r["layer"] for r in report.spike_time_deviation] == [0, 1]
     assert (run / "deploy" / "hw_vs_sim.png").stat().st_size > 5_000
     arrays["layer1_exc"][0, 0] = 64
     with pytest.raises(hw.MappingError, match="0..63"):
@@ -411,7 +411,7 @@ def test_deploy_writes_a_valid_bundle_and_report(tmp_path):
     res = runner.invoke(app, ["deploy", str(run), "--hw", "--repeats", "1", "--no-calibrate"])
     assert res.exit_code == 0, res.output
     arrays, meta = load_bundle(run / "deploy")
-    assert meta["calibration"] is None
+    assert meta.calibration is None
     net.load_state_dict(load_checkpoint(run).model)
     np.testing.assert_array_equal(arrays["layer1_exc"], hw.weights_to_hw(
         net.layers[1].weight.detach().numpy())[0])
@@ -433,7 +433,7 @@ def test_deploy_best_bundles_the_network_of_the_best_validation_epoch(tmp_path):
         assert res.exit_code == 0, res.output
         assert f"network of epoch {epoch}, {model}" in " ".join(res.output.split())
         arrays, meta = load_bundle(run / "deploy")
-        assert meta["network"] == {"model": model, "epoch": epoch}
+        assert meta.network == {"model": model, "epoch": epoch}
         for k in range(2):
             exc, inh = hw.weights_to_hw(state[f"layers.{k}.weight"].numpy())
             np.testing.assert_array_equal(arrays[f"layer{k}_exc"], exc)
@@ -446,7 +446,8 @@ def test_deploy_best_bundles_the_network_of_the_best_validation_epoch(tmp_path):
 def test_deploy_refuses_a_network_the_chip_cannot_realise(tmp_path):
     cfg = compose([])[1]  # synaptic delays, tau_m = 2 tau_s
     with pytest.raises(hw.MappingError, match="synaptic"):
-        make_bundle(cfg, build_network(resolve(cfg).network, cfg.training.seed))
+        make_bundle(build_network(resolve(cfg).network, cfg.training.seed), experiment=cfg.name,
+                    input_replicas=cfg.dataset.replicate, config_yaml="")
 
 
 @needs_numba

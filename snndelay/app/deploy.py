@@ -1,10 +1,6 @@
-"""`snndelay deploy`: a trained run as a BrainScaleS-2 bundle, executed on a backend and
-compared with the simulator (docs/model.md section 8).
-
-The bundle (deploy/bundle.npz + deploy/bundle.json) holds integer weight matrices (excitatory
-and inhibitory, 0..63), one refractory setting per axonal delay, the placement of neurons and
-delay circuit pairs, the time scaling and the network's configuration; it is validated against
-the chip's limits before anything runs.
+"""`snndelay deploy`: a trained run as a BrainScaleS-2 bundle (backends/bss2/bundle.py),
+executed on a backend and compared with the simulator (docs/model.md section 8); the outcome
+is a DeployReport (deploy/report.json).
 
 Calibration (emulator targets): a network fits the fixed-pattern threshold offsets of the chip it
 was trained on. Deploy measures every neuron's threshold on that chip and on the target chip
@@ -16,15 +12,22 @@ theta_target / theta_trained, which restores the trained chip's spike times up t
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from snndelay.backends.bss2 import mapping as hw
-from snndelay.config import Config, resolve, to_yaml
+from snndelay.backends.bss2.bundle import (
+    bundle_params,
+    load_bundle,
+    make_bundle,
+    validate_bundle,
+    write_bundle,
+)
+from snndelay.config import resolve, to_yaml
 from snndelay.errors import ConfigError
-from snndelay.model.sharing import CONSECUTIVE
 
 if TYPE_CHECKING:
     from snndelay.backends import Backend
@@ -51,82 +54,6 @@ def calibrated(net: Network, trained: Backend, target: Backend,
     return out, scales
 
 
-def make_bundle(cfg: Config, net, calibration: dict | None = None, network: dict | None = None
-                ) -> tuple[dict[str, np.ndarray], dict]:
-    """(arrays for bundle.npz, metadata for bundle.json) of a network; MappingError if the chip
-    cannot realise it. calibration: what the weights were compensated for; network: which of
-    the run's networks this is ({model, epoch}); both recorded as is."""
-    kinds = [kind.value for kind in net.delay_kinds()]
-    hw.check_realisable(kinds, net.tau_mem, net.tau_syn)
-    arrays: dict[str, np.ndarray] = {}
-    sharing = []
-    for k, layer in enumerate(net.layers):
-        exc, inh = hw.weights_to_hw(layer.weight.detach().numpy())
-        arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"] = exc, inh
-        if layer.delays is not None:
-            # one refractory setting per delay circuit pair (DelaySharing.circuit_values)
-            d = layer.delays.circuit_values()  # tau_s (tau_syn = 1 on the chip)
-            arrays[f"layer{k}_refractory"] = hw.delay_to_refractory(d)
-            sharing.append(layer.delays.sharing)
-        else:
-            sharing.append(None)
-    placement = hw.place(net.sizes[1:], [0 if sh is None else sh.circuits for sh in sharing])
-    meta = {
-        "format": hw.BUNDLE_FORMAT,
-        "experiment": cfg.name,
-        "sizes": net.sizes, "delay_types": kinds,
-        # shared delays (DelaySharing): the group size and layout of each layer
-        "delay_group_sizes": [1 if sh is None else sh.group for sh in sharing],
-        "delay_group_layouts": [CONSECUTIVE if sh is None else sh.layout for sh in sharing],
-        "bias_time": net.bias_time,
-        "threshold": float(net.threshold),
-        "input_replicas": cfg.dataset.replicate,
-        "weight_scale": hw.WEIGHT_SCALE, "weight_max": hw.WEIGHT_MAX,
-        "tau_s_us": hw.TAU_S_US, "sample_window_tau_s": hw.SAMPLE_WINDOW,
-        "refractory_range": [hw.R_MIN, hw.R_MAX], "delay_us": "r / 8 + 2",
-        "placement": placement.to_dict(),
-        "calibration": calibration,
-        "network": network,
-        "config_yaml": to_yaml(cfg),
-    }
-    return arrays, meta
-
-
-def validate_bundle(arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Check a bundle against the chip's limits (MappingError naming what is wrong)."""
-    n_layers = len(meta["sizes"]) - 1
-    for k in range(n_layers):
-        for part in ("exc", "inh"):
-            m = arrays[f"layer{k}_{part}"]
-            if m.dtype != np.uint8 or m.size and int(m.max()) > hw.WEIGHT_MAX:
-                raise hw.MappingError(f"layer{k}_{part}: weights must be integers 0..{hw.WEIGHT_MAX}")
-        if ((arrays[f"layer{k}_exc"] > 0) & (arrays[f"layer{k}_inh"] > 0)).any():
-            raise hw.MappingError(f"layer {k}: a synapse is both excitatory and inhibitory")
-        r = arrays.get(f"layer{k}_refractory")
-        if r is not None and r.size and (r.min() < hw.R_MIN or r.max() > hw.R_MAX):
-            raise hw.MappingError(f"layer {k}: refractory settings must lie in "
-                                  f"{hw.R_MIN}..{hw.R_MAX}")
-    hw.check_realisable(meta["delay_types"])
-    if meta["placement"]["used"] > hw.N_CIRCUITS:
-        raise hw.MappingError(f"placement uses {meta['placement']['used']} circuits of "
-                              f"{hw.N_CIRCUITS}")
-
-
-def write_bundle(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    from snndelay.app.rundir import atomic_write, atomic_write_text
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "bundle.npz",
-                 lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]  # stub: **kwds bool
-    atomic_write_text(out_dir / "bundle.json", json.dumps(meta, indent=2) + "\n")
-
-
-def load_bundle(out_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
-    with np.load(out_dir / "bundle.npz") as f:
-        arrays = {k: f[k] for k in f.files}
-    return arrays, json.loads((out_dir / "bundle.json").read_text())
-
-
 def spike_deviation(hw_times: list[np.ndarray], sim_times: list[np.ndarray]) -> list[dict]:
     """Per layer: mean and max |t_hw - t_sim| over (sample, neuron) pairs that spike in both,
     and the fraction of pairs where exactly one of them spikes."""
@@ -141,13 +68,48 @@ def spike_deviation(hw_times: list[np.ndarray], sim_times: list[np.ndarray]) -> 
     return rows
 
 
+@dataclass
+class DeployReport:
+    """deploy/report.json: the bundle, and with --hw its runs on the backend next to the
+    simulator (accuracies as fractions, spike-time deviations per layer in tau_s)."""
+
+    run_dir: str
+    network: dict[str, Any]  # {model, epoch}
+    bundle: str
+    circuits_used: int
+    backend: str | None = None
+    chip_seed: int | None = None
+    trained_on: str | None = None
+    trained_chip_seed: int | None = None
+    repeats: int = 0
+    accuracy_per_repeat: list[float] = field(default_factory=list)
+    accuracy_mean: float | None = None
+    accuracy_std: float | None = None
+    simulator_accuracy: float | None = None
+    calibration: dict[str, Any] | None = None
+    spike_time_deviation: list[dict[str, Any]] = field(default_factory=list)
+    uncalibrated_accuracy_mean: float | None = None  # the same chip without compensation
+
+    @property
+    def executed(self) -> bool:
+        return self.backend is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DeployReport:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
 def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | None,
-               execute: bool, calibrate: bool | None = None, model: str = "last") -> dict:
+               execute: bool, calibrate: bool | None = None, model: str = "last"
+               ) -> DeployReport:
     """Write and validate the bundle of the run's network (model: last or best, see
     runs.load_network); with execute, run the test set `repeats` times on the backend and write
     deploy/report.json and deploy/hw_vs_sim.png. calibrate (default: on for the emulator)
-    compensates the target chip's thresholds first. Returns the report."""
-
+    compensates the target chip's thresholds first."""
     from snndelay.app.rundir import atomic_write_text, load_run_config
     from snndelay.app.runs import load_network
     from snndelay.app.trainer import load_split
@@ -181,14 +143,16 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
             calibration = {"trained_on": spec.backend.name, "trained_chip_seed": trained_chip,
                            "target_chip_seed": seed, "probe_repeats": CALIBRATION_REPEATS,
                            "weight_scales": [sc.tolist() for sc in scales]}
-        arrays, meta = make_bundle(cfg, deployed, calibration, {"model": model, "epoch": epoch})
+        arrays, meta = make_bundle(deployed, experiment=cfg.name,
+                                   input_replicas=cfg.dataset.replicate,
+                                   config_yaml=to_yaml(cfg), calibration=calibration,
+                                   network={"model": model, "epoch": epoch})
         validate_bundle(arrays, meta)
     except hw.MappingError as exc:
         raise ConfigError(f"{run_dir} cannot be deployed: {exc}") from None
     write_bundle(out_dir, arrays, meta)
-    report: dict = {"run_dir": str(run_dir), "network": meta["network"],
-                    "bundle": str(out_dir / "bundle.npz"),
-                    "circuits_used": meta["placement"]["used"]}
+    report = DeployReport(str(run_dir), meta.network or {}, str(out_dir / "bundle.npz"),
+                          int(meta.placement["used"]))
     if not execute:
         return report
 
@@ -199,29 +163,26 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
         return float((predict(times[-1]) == labels).mean())
 
     sim_times = SimulatorBackend().run(net, test.t_in.numpy()).times
-    sim_acc = accuracy(sim_times)
     # Every repeat runs the bundle file just written (its integers), with fresh trial noise.
-    bundle = hw.bundle_params(*load_bundle(out_dir))
+    bundle = bundle_params(*load_bundle(out_dir))
 
-    def test_runs(network, from_bundle: bool) -> list[list[np.ndarray]]:
+    def test_runs(network: Network, from_bundle: bool) -> list[list[np.ndarray]]:
         return [make_backend(hw_spec, seed=spec.seeds.deploy_repeats + rep,
                              bundle=bundle if from_bundle else None)
                 .run(network, test.t_in.numpy()).times for rep in range(repeats)]
 
     runs = test_runs(deployed, True)
     accs = [accuracy(times) for times in runs]
-    report.update({
-        "backend": backend_name, "chip_seed": seed if target_cls.seeded_chip else None,
-        "trained_on": spec.backend.name, "trained_chip_seed": trained_chip,
-        "repeats": repeats, "accuracy_per_repeat": accs,
-        "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
-        "simulator_accuracy": sim_acc, "calibration": calibration,
-        "spike_time_deviation": spike_deviation(runs[0], sim_times),
-    })
+    report = replace(
+        report, backend=backend_name, chip_seed=seed if target_cls.seeded_chip else None,
+        trained_on=spec.backend.name, trained_chip_seed=trained_chip, repeats=repeats,
+        accuracy_per_repeat=accs, accuracy_mean=float(np.mean(accs)),
+        accuracy_std=float(np.std(accs)), simulator_accuracy=accuracy(sim_times),
+        calibration=calibration, spike_time_deviation=spike_deviation(runs[0], sim_times))
     if calibrate:  # what the same chip gives without the compensation
-        report["uncalibrated_accuracy_mean"] = float(np.mean([accuracy(times)
-                                                               for times in test_runs(net, False)]))
-    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+        report.uncalibrated_accuracy_mean = float(np.mean([accuracy(times)
+                                                           for times in test_runs(net, False)]))
+    atomic_write_text(out_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     _plot(runs[0][-1], sim_times[-1], out_dir / "hw_vs_sim.png", backend_name)
     return report
 

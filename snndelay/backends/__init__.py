@@ -58,7 +58,7 @@ def default_deploy_target() -> str:
 def make_backend(spec: RunSpec, *, seed: int = 0, bundle: list[LayerParams] | None = None
                  ) -> Backend:
     """The configured backend (spec.backend); seed drives its trial-to-trial noise. bundle: the
-    layers of a deploy bundle (bss2.mapping.bundle_params), which a hardware backend runs
+    layers of a deploy bundle (bss2.bundle.bundle_params), which a hardware backend runs
     instead of quantising the network."""
     return backend_class(spec.backend.name).from_spec(spec, seed=seed, bundle=bundle)
 

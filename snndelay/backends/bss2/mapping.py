@@ -19,9 +19,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from snndelay.engine.types import DelayKind, LayerParams, Neuron
+from snndelay.engine.types import DelayKind, LayerParams
 from snndelay.errors import MappingError
-from snndelay.model.sharing import CONSECUTIVE, DelaySharing
 
 WEIGHT_SCALE = 30.0  # hardware units per model unit
 WEIGHT_MAX = 63  # 6-bit magnitude
@@ -85,34 +84,6 @@ def quantize_params(params: list[LayerParams]) -> list[LayerParams]:
             raise MappingError(f"the chip realises axonal delays only, got {layer.kind.value}")
         out.append(replace(layer, weights=quantize_weights(layer.weights),
                            delays=None if layer.delays is None else quantize_delays(layer.delays)))
-    return out
-
-
-BUNDLE_FORMAT = "snndelay-bss2-bundle/2"  # /1: delay_group_sizes = rows per circuit pair
-
-
-def bundle_sharing(meta: dict, k: int) -> DelaySharing:
-    """Layer k's delay sharing as a bundle records it. A /1 bundle (no layouts) recorded the
-    rows per delay circuit pair as its group size: a consecutive group of that size."""
-    sizes, bias = meta["sizes"], meta["bias_time"]
-    layouts = meta.get("delay_group_layouts") or [CONSECUTIVE] * (len(sizes) - 1)
-    return DelaySharing(DelayKind(meta["delay_types"][k]), sizes[k] + (bias is not None),
-                        sizes[k + 1], int(meta["delay_group_sizes"][k]), layouts[k])
-
-
-def bundle_params(arrays: dict[str, np.ndarray], meta: dict) -> list[LayerParams]:
-    """The layers that a deploy bundle (bundle.npz arrays, bundle.json metadata) realises, in
-    model units (weights, per-input axonal delays in tau_s): what the chip runs."""
-    out = []
-    bias = meta["bias_time"]
-    neuron = Neuron(1.0, 1.0, float(meta["threshold"]))
-    for k, kind in enumerate(meta["delay_types"]):
-        w = hw_to_weights(arrays[f"layer{k}_exc"], arrays[f"layer{k}_inh"])
-        d = None
-        if DelayKind(kind) is DelayKind.AXONAL:
-            per_circuit = refractory_to_delay(arrays[f"layer{k}_refractory"])
-            d = bundle_sharing(meta, k).from_circuits(per_circuit)
-        out.append(LayerParams(w, DelayKind(kind), d, bias, neuron))
     return out
 
 
