@@ -18,7 +18,7 @@ import pytest
 from test_fail_safe import _one_line_exit_2
 from typer.testing import CliRunner
 
-from snndelay.app import compare, launchers, threads
+from snndelay.app import compare, jobrunner, launchers, slurm, threads
 from snndelay.app.rundir import shared_lock
 from snndelay.app.sweep import Job, job_row
 from snndelay.cli import app
@@ -45,12 +45,12 @@ TINY = ["experiment=yinyang_h5_ws", "dataset.train_size=150", "dataset.val_size=
     ("sbatch: error: something new", LauncherError, "something new"),
 ])
 def test_sbatch_refusals_name_their_setting(stderr, kind, fragment):
-    err = launchers.sbatch_error(stderr, launchers.load_launcher("slurm", []))
+    err = slurm.sbatch_error(stderr, launchers.load_launcher("slurm", []))
     assert isinstance(err, kind) and fragment in str(err) and "\n" not in str(err)
 
 
 def test_a_slurm_sweep_without_sbatch_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(launchers.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
     sweep = tmp_path / "sweep"
     line = _one_line_exit_2(runner.invoke(app, ["sweep", *TINY, "--launcher", "slurm",
                                                 "--sweep-dir", str(sweep)]))
@@ -109,7 +109,7 @@ def test_sigusr2_in_a_slurm_task_only_asks_the_run_to_stop(tmp_path):
         time.sleep(0.05)
         return replace(job_row(j), status="done", error=f"asked={should_stop()}")
 
-    row = launchers.JobRunner(train, requeue=True)(job)
+    row = jobrunner.JobRunner(train, requeue=True)(job)
     assert row.error == "asked=True" and row.status == "done"
     assert row.job_time_s is not None and row.job_time_s > 0
     assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL  # restored
@@ -119,7 +119,7 @@ def test_a_stopped_task_requeues_itself_up_to_max_requeues(tmp_path, monkeypatch
     from snndelay.app.runs import RunStopped
 
     calls = []
-    monkeypatch.setattr(launchers.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+    monkeypatch.setattr(jobrunner.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
                         subprocess.CompletedProcess(cmd, 0, "", ""))
     monkeypatch.setenv("SLURM_JOB_ID", "41")
     job = Job("job", tuple(TINY), str(tmp_path / "sweep" / "job"))
@@ -129,10 +129,10 @@ def test_a_stopped_task_requeues_itself_up_to_max_requeues(tmp_path, monkeypatch
 
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     with pytest.raises(SystemExit):
-        launchers.JobRunner(stopped, requeue=True, max_requeues=2)(job)
+        jobrunner.JobRunner(stopped, requeue=True, max_requeues=2)(job)
     assert calls == [["scontrol", "requeue", "41"]]
     monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
-    row = launchers.JobRunner(stopped, requeue=True, max_requeues=2)(job)
+    row = jobrunner.JobRunner(stopped, requeue=True, max_requeues=2)(job)
     assert row.status == "failed" and "launcher.max_requeues" in row.error
     assert "epoch 7" in (tmp_path / "sweep" / "job" / "error.txt").read_text()
     assert len(calls) == 1
@@ -141,7 +141,7 @@ def test_a_stopped_task_requeues_itself_up_to_max_requeues(tmp_path, monkeypatch
 def test_a_sweep_directory_with_running_jobs_is_refused(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
-    with shared_lock(sweep / launchers.JOBS_LOCK):  # a job of an earlier sweep, still running
+    with shared_lock(sweep / jobrunner.JOBS_LOCK):  # a job of an earlier sweep, still running
         line = _one_line_exit_2(runner.invoke(app, ["sweep", *TINY, "--sweep-dir", str(sweep)]))
     assert "still running" in line
     assert not (sweep / "summary.csv").exists()

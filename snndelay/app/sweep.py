@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
 
-from snndelay.app import launchers
+from snndelay.app import launchers, slurm
 from snndelay.app.launchers import (  # noqa: F401 - the sweep's launcher API, re-exported
     LauncherConfig,
     Stopped,
@@ -277,7 +277,7 @@ def plan_sweep(overrides: list[str], n_jobs: int, launcher_name: str, sweep_dir:
             checked.append(job.cfg.dataset)
     plan = SweepPlan(sweep_dir, overrides, job_list, launch, n_jobs, _reused(job_list))
     if plan.to_run:
-        launchers.preflight(launch)
+        slurm.preflight(launch)
     return plan
 
 
@@ -293,7 +293,7 @@ def run_plan(plan: SweepPlan, on_done: Callable[[SweepRow], None] = lambda row: 
     """Run a planned sweep under its directory's lock: no jobs of an earlier sweep still
     queued or running there, its record, its reused rows, its jobs, its summary.csv."""
     if plan.sweep_dir.exists():
-        launchers.check_no_running_jobs(plan.sweep_dir)
+        slurm.check_no_running_jobs(plan.sweep_dir)
         plan.reused = _reused(plan.jobs)  # as it is now, under the lock
     write_sweep_record(plan.sweep_dir, plan.overrides, plan.launcher, plan.n_jobs, plan.jobs)
     for row in plan.reused:
