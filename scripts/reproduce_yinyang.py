@@ -15,8 +15,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from snndelay.app.jobs import Job
+from snndelay.app.launchers import load_launcher, threads_per_job
 from snndelay.app.records import RunSummary
-from snndelay.app.sweep import Job, load_launcher, run_jobs, threads_per_job
+from snndelay.app.sweep import run_jobs
 from snndelay.app.tables import Stats
 
 PRESETS = ("yinyang_h30_w", "yinyang_h30_wa", "yinyang_h30_wd", "yinyang_h30_ws", "yinyang_h5_ws")

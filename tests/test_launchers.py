@@ -19,8 +19,9 @@ from test_fail_safe import _one_line_exit_2
 from typer.testing import CliRunner
 
 from snndelay.app import compare, jobrunner, launchers, slurm, threads
+from snndelay.app.jobs import Job
 from snndelay.app.rundir import shared_lock
-from snndelay.app.sweep import Job, job_row
+from snndelay.app.sweep import job_row
 from snndelay.cli import app
 from snndelay.config import compose
 from snndelay.errors import ConfigError, LauncherError

@@ -129,7 +129,8 @@ def test_an_exploding_loss_stops_the_run_with_the_remedy(tmp_path):
 
 def test_nir_round_trip_keeps_spike_trains(tmp_path):
     pytest.importorskip("nir")
-    from snndelay.app.export import from_nir, to_nir
+    from snndelay.app.export import to_nir
+    from snndelay.app.nir_import import from_nir
 
     cfg = compose(["neuron.max_spikes=[4,1]", "delay=synaptic"])[1]
     from snndelay.app.trainer import build_network

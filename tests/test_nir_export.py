@@ -14,7 +14,8 @@ from snndelay.config import compose, resolve
 from snndelay.model.losses import predict
 
 nir = pytest.importorskip("nir")
-from snndelay.app.export import bucketed, read_nir, to_nir, write_nir  # noqa: E402
+from snndelay.app.export import bucketed, to_nir, write_nir  # noqa: E402
+from snndelay.app.nir_import import read_nir  # noqa: E402
 
 runner = CliRunner()
 PRESETS = {"none": "yinyang_h30_w", "axonal": "yinyang_h30_wa", "dendritic": "yinyang_h30_wd",

@@ -8,8 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from snndelay.app.compare import aggregate, sweep_overrides
-from snndelay.app.sweep import Job, expand, groups, load_launcher, make_jobs, run_jobs
-from snndelay.app.tables import Stats, SweepRow, read_summary, summary_csv
+from snndelay.app.jobs import Job, expand, make_jobs
+from snndelay.app.launchers import load_launcher
+from snndelay.app.sweep import run_jobs
+from snndelay.app.tables import Stats, SweepRow, groups, read_summary, summary_csv
 from snndelay.cli import app
 from snndelay.errors import ConfigError
 

@@ -20,7 +20,7 @@ from snndelay.app.tables import FAILED, SweepRow
 from snndelay.errors import UserError
 
 if TYPE_CHECKING:
-    from snndelay.app.sweep import Job
+    from snndelay.app.jobs import Job
 
 JOBS_LOCK = ".jobs.lock"  # shared-locked by every running job of a sweep directory
 JobFn = Callable[["Job", Callable[[], bool]], SweepRow]  # (job, should_stop) -> row

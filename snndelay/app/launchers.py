@@ -39,7 +39,7 @@ from snndelay.config.compose import _one_line
 from snndelay.errors import ConfigError
 
 if TYPE_CHECKING:
-    from snndelay.app.sweep import Job
+    from snndelay.app.jobs import Job
 
 LAUNCHERS = ("local", "slurm")
 CLUSTERS = ("slurm", "local", "debug")  # submitit executors

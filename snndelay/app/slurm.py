@@ -21,7 +21,7 @@ from snndelay.app.tables import FAILED, SweepRow
 from snndelay.errors import ConfigError, LauncherError, RunDirError, UserError
 
 if TYPE_CHECKING:
-    from snndelay.app.sweep import Job
+    from snndelay.app.jobs import Job
 
 from snndelay.app.jobrunner import JOBS_LOCK, JobFn, JobRunner
 from snndelay.app.launchers import ACTIVE, LauncherConfig, RowFn, _safe_path, on_slurm

@@ -10,10 +10,7 @@ foreign run) it trains the job anew. A failing job never stops the others.
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
-import re
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -22,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from snndelay.app import launchers, slurm
+from snndelay.app.jobs import Job, make_jobs, with_configs
 from snndelay.app.launchers import (  # noqa: F401 - the sweep's launcher API, re-exported
     LauncherConfig,
     Stopped,
@@ -30,96 +28,12 @@ from snndelay.app.launchers import (  # noqa: F401 - the sweep's launcher API, r
     split_launcher_overrides,
     threads_per_job,
 )
-from snndelay.app.tables import DONE, FAILED, REUSED, Stats, SweepRow, summary_csv
+from snndelay.app.tables import DONE, FAILED, REUSED, SweepRow, summary_csv
 from snndelay.app.tables import RERUN as RERUN_STATUS
 from snndelay.config import Config, compose
 from snndelay.config.compose import _one_line
 from snndelay.config.resolve import hidden_sizes
 from snndelay.errors import ConfigError, RunDirError, UserError
-
-SEED_KEY = "training.seed"
-MAX_JOBS = 100_000  # a sweep's jobs (each is a run directory)
-
-
-# -- expansion -------------------------------------------------------------------------------
-def expand(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
-    """Cartesian product of the sweep overrides (a,b,c and range(...)) parsed by Hydra's own
-    override parser. Returns one (all overrides, swept overrides) pair per job."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    parser = OverridesParser.create()
-    parsed = []
-    for line in overrides:  # one at a time, so that an error names its override
-        try:
-            parsed += parser.parse_overrides([line])
-        except HydraException as exc:
-            raise ConfigError(f"cannot parse the override {line!r}: {_one_line(exc)}") from None
-    axes: list[list[tuple[str, bool]]] = []
-    for o in parsed:
-        key = o.get_key_element()
-        if not o.is_sweep_override():
-            axes.append([(o.input_line or "", False)])
-            continue
-        if not o.is_discrete_sweep():
-            raise ConfigError(f"{key}: only discrete sweeps can be expanded (a,b,c or "
-                              f"range(start,stop[,step])), got {o.input_line!r}")
-        try:
-            values = list(itertools.islice(o.sweep_string_iterator(), MAX_JOBS + 1))
-        except HydraException:
-            raise ConfigError(f"{key}: glob() sweeps are not supported; list the options "
-                              "(a,b,c)") from None
-        if not values:
-            raise ConfigError(f"{key}: the sweep {o.input_line!r} has no values")
-        axes.append([(f"{key}={v}", True) for v in values])
-    n_jobs = math.prod(len(a) for a in axes)
-    if n_jobs > MAX_JOBS:
-        raise ConfigError(f"the sweep has more than {MAX_JOBS} jobs (each a run directory); "
-                          "sweep fewer values at once")
-    return [([s for s, _ in combo], [s for s, swept in combo if swept])
-            for combo in itertools.product(*axes)]
-
-
-def job_name(swept: list[str]) -> str:
-    """A directory name from the swept values, e.g. experiment=yinyang_h30_wa,training.seed=3."""
-    name = ",".join(swept) or "job"
-    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)[:200]
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    overrides: tuple[str, ...]
-    run_dir: str
-    threads: Optional[int] = 1  # None: the CPUs of the job's own allocation (a SLURM task)
-    swept: tuple[str, ...] = ()  # the overrides that vary across the sweep
-    cfg: Optional[Config] = None  # composed already (see with_configs), else by the job
-    in_worker: bool = False  # runs in a worker process: exit when the sweep process is gone
-
-
-def make_jobs(overrides: list[str], sweep_dir: Path, threads: Optional[int] = 1) -> list[Job]:
-    jobs: list[Job] = []
-    seen: set[str] = set()
-    for full, swept in expand(overrides):
-        name = job_name(swept)
-        if name in seen:  # two values that differ only in characters a path cannot hold
-            name = f"{name}_{len(seen)}"
-        seen.add(name)
-        jobs.append(Job(name, tuple(full), str(sweep_dir / name), threads, tuple(swept)))
-    return jobs
-
-
-def with_configs(jobs: list[Job]) -> tuple[list[Job], list[str]]:
-    """Compose every job's config once, up front: (jobs carrying their config, the errors of
-    those that do not compose; those jobs run without one and fail with that error)."""
-    out, errors = [], []
-    for job in jobs:
-        try:
-            out.append(replace(job, cfg=compose(list(job.overrides))[1]))
-        except ConfigError as exc:
-            errors.append(str(exc))
-            out.append(job)
-    return out, errors
 
 
 # -- one job (runs in a worker process or a SLURM task) ---------------------------------------
@@ -309,33 +223,6 @@ def write_summary(rows: list[SweepRow], path: Path) -> None:
     from snndelay.app.rundir import atomic_write_text
 
     atomic_write_text(path, summary_csv(rows))
-
-
-def group_key(swept: str) -> str:
-    """A job's swept overrides without the seed: jobs that differ only in seed form a group."""
-    return " ".join(o for o in swept.split() if not o.startswith(f"{SEED_KEY}=")) or "(all)"
-
-
-@dataclass(frozen=True)
-class Group:
-    """Jobs that differ only in their seed: test accuracy statistics and the failed count."""
-
-    group: str
-    stats: Stats
-    failed: int
-
-
-def groups(rows: list[SweepRow]) -> list[Group]:
-    """One entry per group of rows (group_key), in the order the groups first appear."""
-    acc: dict[str, list[float]] = {}
-    failed: dict[str, int] = {}
-    for row in rows:
-        key = group_key(row.swept)
-        acc.setdefault(key, [])
-        failed[key] = failed.get(key, 0) + row.failed
-        if not row.failed and row.test_accuracy is not None:
-            acc[key].append(row.test_accuracy)
-    return [Group(key, Stats.of(values), failed[key]) for key, values in acc.items()]
 
 
 def default_sweep_dir(root: Path = Path("outputs/sweeps")) -> Path:

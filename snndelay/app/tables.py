@@ -17,6 +17,7 @@ from snndelay.app.records import RunSummary
 # Statuses of a job's row: trained ("done"), trained again after a config change ("rerun"),
 # its finished run reused ("reused"), or "failed" (with the error); "" before it ran.
 DONE, RERUN, REUSED, FAILED = "done", "rerun", "reused", "failed"
+SEED_KEY = "training.seed"
 RESULT_KEYS = ("test_accuracy", "val_accuracy", "test_accuracy_at_best_val", "n_params",
                "wall_time_s")
 
@@ -138,3 +139,30 @@ class CompareCell:
 
 COMPARE_FIELDS = ("delay", "hidden", "n_params", "runs", "failed", "median_error", "q1_error",
                   "q3_error", "mean_error", "std_error")
+
+
+def group_key(swept: str) -> str:
+    """A job's swept overrides without the seed: jobs that differ only in seed form a group."""
+    return " ".join(o for o in swept.split() if not o.startswith(f"{SEED_KEY}=")) or "(all)"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Jobs that differ only in their seed: test accuracy statistics and the failed count."""
+
+    group: str
+    stats: Stats
+    failed: int
+
+
+def groups(rows: list[SweepRow]) -> list[Group]:
+    """One entry per group of rows (group_key), in the order the groups first appear."""
+    acc: dict[str, list[float]] = {}
+    failed: dict[str, int] = {}
+    for row in rows:
+        key = group_key(row.swept)
+        acc.setdefault(key, [])
+        failed[key] = failed.get(key, 0) + row.failed
+        if not row.failed and row.test_accuracy is not None:
+            acc[key].append(row.test_accuracy)
+    return [Group(key, Stats.of(values), failed[key]) for key, values in acc.items()]
