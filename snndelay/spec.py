@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from snndelay.model.delays import DelaySpec
-from snndelay.model.sharing import DelayKind, DelaySharing
+from snndelay.model.sharing import DelayKind, DelaySharing, DelaySpec
 
 if TYPE_CHECKING:
     from snndelay.backends.base import BackendConfig

@@ -300,7 +300,7 @@ def test_chip_in_the_loop_gradients_equal_the_engine_gradients_when_noise_is_off
     # Reference: autograd through the engine's public first_spike_times, composed in the test.
     from reference import autograd_network
 
-    from snndelay.model.losses import shift_mse
+    from snndelay.model.torch_losses import shift_mse
 
     out = autograd_network(net, torch.tensor(t), max_dw_norm=0.2)
     shift_mse(out[-1], torch.tensor(y), dt=0.3).mean().backward()

@@ -56,7 +56,7 @@ def test_wheel_install_runs_from_unrelated_directory(wheel_venv, tmp_path: Path)
                   "import snndelay.config as c; print(c.__file__); print(c.config_dir())"],
                  tmp_path, env).stdout.split()
     assert str(REPO) not in where[0], "the wheel test imported the source tree"
-    assert Path(where[1]) == Path(where[0]).parent / "configs"
+    assert Path(where[1]) == Path(where[0]).parent.parent / "configs"  # snndelay/configs
     snndelay = str(venv / "bin" / "snndelay")
     cfg = _run([snndelay, "train", "--cfg", "experiment=yinyang_h5_ws"], tmp_path, env).stdout
     assert "name: yinyang_h5_ws" in cfg

@@ -7,7 +7,8 @@ import torch
 
 from snndelay.app.trainer import build_network
 from snndelay.config import compose, resolve
-from snndelay.model.losses import predict, shift_mse, ttfs_cross_entropy
+from snndelay.model.losses import predict
+from snndelay.model.torch_losses import shift_mse, ttfs_cross_entropy
 
 INF = math.inf
 

@@ -11,8 +11,9 @@ from reference import autograd_network, central_differences
 
 from snndelay.config import resolve
 from snndelay.model.delays import DelaySpec
-from snndelay.model.losses import LOSSES, predict, shift_mse, torch_loss
+from snndelay.model.losses import LOSSES, predict
 from snndelay.model.network import Network
+from snndelay.model.torch_losses import shift_mse, torch_loss
 
 CASES = list(itertools.product(
     ["none", "axonal", "dendritic", "synaptic"], ["sigmoid", "clamp"],

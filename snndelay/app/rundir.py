@@ -12,6 +12,7 @@ import os
 import re
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -240,3 +241,36 @@ def load_run_overrides(run_dir: Path) -> list[str]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
     return [str(o) for o in raw] if isinstance(raw, list) else []
+
+
+@dataclass
+class TrainPlan:
+    """What `snndelay train` will do: the config, the run directory, its overrides, whether it
+    continues a checkpoint, or starts over a run killed before its first one (note says so)."""
+
+    cfg: Config
+    run_dir: Path
+    overrides: list[str]
+    resume: bool = False
+    start_over: bool = False
+    note: str = ""
+
+
+def plan_train(overrides: list[str], run_dir: Path | None, resume: Path | None) -> TrainPlan:
+    """The resume policy: --resume continues a run from its saved config (no overrides, no
+    other directory); a run killed before its first checkpoint is started over from it."""
+    from snndelay.config import compose
+
+    if resume is None:
+        cfg = compose(overrides)[1]
+        return TrainPlan(cfg, run_dir or default_run_dir(cfg), overrides)
+    if overrides:
+        raise ConfigError("--resume continues a run with its saved config; drop the overrides")
+    if run_dir is not None:
+        raise ConfigError("--resume continues the run in its own directory; drop --run-dir")
+    cfg = load_run_config(resume)
+    if (resume / "checkpoint.pt").exists():
+        return TrainPlan(cfg, resume, overrides, resume=True)
+    return TrainPlan(cfg, resume, load_run_overrides(resume), start_over=True,
+                     note=f"{resume} has no checkpoint yet (stopped before the first epoch "
+                          "ended): starting it over from its saved config")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from snndelay.engine import DELAY_TYPES, DelayKind, first_spike_times
+from snndelay.engine.types import KERNEL_RATIOS
 
 
 @dataclass
@@ -52,4 +53,4 @@ def finite_difference_check(ratio: float, delay: str, *, seed: int = 0, h: float
 
 
 def run_selfcheck() -> list[CheckRow]:
-    return [finite_difference_check(r, d) for r in (1.0, 2.0) for d in DELAY_TYPES]
+    return [finite_difference_check(r, d) for r in KERNEL_RATIOS for d in DELAY_TYPES]

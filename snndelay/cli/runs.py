@@ -52,8 +52,7 @@ def train(
         None, "--resume", help="Continue an interrupted run from its last checkpoint."),
 ) -> None:
     """Train a network (default experiment: yinyang_h30_ws)."""
-    from snndelay.app.rundir import check_fresh_run_dir, check_writable_dir
-    from snndelay.app.runs import plan_train
+    from snndelay.app.rundir import check_fresh_run_dir, check_writable_dir, plan_train
     from snndelay.config import to_yaml
 
     plan = plan_train(list(overrides or []), run_dir, resume)

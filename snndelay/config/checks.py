@@ -11,6 +11,7 @@ from typing import Any
 from snndelay import backends
 from snndelay.config.resolve import hidden_sizes, resolve
 from snndelay.config.schema import POSITIVITY, Config
+from snndelay.engine.types import KERNEL_RATIOS
 from snndelay.errors import ConfigError, need, need_int
 from snndelay.limits import (
     MAX_BATCH,
@@ -64,9 +65,9 @@ def _check_single_values(cfg: Config) -> None:
     for key in ("tau_mem", "tau_syn"):
         need(0 < getattr(n, key) <= MAX_TIME, f"neuron.{key}",
              f"must be in (0, {MAX_TIME:g}]", getattr(n, key))
-    ratio = n.tau_mem / n.tau_syn
-    need(abs(ratio - 1) < 1e-12 or abs(ratio - 2) < 1e-12, "neuron.tau_mem",
-         "tau_mem / tau_syn must be 1 or 2 (closed-form spike times)", n.tau_mem)
+    ratios = ", ".join(f"{r:g}" for r in KERNEL_RATIOS)  # the engine's kernels
+    need(any(abs(n.tau_mem / n.tau_syn - r) <= 1e-12 * r for r in KERNEL_RATIOS), "neuron.tau_mem",
+         f"tau_mem / tau_syn must be one of {ratios} (closed-form spike times)", n.tau_mem)
     need(0 < n.threshold <= MAX_THRESHOLD, "neuron.threshold",
          f"must be in (0, {MAX_THRESHOLD:g}] (weights are bounded by {MAX_WEIGHT:g}: a higher "
          "threshold is never reached)", n.threshold)

@@ -10,8 +10,7 @@ from snndelay.config.schema import Config
 from snndelay.data import n_classes, n_inputs
 from snndelay.errors import ConfigError
 from snndelay.limits import MAX_NEURONS, MAX_SPIKES
-from snndelay.model.delays import DelaySpec
-from snndelay.model.sharing import DelayKind
+from snndelay.model.sharing import DelayKind, DelaySpec
 from snndelay.spec import LayerSpec, NetworkSpec, RunSpec, Seeds, TrainSpec
 
 

@@ -26,7 +26,7 @@ class NetworkConfig:
 
 @dataclass
 class NeuronConfig:
-    tau_mem: float = 2.0  # tau_mem / tau_syn must be 1 or 2 (closed-form spike times)
+    tau_mem: float = 2.0  # tau_mem / tau_syn: a ratio with a kernel (engine/kernels.py)
     tau_syn: float = 1.0
     threshold: float = 1.0
     # Spikes a neuron may emit: 1 = time-to-first-spike; K > 1 = spike trains with a reset by

@@ -22,6 +22,7 @@ from typing import Union
 import torch
 
 from snndelay.engine.lambertw import lambertw0
+from snndelay.engine.types import KERNEL_RATIOS
 
 _TWO_LN2 = 2.0 * math.log(2.0)
 # The kernel codes of the compiled loops (_numba_kernels branches on them).
@@ -159,7 +160,8 @@ class QuadraticKernel(Kernel):
         return torch.log(disc.sqrt_().add_(a_m).div_(a_safe)).mul_(-2.0).add_(_TWO_LN2)
 
 
-KERNELS: dict[float, Kernel] = {1.0: LambertKernel(), 2.0: QuadraticKernel()}
+KERNELS: dict[float, Kernel] = {k.ratio: k for k in (LambertKernel(), QuadraticKernel())}
+assert tuple(KERNELS) == KERNEL_RATIOS, "engine.types.KERNEL_RATIOS must list every kernel"
 
 
 def kernel_for(tau_mem: float, tau_syn: float) -> Kernel:

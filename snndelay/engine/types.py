@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+# tau_mem / tau_syn of the PSP kernels with closed-form spike times (engine/kernels.py, which
+# checks that KERNELS has exactly these): light, for the configuration checks.
+KERNEL_RATIOS = (1.0, 2.0)
+
 
 class DelayKind(str, Enum):
     """Where a layer's delays sit (docs/model.md section 3); the value is the config string."""

@@ -1,40 +1,14 @@
 """Learnable delays of one connection: the parametrisation d(p) (sigmoid or clamped) and its
 vector-Jacobian product (docs/model.md section 3); how shared delays map to neurons is
-DelaySharing's (model/sharing.py)."""
+DelaySharing's and the spec DelaySpec's (model/sharing.py)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from snndelay.model.sharing import CONSECUTIVE, DelayKind, DelaySharing
-
-
-@dataclass(frozen=True)
-class DelaySpec:
-    """How one layer's delays are parametrised. d = shift + scale * sigmoid(p) ("sigmoid") or
-    d = p kept >= shift by clamping after each step ("clamp"); p ~ N(init_mean, init_std) and,
-    for "clamp", starts at shift + scale * sigmoid(p). group_size and group_layout: shared
-    delays (DelaySharing)."""
-
-    type: DelayKind = DelayKind.NONE
-    positivity: str = "sigmoid"
-    shift: float = 0.0
-    scale: float = 1.0
-    init_mean: float = 0.0
-    init_std: float = 0.25
-    group_size: int = 1
-    group_layout: str = CONSECUTIVE
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "type", DelayKind(self.type))
-
-    def sharing(self, rows: int, cols: int) -> DelaySharing:
-        """This spec's sharing on a connection of rows x cols (ValueError if impossible)."""
-        return DelaySharing(self.type, rows, cols, self.group_size, self.group_layout)
+from snndelay.model.sharing import DelayKind, DelaySpec
 
 
 def _sigmoid(p: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 Each loss is written once, on numpy arrays, with its closed-form gradient: it returns the
 per-sample loss [B] and d loss_b / d t_b [B, K]. Training calls these directly (no autograd
-overhead on small batches); the torch functions below are the same losses as differentiable
-torch operations (torch_loss), for users of the engine's autograd API.
+overhead on small batches); model/torch_losses.py gives the same losses as differentiable
+torch operations (torch_loss), for users of the engine's autograd API. Each loss's config
+schema lives here too (configs/loss/NAME.yaml extends it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from snndelay.errors import need
 from snndelay.limits import MAX_TIME, MAX_WEIGHT
@@ -132,34 +132,9 @@ def loss_fn(cfg: LossConfig) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndar
 def predict(t: Any) -> Any:
     """The first output neuron to spike; -1 when all outputs are silent (always wrong).
     numpy in, numpy out; torch in, torch out."""
-    if isinstance(t, torch.Tensor):
+    if not isinstance(t, np.ndarray):  # a tensor (torch is loaded once one exists)
+        import torch
+
         return torch.from_numpy(predict(t.detach().cpu().numpy())).to(t.device)
     first = t.argmin(axis=1)
     return np.where(np.isfinite(t.min(axis=1)), first, -1)
-
-
-class _Loss(torch.autograd.Function):
-    """A numpy loss with its closed-form gradient as a torch operation."""
-
-    @staticmethod
-    def forward(ctx: Any, t: torch.Tensor, label: torch.Tensor, fn: LossFn,
-                kwargs: dict[str, float]) -> torch.Tensor:
-        per, g = fn(t.detach().cpu().numpy(), label.detach().cpu().numpy(), **kwargs)
-        ctx.save_for_backward(torch.from_numpy(g).to(t.device))
-        return torch.from_numpy(per).to(t.device)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (g,) = ctx.saved_tensors
-        return g * grad_out[:, None], None, None, None
-
-
-def torch_loss(name: str) -> Callable[..., torch.Tensor]:
-    """The loss `name` of LOSSES as a differentiable torch function (t [B, K], label [B],
-    keyword parameters) -> per-sample losses [B]."""
-    fn = LOSSES[name]
-    return lambda t, label, **kw: _Loss.apply(t.to(torch.float64), label, fn, kw)
-
-
-shift_mse = torch_loss("shift_mse")
-ttfs_cross_entropy = torch_loss("ttfs_ce")

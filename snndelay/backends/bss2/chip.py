@@ -15,7 +15,6 @@ import numpy as np
 from snndelay.backends.base import BackendRun, register
 from snndelay.backends.bss2 import mapping as hw
 from snndelay.backends.bss2.rules import ChipBackend, ChipRunConfig
-from snndelay.engine.prepare import arrivals
 from snndelay.engine.types import LayerParams
 from snndelay.errors import BackendUnavailable
 
@@ -84,6 +83,8 @@ class BSS2Chip(ChipBackend):
         Axonal delays shift the sources' spike times by the realised delays (refractory
         settings r) on the host: with one layer per run this equals the delay circuit pairs,
         minus their own timing noise."""
+        from snndelay.engine.prepare import arrivals
+
         pynn = self.pynn
         batch = t_in.shape[0]
         hw.check_realisable([], net.tau_mem, net.tau_syn)  # times below are in tau_s units

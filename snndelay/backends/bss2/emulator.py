@@ -30,8 +30,6 @@ import numpy as np
 from snndelay.backends.base import BackendRun, register
 from snndelay.backends.bss2 import mapping as hw
 from snndelay.backends.bss2.rules import ChipBackend, ChipRunConfig
-from snndelay.engine.layer import layer_forward, solve_arrivals
-from snndelay.engine.prepare import arrivals, output_times
 from snndelay.engine.types import DelayKind, LayerParams, Neuron
 from snndelay.errors import need, need_int
 from snndelay.limits import MAX_SEED, MAX_TIME
@@ -154,6 +152,9 @@ class BSS2Emulator(ChipBackend):
         return hw.quantize_params(params)
 
     def run(self, net: Network, t_in: np.ndarray, *, training: bool = False) -> BackendRun:
+        from snndelay.engine.layer import solve_arrivals
+        from snndelay.engine.prepare import arrivals, output_times
+
         hw.check_realisable([], net.tau_mem, net.tau_syn)  # times below are in tau_s units
         t = np.asarray(t_in, dtype=np.float64)
         params = self.realise(net)
@@ -174,6 +175,8 @@ class BSS2Emulator(ChipBackend):
     def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
         """Each layer's thresholds as a chip would calibrate them: the probe of bss2_mapping run
         `repeats` times (fresh trial noise each) on this chip, inverted and averaged."""
+        from snndelay.engine.layer import layer_forward
+
         t = np.zeros((1, hw.PROBE_SOURCES))
         out = []
         for k, layer in enumerate(net.layers):
