@@ -10,8 +10,8 @@ application reads a Config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from snndelay.model.sharing import DelayKind, DelaySharing, DelaySpec
 
@@ -115,10 +115,4 @@ class RunSpec:
 
     def with_backend(self, backend: BackendConfig) -> RunSpec:
         """The same run on another backend (deploy and evaluation on a target)."""
-        return _replace(self, backend=backend)
-
-
-def _replace(obj: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(obj, **changes)
+        return replace(self, backend=backend)

@@ -500,3 +500,22 @@ def test_chip_adapter_runs_the_bundle_file_not_the_network(tmp_path, monkeypatch
         np.testing.assert_array_equal(layer.delays, from_bundle.delays)
     untrained = bss2_chip.BSS2Chip().realise(net)
     assert not np.array_equal(untrained[0].weights, chip.realise(net)[0].weights)
+
+
+@pytest.mark.parametrize("layout", ["consecutive", "strided"])
+def test_a_format_1_bundle_reads_as_it_was_written(layout):
+    """Bundles of format /1 recorded the rows per delay circuit pair as delay_group_sizes and no
+    layouts; they read to the same per-row delays as the /2 bundle of the same network."""
+    from dataclasses import replace
+
+    spec = resolve(compose(["experiment=yinyang_bss2_wa", f"delay.group_layout={layout}"])[1])
+    net = build_network(spec.network, spec.seeds.init)
+    arrays, meta = make_bundle(net, experiment="x", input_replicas=5, config_yaml="")
+    rows_per_circuit = [1 if layout == "strided" and g > 1 else g for g in meta.delay_group_sizes]
+    old = replace(meta, format="snndelay-bss2-bundle/1", delay_group_layouts=[],
+                  delay_group_sizes=rows_per_circuit)
+    for new_layer, old_layer, layer in zip(bundle_params(arrays, meta),
+                                           bundle_params(arrays, old), net.layers):
+        np.testing.assert_array_equal(new_layer.delays, old_layer.delays)
+        # and both are the network's delays, rounded to the chip's refractory grid
+        np.testing.assert_allclose(new_layer.delays, layer.delays.value(), atol=1 / 48 + 1e-12)

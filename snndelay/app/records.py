@@ -71,15 +71,15 @@ class RunSummary:
     threads: int = 0  # numba threads the run used (0: not recorded, an older run)
     test_accuracy_draws: list[float] = field(default_factory=list)
     silent_fraction_test: list[float] = field(default_factory=list)
-    backend: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
+    backend: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
     git_commit: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "RunSummary":
+    def from_dict(cls, raw: dict[str, Any]) -> "RunSummary":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
 
@@ -105,20 +105,20 @@ class Checkpoint:
     and the networks that evaluate and deploy load (last and best-validation)."""
 
     epoch: int
-    model: dict  # the network's state_dict after `epoch` epochs
-    optimizer: dict
+    model: dict[str, Any]  # the network's state_dict after `epoch` epochs
+    optimizer: dict[str, Any]
     shuffle_rng: Any  # torch generator state
-    noise_rng: dict | None  # numpy bit generator state of the input jitter
+    noise_rng: dict[str, Any] | None  # numpy bit generator state of the input jitter
     bump_layer: int
     bump_value: float
     elapsed_s: float
-    rows: list[dict]  # metrics.csv so far
+    rows: list[dict[str, Any]]  # metrics.csv so far (EpochRow.to_dict)
     best_epoch: int
-    best_model: dict
-    backend: dict = field(default_factory=dict)
+    best_model: dict[str, Any]
+    backend: dict[str, Any] = field(default_factory=dict)
     format: int = CHECKPOINT_FORMAT
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
