@@ -4,7 +4,7 @@ is a DeployReport (deploy/report.json).
 
 Calibration (emulator targets): a network fits the fixed-pattern threshold offsets of the chip it
 was trained on. Deploy measures every neuron's threshold on that chip and on the target chip
-from spike times (bss2_mapping's probe) and scales each neuron's incoming weights by
+from spike times (the probe of backends/bss2/mapping.py) and scales each neuron's incoming weights by
 theta_target / theta_trained, which restores the trained chip's spike times up to weight rounding
 (the crossing depends on w / theta only). The bundle then holds the compensated weights.
 """

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from snndelay.config import Config, compose
-from snndelay.config.compose import _one_line
+from snndelay.config.compose import one_line
 from snndelay.errors import ConfigError
 
 MAX_JOBS = 100_000  # a sweep's jobs (each is a run directory)
@@ -29,7 +29,7 @@ def expand(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
         try:
             parsed += parser.parse_overrides([line])
         except HydraException as exc:
-            raise ConfigError(f"cannot parse the override {line!r}: {_one_line(exc)}") from None
+            raise ConfigError(f"cannot parse the override {line!r}: {one_line(exc)}") from None
     axes: list[list[tuple[str, bool]]] = []
     for o in parsed:
         key = o.get_key_element()

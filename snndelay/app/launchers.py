@@ -35,7 +35,7 @@ from omegaconf.errors import OmegaConfBaseException
 from snndelay.app.jobrunner import JobFn, JobRunner
 from snndelay.app.tables import SweepRow
 from snndelay.config import config_dir
-from snndelay.config.compose import _one_line
+from snndelay.config.compose import one_line
 from snndelay.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def load_launcher(name: str, overrides: list[str]) -> LauncherConfig:
         cfg = OmegaConf.to_object(merged)
         assert isinstance(cfg, LauncherConfig)
     except OmegaConfBaseException as exc:
-        msg = _one_line(exc)
+        msg = one_line(exc)
         raise ConfigError(msg if msg.startswith("launcher.") else f"launcher.{msg}") from None
     cfg.name = name
     if cfg.cluster not in CLUSTERS:

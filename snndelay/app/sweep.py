@@ -31,7 +31,7 @@ from snndelay.app.launchers import (  # noqa: F401 - the sweep's launcher API, r
 from snndelay.app.tables import DONE, FAILED, REUSED, SweepRow, summary_csv
 from snndelay.app.tables import RERUN as RERUN_STATUS
 from snndelay.config import Config, compose
-from snndelay.config.compose import _one_line
+from snndelay.config.compose import one_line
 from snndelay.config.resolve import hidden_sizes
 from snndelay.errors import ConfigError, RunDirError, UserError
 
@@ -126,8 +126,8 @@ def run_job(job: Job, should_stop: Optional[Callable[[], bool]] = None) -> Sweep
         row = row.with_summary(RERUN_STATUS if plan == RERUN else DONE, summary)
         (run_dir / "error.txt").unlink(missing_ok=True)
     except Exception as exc:  # noqa: BLE001 - a failing job must not stop the sweep
-        row = replace(row, status=FAILED, error=_one_line(exc) if isinstance(exc, UserError)
-                      else f"{type(exc).__name__}: {_one_line(exc)}")
+        row = replace(row, status=FAILED, error=one_line(exc) if isinstance(exc, UserError)
+                      else f"{type(exc).__name__}: {one_line(exc)}")
         if not isinstance(exc, RunDirError):  # never write into a directory it refused
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)

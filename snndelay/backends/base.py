@@ -133,7 +133,7 @@ class Backend:
 
     def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
         """Each layer's per-neuron thresholds as this backend realises them, measured from spike
-        times with the calibration probe of bss2_mapping (mean over `repeats` runs)."""
+        times with the calibration probe of bss2/mapping.py (mean over `repeats` runs)."""
         raise NotImplementedError(f"backend {self.name} cannot measure its thresholds")
 
     def project(self, net: Network) -> None:

@@ -35,7 +35,7 @@ def config_dir() -> Path:
     return installed if (installed / "config.yaml").is_file() else package.parent / "configs"
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
     text = str(exc)
     missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
     if missing:
@@ -97,7 +97,7 @@ def from_dictconfig(raw: DictConfig | dict) -> Config:
             keys = [f.name for f in fields(schemas[group][name])]
             raise ConfigError(f"{key}: not a key of {group}={name} (its keys: "
                               f"{', '.join(keys)})") from None
-        raise ConfigError(_one_line(exc)) from None
+        raise ConfigError(one_line(exc)) from None
     return validate(cfg)
 
 
@@ -162,11 +162,11 @@ def _hydra_compose(path: str, overrides: tuple[str, ...], stamp: tuple) -> DictC
         with initialize_config_dir(config_dir=path, version_base=None):
             return hydra_compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(_one_line(exc)) from None
+        raise ConfigError(one_line(exc)) from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         # Hydra's internals reject some malformed overrides (e.g. "=3") with plain errors.
         raise ConfigError(f"cannot apply the overrides {' '.join(overrides)}: "
-                          f"{_one_line(exc)}") from None
+                          f"{one_line(exc)}") from None
 
 
 def to_yaml(cfg: Config) -> str:

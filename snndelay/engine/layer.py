@@ -42,14 +42,18 @@ def _tt(x: Any) -> Any:
     return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
 
 
-def solve_arrivals(arr: Arrivals, theta: Any, neuron: Neuron, code: Any = "choose") -> Any:
+_CHOOSE = -1  # solve_arrivals' default: choose the implementation here
+
+
+def solve_arrivals(arr: Arrivals, theta: Any, neuron: Neuron, code: int | None = _CHOOSE
+                   ) -> Any:
     """Crossing times (tau_s units, before any dendritic shift; +inf = silent) of arrival-ready
     inputs: first spikes [B, M] when neuron.max_spikes is 1, else spike trains [B, M, K]
     (sorted, +inf padded; docs/model.md section 11). theta: a number, [M] or [B, M]. numpy in,
     numpy out; torch in, torch out. code: the compiled loops chosen for this layer call
     (compiled.code_for; None: the torch path), chosen here when not given."""
     kernel = kernel_for(neuron.tau_mem, neuron.tau_syn)
-    if code == "choose":
+    if code == _CHOOSE:
         code = compiled.code_for(kernel, arr.t)
     n_k = neuron.max_spikes
     out: Any

@@ -1,6 +1,6 @@
 """The BrainScaleS-2 chip through its PyNN interface (pynn_brainscales), imported lazily.
 
-Thin on purpose: every number it writes or reads comes from bss2_mapping (weights, refractory
+Thin on purpose: every number it writes or reads comes from bss2/mapping.py (weights, refractory
 settings, time scaling, serialisation, placement), which the tests cover. This adapter itself
 cannot be exercised without the chip and its software stack; it has not run against a chip.
 """

@@ -1,7 +1,7 @@
 """BrainScaleS-2 emulator: the mapped network with the chip's quantisation and noise model
 (docs/model.md section 8), for everyone without a chip.
 
-- weights rounded to 1/30 and clipped at +-63/30 (bss2_mapping), float shadow weights train;
+- weights rounded to 1/30 and clipped at +-63/30 (bss2/mapping.py), float shadow weights train;
 - axonal delays realised by integer refractory settings (resolution 1/48 tau_s);
 - neurons with tau_mem = tau_s and threshold theta (2.6 in the presets) plus a fixed-pattern
   offset per neuron N(0.13, 0.08) drawn once per emulated chip from chip_seed (the same seed is
@@ -173,7 +173,7 @@ class BSS2Emulator(ChipBackend):
         return self.result(net, outs, params)
 
     def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
-        """Each layer's thresholds as a chip would calibrate them: the probe of bss2_mapping run
+        """Each layer's thresholds as a chip would calibrate them: the probe of bss2/mapping.py run
         `repeats` times (fresh trial noise each) on this chip, inverted and averaged."""
         from snndelay.engine.layer import layer_forward
 
