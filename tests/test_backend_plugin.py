@@ -64,7 +64,7 @@ def test_a_stand_in_backend_with_its_own_schema_is_chosen_checked_and_trains(sta
     assert isinstance(cfg.backend, StandInConfig) and cfg.backend.delay_shift == 0.5
     spec = resolve(cfg)
     assert isinstance(backends.make_backend(spec), StandIn)
-    assert "standin" in backends.names() and "standin" not in backends.deploy_targets()
+    assert "standin" in REGISTRY and "standin" not in backends.deploy_targets()
     with pytest.raises(ConfigError, match="backend.delay_shift: must be in"):
         compose(["backend=standin", "backend.delay_shift=20"])
     with pytest.raises(ConfigError, match="one hidden layer only"):

@@ -113,15 +113,12 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     from snndelay.app.rundir import atomic_write_text, load_run_config
     from snndelay.app.runs import load_network
     from snndelay.app.trainer import load_split
-    from snndelay.backends import SimulatorBackend, backend_class, deploy_targets, make_backend
+    from snndelay.backends import SimulatorBackend, backend_class, deploy_target, make_backend
     from snndelay.model.losses import predict
 
     cfg = load_run_config(run_dir)
     spec = resolve(cfg)
-    trained_cls, target_cls = backend_class(spec.backend.name), backend_class(backend_name)
-    if not target_cls.deploys:
-        raise ConfigError(f"--backend: {backend_name} is not a deploy target; use one of "
-                          f"{', '.join(deploy_targets())}")
+    trained_cls, target_cls = backend_class(spec.backend.name), deploy_target(backend_name)
     trained_chip = getattr(spec.backend, "chip_seed", None) if trained_cls.seeded_chip else None
     seed = chip_seed if chip_seed is not None else (trained_chip + 1 if trained_chip is not None
                                                     else 1)

@@ -31,10 +31,6 @@ if TYPE_CHECKING:
     from snndelay.spec import RunSpec
 
 
-def names() -> tuple[str, ...]:
-    return tuple(REGISTRY)
-
-
 def backend_class(name: str) -> type[Backend]:
     """The class of backend `name`; its capabilities are class attributes."""
     if name not in REGISTRY:
@@ -55,6 +51,16 @@ def default_deploy_target() -> str:
     return next(name for name, cls in REGISTRY.items() if cls.default_target)
 
 
+def deploy_target(name: str | None) -> type[Backend]:
+    """The class of the deploy target `name` (None: the default target); ConfigError naming
+    the targets for a backend that does not deploy."""
+    name = name or default_deploy_target()
+    if name not in REGISTRY or not REGISTRY[name].deploys:
+        raise ConfigError(f"--backend must be one of {', '.join(deploy_targets())}, "
+                          f"got {name!r}")
+    return REGISTRY[name]
+
+
 def make_backend(spec: RunSpec, *, seed: int = 0, bundle: list[LayerParams] | None = None
                  ) -> Backend:
     """The configured backend (spec.backend); seed drives its trial-to-trial noise. bundle: the
@@ -64,5 +70,6 @@ def make_backend(spec: RunSpec, *, seed: int = 0, bundle: list[LayerParams] | No
 
 
 __all__ = ["Backend", "BackendConfig", "BackendRun", "BackendUnavailable", "REGISTRY",
-           "SimulatorBackend", "backend_class", "default_deploy_target", "deploy_targets",
-           "make_backend", "names", "register", "schemas"]
+           "SimulatorBackend", "backend_class", "default_deploy_target", "deploy_target",
+           "deploy_targets",
+           "make_backend", "register", "schemas"]

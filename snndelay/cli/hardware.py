@@ -34,20 +34,18 @@ def deploy(
     with --hw, run it on the backend next to the simulator (deploy/report.json, hw_vs_sim.png)."""
     from snndelay.app.deploy import run_deploy
     from snndelay.app.rundir import directory_lock
-    from snndelay.backends import REGISTRY, default_deploy_target, deploy_targets
+    from snndelay.backends import deploy_target
     from snndelay.limits import MAX_REPEATS, MAX_SEED
 
-    backend = backend or default_deploy_target()
-    if backend not in deploy_targets():
-        raise ConfigError(f"--backend must be one of {', '.join(deploy_targets())}, "
-                          f"got {backend!r}")
+    target = deploy_target(backend)
+    backend = target.name
 
     if not 1 <= repeats <= MAX_REPEATS:
         raise ConfigError(f"--repeats must be in [1, {MAX_REPEATS}], got {repeats}")
     if chip_seed is not None and not 0 <= chip_seed <= MAX_SEED:
         raise ConfigError(f"--chip-seed must be an integer in [0, {MAX_SEED}], got {chip_seed}")
     if hw:
-        REGISTRY[backend].ensure_available()
+        target.ensure_available()
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     with directory_lock(run_dir):
@@ -108,6 +106,7 @@ def export_cmd(
     from snndelay.app.export import check_time_unit, write_nir
     from snndelay.app.rundir import check_output_file, load_run_config, make_dir
     from snndelay.app.runs import load_network
+    from snndelay.config import resolve
 
     if fmt != "nir":
         raise ConfigError(f"--format must be nir, got {fmt!r} (BrainScaleS-2 bundles: "
@@ -117,8 +116,6 @@ def export_cmd(
     check_time_unit(time_unit_ms)
     path = out or run_dir / "export" / "network.nir"
     check_output_file(path, force, "--out", own_run=run_dir)
-    from snndelay.config import resolve
-
     cfg = load_run_config(run_dir)
     net, epoch = load_network(run_dir, resolve(cfg), model)
     make_dir(path.parent, "--out directory")

@@ -65,13 +65,12 @@ def train(
     from snndelay.app.runs import train_run
     from snndelay.app.trainer import check_data
     from snndelay.backends import backend_class
-    from snndelay.config import resolve
 
     check_writable_dir(target)
     if not plan.resume and not plan.start_over:
         check_fresh_run_dir(target)  # never written over (again under the run's lock)
     backend_class(cfg.backend.name).ensure_available()
-    check_data(resolve(cfg).dataset)  # every split's files are read and checked, before output
+    check_data(cfg.dataset)  # every split's files are read and checked here, before any output
     console.print(f"[bold]{escape(cfg.name)}[/]: {cfg.training.epochs} epochs, seed "
                   f"{cfg.training.seed}, run directory {escape(str(target))}", highlight=False)
     progress = Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),

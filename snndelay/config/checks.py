@@ -136,7 +136,6 @@ def _check_layers(cfg: Config, spec: RunSpec) -> None:
 def validate(cfg: Config) -> Config:
     """Check every value of a typed config (ConfigError, one line, naming the key)."""
     _check_finite(cfg, "")
-    one_of("backend.name", cfg.backend.name, backends.names())
     _check_single_values(cfg)
     spec = resolve(cfg)
     _check_layers(cfg, spec)

@@ -118,7 +118,7 @@ def without_foreign_keys(raw: dict) -> dict:
 _REGISTERED: set[tuple[str, str]] = set()
 
 
-def _register_schemas() -> None:
+def _register_schemas(path: Path) -> None:
     """Tell Hydra the schemas, so that configs/GROUP/NAME.yaml can extend _schema_NAME (an
     option's own schema) or _schema (the group's); an option registered in code without a
     YAML file (a backend added by a plugin or a test) is its schema under its own name."""
@@ -129,7 +129,7 @@ def _register_schemas() -> None:
     for group, schemas in option_schemas().items():
         for name, schema in schemas.items():
             entries.append((group, f"_schema_{name}", schema))
-            if not (config_dir() / group / f"{name}.yaml").is_file():
+            if not (path / group / f"{name}.yaml").is_file():
                 entries.append((group, name, schema))
     for group, name, schema in entries:
         if (group, name) not in _REGISTERED:
@@ -157,7 +157,7 @@ def _hydra_compose(path: str, overrides: tuple[str, ...], stamp: tuple) -> DictC
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
-    _register_schemas()
+    _register_schemas(Path(path))
     try:
         with initialize_config_dir(config_dir=path, version_base=None):
             return hydra_compose(config_name="config", overrides=list(overrides))
