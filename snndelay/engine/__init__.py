@@ -6,6 +6,8 @@ spike_times_with_grad given (e.g. measured) spike times, attach the same exact g
 layer_forward         the same on a typed LayerParams (numpy or torch, no autograd), with
 layer_backward        its hand-chained backward: what networks and backends use
 arrivals              the one arrival preparation (bias, scaling, delays, multi-spike inputs)
+voltage_readout       non-spiking integrators read out by their membrane's max or mean
+readout_forward       the same on a LayerParams, with readout_backward (section 12)
 spike_time_grads      the backward itself as a plain function (tau_s units)
 set_implementation    CPU loops: "auto" (numba when installed), "torch" or "numba"
 lambertw0             principal-branch Lambert W in torch
@@ -27,7 +29,8 @@ _WHERE = {
     "spike_trains": "layer", "solve_spike_trains": "solver",
     "get_implementation": "_impl", "set_implementation": "_impl",
     "spike_time_grads": "backward", "KERNELS": "kernels", "Kernel": "kernels",
-    "kernel_for": "kernels", "lambertw0": "lambertw", "solve_first_spikes": "solver",
+    "kernel_for": "kernels", "voltage_readout": "readout", "readout_forward": "readout",
+    "readout_backward": "readout", "ReadoutCache": "readout", "READOUT_MODES": "readout", "lambertw0": "lambertw", "solve_first_spikes": "solver",
 }
 
 

@@ -101,3 +101,37 @@ def nominal_scale(t_out: np.ndarray, t: np.ndarray, w: np.ndarray, d_syn: np.nda
                             np.ascontiguousarray(w.T), d_t, has_d,
                             np.ascontiguousarray(t_out), float(theta),
                             float(min_slope))
+
+
+def readout_forward(t: np.ndarray, w: np.ndarray, d_syn: np.ndarray | None,
+                    d_out: np.ndarray | None, code: int, mode: str, t_end: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """readout.readout_values on numpy arrays (docs/model.md section 12)."""
+    from snndelay.engine import _numba_readout as nr
+
+    d_t = np.ascontiguousarray(d_syn.T) if d_syn is not None else _NO_DELAYS
+    d_o = np.ascontiguousarray(d_out, dtype=np.float64) if d_out is not None else np.zeros(1)
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    with _impl.threads_for(t.size * w.shape[1]):
+        return nr.readout_forward(t, np.ascontiguousarray(w.T), d_t, d_syn is not None, d_o,
+                                  d_out is not None, code, mode == "mean", float(t_end))
+
+
+def readout_backward(g_z: np.ndarray, t: np.ndarray, w: np.ndarray, d_syn: np.ndarray | None,
+                     d_out: np.ndarray | None, code: int, mode: str, t_end: float,
+                     t_star: np.ndarray, kink: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """readout.readout_grads on numpy arrays: (dL/dT, dL/dw, dL/dd_syn or None, dL/dshift)."""
+    from snndelay.engine import _numba_readout as nr
+
+    has_d = d_syn is not None
+    d_t = np.ascontiguousarray(d_syn.T) if d_syn is not None else _NO_DELAYS
+    d_o = np.ascontiguousarray(d_out, dtype=np.float64) if d_out is not None else np.zeros(1)
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    with _impl.threads_for(t.size * w.shape[1]):
+        g_t, g_w_t, g_d_t, g_shift = nr.readout_backward(
+            np.ascontiguousarray(g_z, dtype=np.float64), t, np.ascontiguousarray(w.T), d_t,
+            has_d, d_o, d_out is not None, code, mode == "mean", float(t_end),
+            np.ascontiguousarray(t_star), np.ascontiguousarray(kink),
+            _impl.backward_chunks(t.shape[0]))
+    return g_t, g_w_t.T, (g_d_t.T if has_d else None), g_shift

@@ -84,6 +84,24 @@ class Kernel:
         """Earliest upward crossing u(t) = theta of the window's potential (finite where reached)."""
         raise NotImplementedError
 
+    # -- the non-spiking readout (docs/model.md section 12): sums in the window's own frame --
+    def psp(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k(s), k'(s)) for s >= 0 (section 1; the caller masks s < 0)."""
+        raise NotImplementedError
+
+    def psp_integral(self, s: torch.Tensor) -> torch.Tensor:
+        """K(s) = integral of k over [0, s], for s >= 0 (the mean readout)."""
+        raise NotImplementedError
+
+    def window_value(self, sums: Sums, s: torch.Tensor) -> torch.Tensor:
+        """u at offset s >= 0 from the window's start, from sums in the window's own frame."""
+        raise NotImplementedError
+
+    def window_peak(self, sums: Sums) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(offset s* of u's stationary maximum from the window's start, u there, where that
+        maximum exists with s* > 0), from sums in the window's own frame."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class LambertKernel(Kernel):
@@ -117,6 +135,26 @@ class LambertKernel(Kernel):
         # domain; clamped to the branch point where rounding pushes a grazing z below -1/e.
         z = -torch.exp(torch.log(theta) - torch.log(a_safe) + b_over_a)
         return b_over_a - lambertw0(z.clamp(min=-1.0 / math.e))
+
+    def psp(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = torch.exp(-s)
+        return s * e, e - s * e
+
+    def psp_integral(self, s: torch.Tensor) -> torch.Tensor:
+        # 1 - (1 + s) e^{-s}, written with expm1 so that small s keeps its precision
+        return -torch.expm1(-s) - s * torch.exp(-s)
+
+    def window_value(self, sums: Sums, s: torch.Tensor) -> torch.Tensor:
+        a, b = sums
+        return torch.exp(-s) * (a * s - b)
+
+    def window_peak(self, sums: Sums) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, b = sums
+        # u' = e^{-s} (A + B - A s) = 0 at s* = 1 + B/A, a maximum for A > 0, where u = A e^{-s*}
+        s = 1.0 + b / a
+        ok = (a > 0) & (s > 0)
+        s = torch.where(ok, s, torch.zeros_like(s))
+        return s, a * torch.exp(-s), ok
 
 
 @dataclass(frozen=True)
@@ -158,6 +196,30 @@ class QuadraticKernel(Kernel):
         disc = torch.addcmul(a_m * a_m, theta, a_safe, value=-2.0).clamp_(min=0.0)
         # t = -2 ln x = 2 ln 2 - 2 ln((A_m + sqrt(D)) / A)
         return torch.log(disc.sqrt_().add_(a_m).div_(a_safe)).mul_(-2.0).add_(_TWO_LN2)
+
+    def psp(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        eh = torch.exp(-0.5 * s)
+        e = eh * eh
+        return 2.0 * (eh - e), 2.0 * e - eh
+
+    def psp_integral(self, s: torch.Tensor) -> torch.Tensor:
+        # 4 (1 - e^{-s/2}) - 2 (1 - e^{-s}) = 2 (1 - e^{-s/2})^2
+        return 2.0 * torch.expm1(-0.5 * s).square()
+
+    def window_value(self, sums: Sums, s: torch.Tensor) -> torch.Tensor:
+        a, a_m = sums
+        x = torch.exp(-0.5 * s)
+        return 2.0 * x * (a_m - a * x)
+
+    def window_peak(self, sums: Sums) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, a_m = sums
+        # u = 2 (A_m x - A x^2), x = e^{-s/2} <= 1: a maximum at x* = A_m / (2 A) for A > 0
+        # (e^{-s*/2} = A_m / (2 A), the form of the issue), inside the window where x* < 1;
+        # u there is A_m^2 / (2 A)
+        x = a_m / (2.0 * a)
+        ok = (a > 0) & (a_m > 0) & (x < 1.0)
+        x = torch.where(ok, x, torch.ones_like(x))
+        return -2.0 * torch.log(x), a_m * a_m / (2.0 * torch.where(ok, a, torch.ones_like(a))), ok
 
 
 KERNELS: dict[float, Kernel] = {k.ratio: k for k in (LambertKernel(), QuadraticKernel())}
