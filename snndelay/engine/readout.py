@@ -213,6 +213,9 @@ def readout_forward(t_in: Any, layer: LayerParams, *, mode: str, t_end: float
     t_end_s = t_end / tau
     kernel = kernel_for(layer.neuron.tau_mem, tau)
     code = compiled.code_for(kernel, arr.t)
+    z: Any
+    t_star: Any
+    kink: Any
     if code is not None:
         z, t_star, kink = compiled.readout_forward(_np(arr.t), _np(arr.w), _np(arr.d_syn),
                                                    _np(arr.d_out), code, mode, t_end_s)
@@ -229,6 +232,7 @@ def readout_backward(cache: ReadoutCache, g_z: Any) -> tuple[Any, Any, Any]:
     layer, arr = cache.layer, cache.arr
     kernel = kernel_for(layer.neuron.tau_mem, layer.neuron.tau_syn)
     code = compiled.code_for(kernel, arr.t)
+    out: tuple[Any, ...]
     if code is not None:
         out = compiled.readout_backward(_np(g_z), _np(arr.t), _np(arr.w), _np(arr.d_syn),
                                         _np(arr.d_out), code, cache.mode, cache.t_end,
@@ -238,6 +242,7 @@ def readout_backward(cache: ReadoutCache, g_z: Any) -> tuple[Any, Any, Any]:
                             kernel, cache.mode, cache.t_end, _tt(cache.t_star),
                             _tt(cache.kink))
     g_t, g_w, g_dsyn, g_shift = (None if x is None else _like(x, arr.t) for x in out)
+    assert g_shift is not None  # every neuron has a shift
     # fold_grads reads a dendritic delay's gradient from the neurons' shifts at finite
     # "spike times": every readout neuron depends on its shift.
     core = _like(np.zeros(g_shift.shape), arr.t)
