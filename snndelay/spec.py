@@ -10,9 +10,10 @@ application reads a Config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from snndelay.model.readouts import FirstSpikeConfig, ReadoutConfig
 from snndelay.model.sharing import DelayKind, DelaySharing, DelaySpec
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class NetworkSpec:
     tau_syn: float
     threshold: float
     bias_time: float | None
+    readout: ReadoutConfig = field(default_factory=FirstSpikeConfig)  # model/readouts.py
 
     @property
     def sizes(self) -> list[int]:

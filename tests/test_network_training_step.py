@@ -252,9 +252,9 @@ def test_trainer_takes_the_gradient_at_whatever_times_a_stand_in_backend_returns
     seen = []
     original = Network.backward
 
-    def spy(self, caches, g_out, max_dw_norm=float("inf"), nominal_threshold=None):
+    def spy(self, caches, g_out, max_dw_norm=float("inf"), nominal_threshold=None, **kw):
         seen.append(caches)
-        return original(self, caches, g_out, max_dw_norm, nominal_threshold)
+        return original(self, caches, g_out, max_dw_norm, nominal_threshold, **kw)
 
     monkeypatch.setattr(Network, "backward", spy)
     trainer = training.Trainer(resolve(_tiny_cfg()))

@@ -150,6 +150,10 @@ def to_nir(net: Network, cfg: Config, *, time_unit_ms: float = 1.0, buckets: int
            ) -> tuple[Any, ExportReport]:
     """(the NIR graph of net, what was written). buckets: K shared values for synaptic delays
     instead of the exact fan-out."""
+    if not net.readout.spiking:
+        raise ConfigError(f"export: readout={net.readout.name} reads non-spiking output "
+                          "integrators over a time window, which a NIR graph cannot express; "
+                          "export a run trained with readout=first_spike")
     nir = _nir()
     x = check_time_unit(time_unit_ms)
     n = net.neuron

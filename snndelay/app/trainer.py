@@ -14,7 +14,7 @@ from snndelay.app.records import Checkpoint, EpochRow
 from snndelay.app.threads import CpuMonitor
 from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.errors import TrainingDiverged
-from snndelay.model.losses import loss_fn, predict
+from snndelay.model.losses import loss_fn
 from snndelay.model.network import Network, first_spikes
 from snndelay.model.optim import Adam
 from snndelay.spec import NetworkSpec, RunSpec
@@ -48,7 +48,8 @@ def build_network(spec: NetworkSpec, seed: int) -> Network:
     return Network(spec.sizes, w_mean=[ly.weight_mean for ly in ls],
                    w_std=[ly.weight_std for ly in ls], delays=[ly.delay for ly in ls],
                    bias_time=spec.bias_time, tau_mem=spec.tau_mem, tau_syn=spec.tau_syn,
-                   threshold=spec.threshold, max_spikes=spec.max_spikes, seed=seed)
+                   threshold=spec.threshold, max_spikes=spec.max_spikes, seed=seed,
+                   readout=spec.readout)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class EvalResult:
     accuracy: float  # mean over the draws
     predictions: torch.Tensor  # first draw
     silent: list[float]  # fraction of silent (sample, neuron) pairs per layer, first draw
-    outputs: torch.Tensor  # first spikes of the output layer, first draw
+    outputs: torch.Tensor  # the readout's values (e.g. output first spikes), first draw
     accuracy_draws: list[float] = field(default_factory=list)  # one per run of the split
     # per layer: fraction of (sample, neuron) pairs that filled their spike buffer
     # (neuron.max_spikes; 0 for first-spike layers), first draw
@@ -74,19 +75,21 @@ class _Pass:
 
 
 def _evaluate_once(net: Network, split: Split, spec: RunSpec, backend: Backend) -> _Pass:
-    """Mean loss, predictions, silent and saturated fractions per layer, and output first
-    spikes of one pass."""
+    """Mean loss, predictions, silent and saturated fractions per spiking layer, and the
+    readout's values of one pass."""
     loss = loss_fn(spec.loss)
     bs = spec.training.eval_batch_size
     labels = split.labels.numpy()
     losses, preds, outs = [], [], []
-    silent = np.zeros(len(net.layers))
-    full = np.zeros(len(net.layers))
+    silent = np.zeros(net.n_spiking)
+    full = np.zeros(net.n_spiking)
     for b0 in range(0, len(labels), bs):
-        times = backend.run(net, split.t_in[b0:b0 + bs].numpy()).times
-        out = first_spikes(times[-1])
+        t_in = split.t_in[b0:b0 + bs].numpy()
+        run = backend.run(net, t_in)
+        times = run.times
+        out, _ = net.outputs(t_in, times, run.params)
         losses.append(loss(out, labels[b0:b0 + bs])[0])
-        preds.append(predict(out))
+        preds.append(net.readout.predict(out))
         outs.append(out)
         silent += [np.isinf(first_spikes(t)).sum() / t.shape[1] for t in times]
         full += [np.isfinite(t[:, :, -1]).sum() / t.shape[1] if t.ndim == 3 else 0.0
@@ -246,16 +249,17 @@ class Trainer:
             # says which parameters it realised; the gradient is the engine's spike-time
             # backward at those times (straight-through, docs/model.md sections 4 and 8).
             run = self.backend.run(self.net, t_b, training=True)
-            out = first_spikes(run.times[-1])  # the losses read the first output spikes
+            out, readout_state = self.net.outputs(t_b, run.times, run.params)
             per_sample, g_out = self.loss(out, y)
             self._check_loss(per_sample, b0 // bs + 1)
             loss_sum += float(per_sample.sum())
-            correct += int((predict(out) == y).sum())
+            correct += int((self.net.readout.predict(out) == y).sum())
             if self._bump(run.times):
                 n_bumps += 1
                 continue
             _, caches = self.net.forward(t_b, params=run.params, given=run.times)
-            self.net.backward(caches, g_out / len(idx), self.max_dw, run.nominal_threshold)
+            self.net.backward(caches, g_out / len(idx), self.max_dw, run.nominal_threshold,
+                              readout_state=readout_state)
             self.opt.step()
             self.net.project()
             self.backend.project(self.net)

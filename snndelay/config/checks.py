@@ -145,4 +145,13 @@ def validate(cfg: Config) -> Config:
              f"shared delays need delay=axonal or delay=dendritic (delay={cfg.delay.type} has "
              "no groups); set it to 1", cfg.delay.group_size)
     cfg.loss.check()
+    cfg.readout.check()
+    if cfg.loss.reads != cfg.readout.produces:
+        from snndelay.model.losses import LOSS_SCHEMAS
+        from snndelay.model.readouts import DESCRIBE
+
+        fits = [n for n, s in LOSS_SCHEMAS.items() if s.reads == cfg.readout.produces]
+        raise ConfigError(f"loss={cfg.loss.name} reads {DESCRIBE[cfg.loss.reads]}, but "
+                          f"readout={cfg.readout.name} produces "
+                          f"{DESCRIBE[cfg.readout.produces]}; use loss={' or loss='.join(fits)}")
     return cfg

@@ -35,6 +35,14 @@ def config_dir() -> Path:
     return installed if (installed / "config.yaml").is_file() else package.parent / "configs"
 
 
+def _options_with(key: str) -> list[str]:
+    """The options of key's group whose schema has key's second part (group.leaf...)."""
+    group, _, rest = key.partition(".")
+    leaf = rest.split(".")[0]
+    return sorted(name for name, schema in option_schemas().get(group, {}).items()
+                  if leaf in {f.name for f in fields(schema)})
+
+
 def one_line(exc: Exception) -> str:
     text = str(exc)
     missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
@@ -43,14 +51,20 @@ def one_line(exc: Exception) -> str:
         options = sorted({p.stem for p in (config_dir() / group).glob("*.yaml")}
                          | set(option_schemas().get(group, {})))
         return f"{group}: no option {option!r}; available: {', '.join(options)}"
+    absent = re.search(r"Key '[^']+' not in '[^']+'\s+full_key: (\S+)", text)
+    if absent:  # a preset's key of one option, composed with another option of its group
+        key = absent.group(1)
+        where = re.match(r"In '([^']+)'", text)
+        users = _options_with(key)
+        return (f"{key}{f' (set in {where.group(1)})' if where else ''}: the chosen "
+                f"{key.split('.', 1)[0]} option has no such key"
+                + (f"; it applies to {key.split('.', 1)[0]}={', '.join(users)}" if users else ""))
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown:
         key = unknown.group(1)
         group = key.split(".", 1)[0]
         if "." in key and (config_dir() / group).is_dir():
-            leaf = key.split(".")[1]
-            users = sorted(name for name, schema in option_schemas().get(group, {}).items()
-                           if leaf in {f.name for f in fields(schema)})
+            users = _options_with(key)
             if users:  # a key of the schema that only some options use
                 return (f"{key}: the chosen {group} option does not use it; it applies to "
                         f"{group}={', '.join(users)}")

@@ -66,7 +66,7 @@ def resolve(cfg: Config) -> RunSpec:
         for k, kind in enumerate(delay_kinds(cfg, n)))
     nr = cfg.neuron
     network = NetworkSpec(layers, float(nr.tau_mem), float(nr.tau_syn), float(nr.threshold),
-                          cfg.network.bias_time)
+                          cfg.network.bias_time, cfg.readout)
     training = TrainSpec(
         epochs=t.epochs, seed=t.seed, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
         step_size=t.step_size, gamma=t.gamma, bump=t.bump,

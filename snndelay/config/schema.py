@@ -1,7 +1,7 @@
 """The config schemas: one dataclass per config group, the defaults written once here (the
 YAML files in configs/ extend them and keep only what differs). Groups whose options have keys
 of their own take the schema of the chosen option: datasets (snndelay.data), backends (each
-backend class's Config) and losses (snndelay.model.losses)."""
+backend class's Config), losses (snndelay.model.losses) and readouts (snndelay.model.readouts)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Optional
 from snndelay.backends.base import BackendConfig, SimulatorConfig
 from snndelay.data import DatasetConfig, YinYangConfig
 from snndelay.model.losses import LossConfig, ShiftMseConfig
+from snndelay.model.readouts import FirstSpikeConfig, ReadoutConfig
 from snndelay.model.sharing import CONSECUTIVE, DelayKind
 
 POSITIVITY = ("sigmoid", "clamp")
@@ -82,6 +83,7 @@ class Config:
     backend: BackendConfig = field(default_factory=SimulatorConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     loss: LossConfig = field(default_factory=ShiftMseConfig)
+    readout: ReadoutConfig = field(default_factory=FirstSpikeConfig)
 
 
 # Groups with one schema for every option (configs/GROUP/*.yaml extend GROUP/_schema).
@@ -96,6 +98,8 @@ def option_schemas() -> dict[str, dict[str, type]]:
     from snndelay import backends
     from snndelay.data import REGISTRY as DATA_REGISTRY
     from snndelay.model.losses import LOSS_SCHEMAS
+    from snndelay.model.readouts import READOUT_SCHEMAS
 
     return {"dataset": {name: info.schema for name, info in DATA_REGISTRY.items()},
-            "backend": backends.schemas(), "loss": dict(LOSS_SCHEMAS)}
+            "backend": backends.schemas(), "loss": dict(LOSS_SCHEMAS),
+            "readout": dict(READOUT_SCHEMAS)}

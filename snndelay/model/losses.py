@@ -1,7 +1,9 @@
-"""Losses and decoding on output spike times (docs/model.md section 5).
+"""Losses and decoding on output spike times and on readout values (docs/model.md sections 5
+and 12).
 
 Each loss is written once, on numpy arrays, with its closed-form gradient: it returns the
-per-sample loss [B] and d loss_b / d t_b [B, K]. Training calls these directly (no autograd
+per-sample loss [B] and d loss_b / d t_b [B, K]. A loss reads what a readout produces
+(model/readouts.py): spike times (the earliest wins) or values (the largest wins). Training calls these directly (no autograd
 overhead on small batches); model/torch_losses.py gives the same losses as differentiable
 torch operations (torch_loss), for users of the engine's autograd API. Each loss's config
 schema lives here too (configs/loss/NAME.yaml extends it).
@@ -10,7 +12,7 @@ schema lives here too (configs/loss/NAME.yaml extends it).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -63,10 +65,27 @@ def ttfs_cross_entropy_grad(t: np.ndarray, label: np.ndarray, xi: float = 0.2,
     return per, g
 
 
+def cross_entropy_grad(z: np.ndarray, label: np.ndarray, scale: float = 1.0
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample -log softmax(scale z)[label] on readout values z [B, K] and its gradient:
+    with p = softmax(scale z), dL/dz_k = scale (p_k - 1[k = label])."""
+    rows = np.arange(z.shape[0])
+    logits = scale * z
+    top = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - top)
+    total = e.sum(axis=1, keepdims=True)
+    p = e / total
+    per = -(logits[rows, label] - top[:, 0] - np.log(total[:, 0]))
+    g = scale * p
+    g[rows, label] -= scale
+    return per, g
+
+
 # -- configuration: each loss's schema (configs/loss/NAME.yaml extends it) -----------------------
 @dataclass
 class LossConfig:
     name: str = "shift_mse"
+    reads: ClassVar[str] = "times"  # what it reads: a readout's `produces` (model/readouts.py)
 
     def kwargs(self) -> dict[str, float]:
         """The loss function's keyword parameters (every key but the name)."""
@@ -109,15 +128,28 @@ class TtfsCeConfig(LossConfig):
                 f"tens of tau_s long; now {self.beta}) or lower loss.alpha")
 
 
+@dataclass
+class CrossEntropyConfig(LossConfig):
+    name: str = "cross_entropy"
+    scale: float = 1.0  # logits = scale * readout values (membrane units)
+    reads: ClassVar[str] = "values"
+
+    def check(self) -> None:
+        need(0 < self.scale <= MAX_WEIGHT, "loss.scale", f"must be in (0, {MAX_WEIGHT:g}]",
+             self.scale)
+
+
 # A loss: its function (numpy, closed-form gradient) and its schema, by name.
-LOSSES: dict[str, LossFn] = {"shift_mse": shift_mse_grad, "ttfs_ce": ttfs_cross_entropy_grad}
+LOSSES: dict[str, LossFn] = {"shift_mse": shift_mse_grad, "ttfs_ce": ttfs_cross_entropy_grad,
+                             "cross_entropy": cross_entropy_grad}
 LOSS_SCHEMAS: dict[str, type[LossConfig]] = {"shift_mse": ShiftMseConfig,
-                                             "ttfs_ce": TtfsCeConfig}
+                                             "ttfs_ce": TtfsCeConfig,
+                                             "cross_entropy": CrossEntropyConfig}
 
 
 def loss_fn(cfg: LossConfig) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The configured loss: (t_out [B, K], labels [B]) -> (per-sample loss [B], d loss_b /
-    d t_b [B, K]) (docs/model.md section 5)."""
+    """The configured loss: (readout outputs [B, K], labels [B]) -> (per-sample loss [B],
+    d loss_b / d out_b [B, K]) (docs/model.md sections 5 and 12)."""
     kw = cfg.kwargs()
     fn = LOSSES[cfg.name]
 

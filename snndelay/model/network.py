@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Iterator, cast
+from typing import Any, Iterator, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from snndelay.engine import (
     layer_forward,
 )
 from snndelay.model.delays import Delays, DelaySpec
+from snndelay.model.readouts import FirstSpikeConfig, ReadoutConfig, first_spikes
 
 
 class SpikingLayer(nn.Module):
@@ -64,21 +65,21 @@ class _Layers(nn.ModuleList):
         return cast(SpikingLayer, super().__getitem__(idx))
 
 
-def first_spikes(t: np.ndarray) -> np.ndarray:
-    """A layer's first spike per neuron [B, N]: its spike times, or the first column of its
-    spike trains [B, N, K] (sorted; the readout of the losses, docs/model.md section 5)."""
-    return t[:, :, 0] if t.ndim == 3 else t
+__all__ = ["Network", "SpikingLayer", "first_spikes"]
 
 
 class Network(nn.Module):
-    """A feed-forward stack of spiking layers sharing one neuron model; max_spikes (one per
-    layer, default 1) lets a layer's neurons fire repeatedly (docs/model.md section 11)."""
+    """A feed-forward stack of layers sharing one neuron model; max_spikes (one per layer,
+    default 1) lets a layer's neurons fire repeatedly (docs/model.md section 11). The readout
+    (model/readouts.py) reads the output layer: by its first spikes, or, for a non-spiking
+    readout, as integrators of the last spiking layer's spikes (section 12)."""
 
     def __init__(self, sizes: list[int], *, w_mean: list[float], w_std: list[float],
                  delays: list[DelaySpec], bias_time: float | None, tau_mem: float,
                  tau_syn: float, threshold: float, seed: int,
-                 max_spikes: list[int] | None = None):
+                 max_spikes: list[int] | None = None, readout: ReadoutConfig | None = None):
         super().__init__()
+        self.readout = readout or FirstSpikeConfig()
         gen = torch.Generator().manual_seed(seed)
         self.sizes = list(sizes)
         self.neuron = Neuron(float(tau_mem), float(tau_syn), float(threshold))
@@ -104,6 +105,11 @@ class Network(nn.Module):
     def bias_time(self) -> float | None:
         return self.layers[0].bias_time
 
+    @property
+    def n_spiking(self) -> int:
+        """The layers solved for spike times (all but a non-spiking readout layer)."""
+        return len(self.layers) - (not self.readout.spiking)
+
     def delay_kinds(self) -> list[DelayKind]:
         return [layer.kind for layer in self.layers]
 
@@ -115,38 +121,52 @@ class Network(nn.Module):
     def forward(self, t_in: np.ndarray, *, params: list[LayerParams] | None = None,
                 given: list[np.ndarray] | None = None
                 ) -> tuple[list[np.ndarray], list[LayerCache]]:
-        """(every layer's spike times [B, N_k] (+inf = silent; spike trains [B, N_k, K] for a
-        layer with max_spikes K > 1), the caches backward needs) for
+        """(every spiking layer's spike times [B, N_k] (+inf = silent; spike trains [B, N_k, K]
+        for a layer with max_spikes K > 1), the caches backward needs) for
         input times t_in [B, N_in] or [B, N_in, S]. params: the layers a backend realised
         (e.g. quantised; default layer_params()). given: spike times a backend measured, one
         array per layer: no solving, the caches hold them (straight-through, docs/model.md
         section 8)."""
         t = np.asarray(t_in, dtype=np.float64)
         outs, caches = [], []
-        for k, layer in enumerate(params if params is not None else self.layer_params()):
+        layers = params if params is not None else self.layer_params()
+        for k, layer in enumerate(layers[:self.n_spiking]):
             t, cache = layer_forward(t, layer, t_given=None if given is None else given[k])
             outs.append(t)
             caches.append(cache)
         return outs, caches
 
+    def outputs(self, t_in: np.ndarray, times: list[np.ndarray],
+                params: list[LayerParams] | None = None) -> tuple[np.ndarray, Any]:
+        """(the readout's values [B, N_out] (first spikes, or membrane maxima / means), the
+        state backward needs) for inputs t_in and the spiking layers' times from forward."""
+        return self.readout.outputs(t_in, times,
+                                    params if params is not None else self.layer_params())
+
     def backward(self, caches: list[LayerCache], g_out: np.ndarray,
-                 max_dw_norm: float = math.inf, nominal_threshold: float | None = None) -> None:
-        """Set .grad of every parameter from dL/dt of the last layer (numpy [B, N_out]; for an
-        output layer of spike trains, the gradient of their first spikes or [B, N_out, K]):
-        the engine's spike-time backward (docs/model.md sections 4 and 11) chained through the
-        layers; nominal_threshold: its slopes by the closed form at that threshold (the
-        published hardware backward, engine.layer_backward)."""
-        g = g_out
-        if caches[-1].core.ndim == 3 and g.ndim == 2:  # first-spike readout of trains
-            g = np.concatenate([g[:, :, None], np.zeros(caches[-1].core.shape[:2]
-                                                        + (caches[-1].core.shape[2] - 1,))],
-                               axis=2)
-        for layer, cache in zip(reversed(self.layers), reversed(caches)):
+                 max_dw_norm: float = math.inf, nominal_threshold: float | None = None, *,
+                 readout_state: Any = None) -> None:
+        """Set .grad of every parameter from dL/d(the readout's values) [B, N_out]: the
+        readout's backward (readout_state: what outputs() returned with them; a first-spike
+        readout reads it from the caches), then the engine's spike-time backward
+        (docs/model.md sections 4, 11 and 12) chained through the spiking layers;
+        nominal_threshold: its slopes by the closed form at that threshold (the published
+        hardware backward, engine.layer_backward)."""
+        if readout_state is None and self.readout.spiking:
+            readout_state = caches[-1].core.shape
+        g, readout_grads = self.readout.backward(readout_state, g_out)
+        if readout_grads is not None:
+            self._set_grads(self.layers[-1], *readout_grads)
+        for layer, cache in zip(reversed(self.layers[:len(caches)]), reversed(caches)):
             g, g_w, g_d = layer_backward(cache, g, max_dw_norm=max_dw_norm,
                                          nominal_threshold=nominal_threshold)
-            layer.weight.grad = torch.from_numpy(np.ascontiguousarray(g_w))
-            if layer.delays is not None and g_d is not None:
-                layer.delays.raw.grad = layer.delays.vjp(g_d)
+            self._set_grads(layer, g_w, g_d)
+
+    @staticmethod
+    def _set_grads(layer: SpikingLayer, g_w: np.ndarray, g_d: np.ndarray | None) -> None:
+        layer.weight.grad = torch.from_numpy(np.ascontiguousarray(g_w))
+        if layer.delays is not None and g_d is not None:
+            layer.delays.raw.grad = layer.delays.vjp(g_d)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

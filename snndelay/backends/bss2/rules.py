@@ -39,6 +39,9 @@ class ChipRunConfig(BackendConfig):
 def check_first_spike_only(network: NetworkSpec, backend: str) -> None:
     """The chip's neurons are read out by their first spike (training on it and deploying to
     it), and its refractory reset is not a reset by subtraction."""
+    need(network.readout.spiking, "readout",
+         f"backend={backend} reads its output neurons by their spikes (no membrane readout "
+         "during a run); use readout=first_spike or backend=simulator", network.readout.name)
     need(max(network.max_spikes) == 1, "neuron.max_spikes",
          f"backend={backend} runs time-to-first-spike neurons only (the chip's neurons are "
          "read out by their first spike and its refractory reset is not a reset by "
