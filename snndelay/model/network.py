@@ -157,7 +157,7 @@ class Network(nn.Module):
         g, readout_grads = self.readout.backward(readout_state, g_out)
         if readout_grads is not None:
             self._set_grads(self.layers[-1], *readout_grads)
-        for layer, cache in zip(reversed(self.layers[:len(caches)]), reversed(caches)):
+        for layer, cache in zip(reversed(list(self.layers)[:len(caches)]), reversed(caches)):
             g, g_w, g_d = layer_backward(cache, g, max_dw_norm=max_dw_norm,
                                          nominal_threshold=nominal_threshold)
             self._set_grads(layer, g_w, g_d)
