@@ -78,6 +78,7 @@ class Seeds:
     backend: int  # a backend's trial noise during training
     input_noise: int  # training-time jitter on input spike times
     evaluate: int  # a backend's trial noise when `snndelay evaluate` reruns a split
+    augment: int = 0  # event augmentation of the training split (with the epoch)
     calibration_trained: int = 20_000  # deploy: probing the chip the run trained on
     calibration_target: int = 20_001  # deploy: probing the target chip
     deploy_repeats: int = 10_000  # deploy: repeat r runs with seed deploy_repeats + r
@@ -86,7 +87,7 @@ class Seeds:
     def of(cls, seed: int) -> Seeds:
         # The offsets are those of every earlier version: runs stay reproducible.
         return cls(init=seed, shuffle=seed + 1, backend=seed + 2, input_noise=seed + 3,
-                   evaluate=seed + 3)
+                   evaluate=seed + 3, augment=seed + 4)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class TrainSpec:
     eval_batch_size: int
     step_size: int
     gamma: float
+    schedule: str
+    weight_decay: float
     bump: float
     max_dw_norm: float  # inf: no clipping
     input_noise: float

@@ -16,7 +16,7 @@ from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.errors import TrainingDiverged
 from snndelay.model.losses import loss_fn
 from snndelay.model.network import Network, first_spikes
-from snndelay.model.optim import Adam
+from snndelay.model.optim import Adam, schedule_factor
 from snndelay.spec import NetworkSpec, RunSpec
 
 
@@ -137,9 +137,9 @@ class Trainer:
         self.spec = spec
         t, seeds = spec.training, spec.seeds
         self.net = build_network(spec.network, seeds.init)
-        groups = []
+        groups: list[tuple] = []
         for layer, ls in zip(self.net.layers, spec.network.layers):
-            groups.append(([layer.weight], ls.lr))
+            groups.append(([layer.weight], ls.lr, t.weight_decay))
             if layer.delays is not None:
                 groups.append(([layer.delays.raw], ls.lr_delay))
         self.opt = Adam(groups)
@@ -233,12 +233,17 @@ class Trainer:
         self.cpu.adapt()  # small layers parallel only while no other process competes
         t0 = time.perf_counter()
         t = self.spec.training
-        if self.state.epoch > 0 and self.state.epoch % t.step_size == 0:
+        if t.schedule != "step":
+            self.opt.scale(schedule_factor(t.schedule, self.state.epoch, t.epochs))
+        elif self.state.epoch > 0 and self.state.epoch % t.step_size == 0:
             self.opt.decay(t.gamma)  # StepLR
 
         tr = self.train_split
         order = torch.randperm(len(tr.labels), generator=self.shuffle).numpy()
         t_all, y_all = tr.t_in.numpy(), tr.labels.numpy()
+        if self.spec.dataset.augments():  # a fresh draw of the events' augmentation
+            t_all = data.augmented(self.spec.dataset, self.spec.seeds.augment,
+                                   self.state.epoch).numpy()
         bs = t.batch_size
         loss_sum, correct, n_bumps = 0.0, 0, 0
         for b0 in range(0, len(order), bs):

@@ -10,7 +10,7 @@ from typing import Any
 
 from snndelay import backends
 from snndelay.config.resolve import hidden_sizes, resolve
-from snndelay.config.schema import POSITIVITY, Config
+from snndelay.config.schema import POSITIVITY, SCHEDULES, Config
 from snndelay.engine.types import KERNEL_RATIOS
 from snndelay.errors import ConfigError, need, need_int
 from snndelay.limits import (
@@ -92,6 +92,8 @@ def _check_single_values(cfg: Config) -> None:
     need_int("training.eval_batch_size", t.eval_batch_size, 1, MAX_BATCH)
     need_int("training.step_size", t.step_size, 1, MAX_EPOCHS)
     need(0 < t.gamma <= 1, "training.gamma", "must be in (0, 1]", t.gamma)
+    one_of("training.schedule", t.schedule, SCHEDULES)
+    need(0 <= t.weight_decay <= 1, "training.weight_decay", "must be in [0, 1]", t.weight_decay)
     for key in ("max_missing_hidden", "max_missing_output"):
         need(0 <= getattr(t, key) <= 1, f"training.{key}", "must be in [0, 1]", getattr(t, key))
     need(0 < t.bump <= MAX_WEIGHT, "training.bump", f"must be in (0, {MAX_WEIGHT:g}] "

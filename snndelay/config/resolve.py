@@ -69,7 +69,8 @@ def resolve(cfg: Config) -> RunSpec:
                           cfg.network.bias_time, cfg.readout)
     training = TrainSpec(
         epochs=t.epochs, seed=t.seed, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
-        step_size=t.step_size, gamma=t.gamma, bump=t.bump,
+        step_size=t.step_size, gamma=t.gamma, schedule=t.schedule,
+        weight_decay=t.weight_decay, bump=t.bump,
         max_dw_norm=math.inf if t.max_dw_norm is None else float(t.max_dw_norm),
         input_noise=t.input_noise, max_loss=t.max_loss, checkpoint_every=t.checkpoint_every,
         threads=t.threads)

@@ -15,6 +15,7 @@ from snndelay.model.readouts import FirstSpikeConfig, ReadoutConfig
 from snndelay.model.sharing import CONSECUTIVE, DelayKind
 
 POSITIVITY = ("sigmoid", "clamp")
+SCHEDULES = ("step", "cosine", "onecycle")  # training.schedule (model/optim.py)
 
 
 @dataclass
@@ -61,8 +62,10 @@ class TrainingConfig:
     eval_batch_size: int = 200
     lr: Any = 0.01  # weights: float or one per layer
     lr_delay: Any = 0.003  # delays: likewise
+    schedule: str = "step"  # step (StepLR: step_size, gamma), cosine or onecycle (per epoch)
     step_size: int = 20  # StepLR
     gamma: float = 0.95
+    weight_decay: float = 0.0  # decoupled (AdamW) decay of the weights, not the delays
     max_missing_hidden: float = 0.3  # weight bumping thresholds (silent sample-neuron pairs)
     max_missing_output: float = 0.0
     bump: float = 5e-4  # first bump; doubles for consecutive bumps of the same layer

@@ -29,6 +29,7 @@ SIZE_KEYS = {"train": "dataset.train_size", "val": "dataset.val_size",
 MAX_SAMPLES = 10_000_000  # per split
 MAX_REPLICATE = 100
 MAX_SPIKES_PER_CHANNEL = 10_000
+N_SHD_CHANNELS = 700
 
 
 # -- configuration schemas: the keys every dataset has, then each dataset's own -------------
@@ -44,6 +45,10 @@ class DatasetConfig:
         for key in ("train_size", "val_size", "test_size"):
             need_int(f"dataset.{key}", getattr(self, key), 1, MAX_SAMPLES)
         need_int("dataset.replicate", self.replicate, 1, MAX_REPLICATE)
+
+    def augments(self) -> bool:
+        """Whether the training split is drawn afresh every epoch (event augmentation)."""
+        return False
 
 
 @dataclass
@@ -127,6 +132,12 @@ class ShdConfig(DatasetConfig):
     tau_s_ms: float = 10.0  # tau_s in ms (event times become tau_s units)
     t_max_ms: Optional[float] = 1000.0  # ignore events after this time
     n_classes: Optional[int] = None  # null: from the labels of the training file (SHD: 20)
+    # Event augmentation of the training split, drawn afresh every epoch (seeded; tonic's
+    # transforms, docs/model.md section 7); 0 switches each off.
+    time_jitter_ms: float = 0.0  # std of Gaussian jitter on every event time (TimeJitter)
+    time_skew: float = 0.0  # every time of a sample scaled by c ~ U[1 - s, 1 + s] (TimeSkew)
+    channel_shift: int = 0  # all events of a sample moved by k ~ U{-n..n} merged channels
+    drop_event: float = 0.0  # fraction of each sample's events dropped at random (DropEvent)
 
     def check(self) -> None:
         super().check()
@@ -138,6 +149,16 @@ class ShdConfig(DatasetConfig):
              "must be > 0 or null", self.t_max_ms)
         if self.n_classes is not None:
             need_int("dataset.n_classes", self.n_classes, 2, 100_000)
+        need(0 <= self.time_jitter_ms <= 1e4, "dataset.time_jitter_ms", "must be in [0, 1e4] ms",
+             self.time_jitter_ms)
+        need(0 <= self.time_skew < 1, "dataset.time_skew", "must be in [0, 1)", self.time_skew)
+        need_int("dataset.channel_shift", self.channel_shift, 0, N_SHD_CHANNELS)
+        need(0 <= self.drop_event < 1, "dataset.drop_event", "must be in [0, 1)",
+             self.drop_event)
+
+    def augments(self) -> bool:
+        return bool(self.time_jitter_ms or self.time_skew or self.channel_shift
+                    or self.drop_event)
 
 
 # -- what each dataset is ----------------------------------------------------------------------
@@ -154,6 +175,8 @@ class DatasetInfo:
     n_classes: int | str
     files: str
     encoder: str
+    augmenter: str = ""  # "module:function" (d, seed) -> a fresh training split's spike times
+
 
     def classes(self, d: Any) -> int:
         if isinstance(self.n_classes, int):
@@ -162,6 +185,9 @@ class DatasetInfo:
 
     def encode(self, d: Any, split: str) -> tuple[Any, Any, Any]:
         return _call(self.encoder, d, split)
+
+    def augment(self, d: Any, seed: Any) -> Any:
+        return _call(self.augmenter, d, seed)
 
 
 def _call(where: str, *args: Any) -> Any:
@@ -177,7 +203,7 @@ REGISTRY: dict[str, DatasetInfo] = {info.name: info for info in (
                 "t10k-labels-idx1-ubyte (plain or .gz) in dataset.root", "images:encode_mnist"),
     DatasetInfo("shd", ShdConfig, lambda d: -(-700 // max(1, d.channel_factor)), "shd:classes",
                 "SHD/shd_train.h5 and SHD/shd_test.h5 (with their .zip files) in dataset.root",
-                "shd:encode"),
+                "shd:encode", "shd:augment"),
 )}
 DATASETS = tuple(REGISTRY)
 
@@ -198,7 +224,8 @@ def n_classes(d: Any) -> int:
 
 
 # (The Yin-Yang generator is snndelay.data.yinyang.yinyang: its name is also its module's.)
-_LAZY = {"Encoded": "encoding", "load": "encoding", "DatasetMissing": "images",
+_LAZY = {"Encoded": "encoding", "load": "encoding", "augmented": "encoding",
+         "DatasetMissing": "images",
          "pixel_spikes": "images", "yinyang_spikes": "yinyang"}
 
 
@@ -211,5 +238,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["DATASETS", "REGISTRY", "SIZE_KEYS", "SPLITS", "DatasetConfig", "DatasetInfo",
            "DatasetMissing", "DigitsConfig", "Encoded", "MnistConfig", "ShdConfig",
-           "YinYangConfig", "info", "load", "n_classes", "n_inputs", "pixel_spikes",
+           "YinYangConfig", "augmented", "info", "load", "n_classes", "n_inputs", "pixel_spikes",
            "yinyang_spikes"]

@@ -58,7 +58,19 @@ def _check(d, split: str, enc: Encoded) -> Encoded:
 
 def _encode(d, split: str) -> Encoded:
     t, labels, feats = REGISTRY[d.name].encode(d, split)
+    return Encoded(_times(d, t), torch.as_tensor(labels, dtype=torch.int64),
+                   torch.as_tensor(feats))
+
+
+def _times(d, t: np.ndarray) -> torch.Tensor:
     if d.replicate > 1:  # copy k of input i is row replicate * i + k (shares i's axonal delay)
         t = np.repeat(t, d.replicate, axis=1)
-    return Encoded(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float64)),
-                   torch.as_tensor(labels, dtype=torch.int64), torch.as_tensor(feats))
+    return torch.from_numpy(np.ascontiguousarray(t, dtype=np.float64))
+
+
+def augmented(d, seed: int, epoch: int) -> torch.Tensor:
+    """The training split's spike times with a fresh draw of the dataset's event augmentation
+    (the samples and their order as load(d, "train")), a function of (seed, epoch) alone, so
+    a resumed run draws what an uninterrupted one would."""
+    t = REGISTRY[d.name].augment(d, np.random.SeedSequence([seed, epoch]))
+    return _times(d, t)

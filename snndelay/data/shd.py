@@ -10,7 +10,9 @@ downloaded.
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -154,36 +156,89 @@ def encode_events(times_s: np.ndarray, units: np.ndarray, *, channel_factor: int
     return out
 
 
-def shd(split: str, root: str | None, sizes: dict[str, int], seed: int, *, channel_factor: int,
-        max_spikes: int, tau_s_ms: float, t_max_ms: float | None
-        ) -> tuple[np.ndarray, np.ndarray]:
-    """(spike times [n, channels, max_spikes], labels [n]); val is a seeded part of the
-    training file, disjoint from train."""
+def read_events(split: str, root: str | None, sizes: dict[str, int], seed: int
+                ) -> tuple[list[np.ndarray], np.ndarray]:
+    """(each sample's events (tonic's structured arrays: t in us, x the unit), labels [n]) of
+    one split; val is a seeded part of the training file, disjoint from train."""
     part = "test" if split == "test" else "train"
     ds = _tonic_shd(root, part)
     h5 = shd_expected_files(root, part)[0]
     samples, labels = [], []
     try:  # tonic/h5py raise OSError, KeyError, ValueError ... on a damaged or foreign file
-        idx = file_split_indices(split, len(ds), sizes, seed)
-        for i in idx:
+        for i in file_split_indices(split, len(ds), sizes, seed):
             events, target = ds[int(i)]
-            samples.append(encode_events(events["t"] / 1e6, events["x"],
-                                         channel_factor=channel_factor, max_spikes=max_spikes,
-                                         tau_s_ms=tau_s_ms, t_max_ms=t_max_ms))
+            samples.append(events)
             labels.append(int(target))
     except Exception as exc:  # noqa: BLE001 - any failure to read the file is a data error
         raise DataError(f"{h5}: cannot be read as an SHD file ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:160] if str(exc) else 'damaged file'})"
                         ) from None
+    return samples, np.asarray(labels, dtype=np.int64)
+
+
+def _encode_all(d, samples: list[np.ndarray]) -> np.ndarray:
     if not samples:
-        return np.full((0, -(-N_CHANNELS // channel_factor), max_spikes), np.inf), \
-            np.zeros(0, dtype=np.int64)
-    return np.stack(samples), np.asarray(labels, dtype=np.int64)
+        return np.full((0, -(-N_CHANNELS // d.channel_factor), d.max_spikes), np.inf)
+    return np.stack([encode_events(ev["t"] / 1e6, ev["x"], channel_factor=d.channel_factor,
+                                   max_spikes=d.max_spikes, tau_s_ms=d.tau_s_ms,
+                                   t_max_ms=d.t_max_ms) for ev in samples])
+
+
+def _sizes(d) -> dict[str, int]:
+    return {"train": d.train_size, "val": d.val_size, "test": d.test_size}
 
 
 def encode(d, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(spike times [n, channels, max_spikes], labels, no features) of one split."""
-    sizes = {"train": d.train_size, "val": d.val_size, "test": d.test_size}
-    t, labels = shd(split, d.root, sizes, d.split_seed, channel_factor=d.channel_factor,
-                    max_spikes=d.max_spikes, tau_s_ms=d.tau_s_ms, t_max_ms=d.t_max_ms)
-    return t, labels, np.zeros((len(labels), 0))
+    samples, labels = read_events(split, d.root, _sizes(d), d.split_seed)
+    return _encode_all(d, samples), labels, np.zeros((len(labels), 0))
+
+
+# The training split's events, kept while a run augments them (one entry per file and split).
+_TRAIN_EVENTS: dict[tuple, list[np.ndarray]] = {}
+
+
+@contextmanager
+def _numpy_seeded(seed: np.random.SeedSequence) -> Iterator[None]:
+    """tonic's transforms draw from numpy's global generator: seed it for them and give the
+    caller's state back afterwards (nothing else's draws change)."""
+    state = np.random.get_state()
+    np.random.seed(seed.generate_state(1)[0])
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def augment_events(events: np.ndarray, d, rng: np.random.Generator) -> np.ndarray:
+    """One sample's events after the configured augmentation: TimeJitter (std
+    time_jitter_ms), TimeSkew (c ~ U[1 - s, 1 + s]), DropEvent (that fraction of the events), all tonic's,
+    and a shift of every event by k ~ U{-n..n} merged channels (events moved past either
+    end are dropped). Times stay >= 0."""
+    from tonic import functional as tf
+
+    ev = events.copy()
+    if d.time_jitter_ms:
+        ev = tf.time_jitter_numpy(ev, std=d.time_jitter_ms * 1e3, clip_negative=True)
+    if d.time_skew:
+        ev = tf.time_skew_numpy(ev, coefficient=(1 - d.time_skew, 1 + d.time_skew))
+    if d.drop_event:
+        ev = tf.drop_event_numpy(ev, drop_probability=d.drop_event)
+    if d.channel_shift:
+        k = int(rng.integers(-d.channel_shift, d.channel_shift + 1)) * d.channel_factor
+        x = ev["x"].astype(np.int64) + k
+        ev = ev[(x >= 0) & (x < N_CHANNELS)]
+        ev["x"] += k
+    return ev
+
+
+def augment(d, seed: np.random.SeedSequence) -> np.ndarray:
+    """The training split's spike times [n, channels, max_spikes] with one draw of the
+    augmentation per sample (seeded: the same seed, the same inputs)."""
+    key = (d.root, tuple(sorted(_sizes(d).items())), d.split_seed)
+    if key not in _TRAIN_EVENTS:
+        _TRAIN_EVENTS.clear()
+        _TRAIN_EVENTS[key] = read_events("train", d.root, _sizes(d), d.split_seed)[0]
+    rng = np.random.default_rng(seed)
+    with _numpy_seeded(seed):
+        return _encode_all(d, [augment_events(ev, d, rng) for ev in _TRAIN_EVENTS[key]])
