@@ -49,6 +49,7 @@ def readout_forward(t, w_t, d_t, has_d, d_out, has_out, code, mean, t_end):
     kink = np.full((n_b, n_out), -1, dtype=np.int64)
     for b in prange(n_b):
         arr = np.empty(n_in)
+        ids = np.empty(n_in, dtype=np.int64)
         for j in range(n_out):
             if mean:
                 acc = 0.0
@@ -58,15 +59,16 @@ def readout_forward(t, w_t, d_t, has_d, d_out, has_out, code, mean, t_end):
                         acc += w_t[j, i] * _psp(t_end - x, code)[2]
                 z[b, j] = acc / t_end
                 continue
-            n = 0
+            n = 0  # the arrivals before t_end, compacted (padding and late spikes never sort)
             for i in range(n_in):
                 x = _arrival(t, d_t, has_d, d_out, has_out, b, j, i)
-                arr[i] = x if x < t_end else np.inf
                 if x < t_end:
+                    arr[n] = x
+                    ids[n] = i
                     n += 1
             if n == 0:
                 continue
-            order = np.argsort(arr)  # stable enough: ties keep no particular order
+            order = np.argsort(arr[:n])  # ties keep no particular order (u is the same)
             a = 0.0
             s2 = 0.0  # B (tau_m = tau_s) or A_m (tau_m = 2 tau_s), in the window's frame
             best = -np.inf
@@ -74,8 +76,8 @@ def readout_forward(t, w_t, d_t, has_d, d_out, has_out, code, mean, t_end):
             best_i = -1
             prev = 0.0
             for m in range(n):
-                i = order[m]
-                tn = arr[i]
+                i = ids[order[m]]
+                tn = arr[order[m]]
                 if m > 0:
                     dt = tn - prev
                     e = math.exp(-dt)
