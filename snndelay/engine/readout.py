@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -50,6 +50,20 @@ def _arrival_matrix(t: torch.Tensor, d_syn_t: torch.Tensor | None, d_out: torch.
     return torch.where(arr < t_end, arr, _INF)
 
 
+def _chunks(t: torch.Tensor, w_t: torch.Tensor, d_syn: torch.Tensor | None,
+            d_out: torch.Tensor | None, t_end: float, chunk_elems: int
+            ) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(b0, b1, the arrival matrix [b1 - b0, M, R] of samples b0..b1) in chunks of at most
+    about chunk_elems arrivals."""
+    batch, n_rows = t.shape
+    n_out = w_t.shape[0]
+    d_t = None if d_syn is None else d_syn.t()
+    rows = _rows_per_chunk(batch, n_rows * n_out, chunk_elems)
+    for b0 in range(0, batch, rows):
+        b1 = min(batch, b0 + rows)
+        yield b0, b1, _arrival_matrix(t[b0:b1], d_t, d_out, n_out, t_end)
+
+
 def readout_values(t: torch.Tensor, w: torch.Tensor, d_syn: torch.Tensor | None,
                    d_out: torch.Tensor | None, kernel: Kernel, mode: str, t_end: float,
                    chunk_elems: int = CHUNK_ELEMS
@@ -66,11 +80,7 @@ def readout_values(t: torch.Tensor, w: torch.Tensor, d_syn: torch.Tensor | None,
     if batch == 0 or n_rows == 0 or n_out == 0:
         return z, t_star, kink
     w_t = w.t()
-    d_t = None if d_syn is None else d_syn.t()
-    rows = _rows_per_chunk(batch, n_rows * n_out, chunk_elems)
-    for b0 in range(0, batch, rows):
-        b1 = min(batch, b0 + rows)
-        arr = _arrival_matrix(t[b0:b1], d_t, d_out, n_out, t_end)
+    for b0, b1, arr in _chunks(t, w_t, d_syn, d_out, t_end, chunk_elems):
         if mode == "mean":
             s = (t_end - arr).nan_to_num(neginf=0.0)  # 0 where no arrival: K(0) = 0
             z[b0:b1] = (kernel.psp_integral(s) * w_t).sum(2) / t_end
@@ -134,11 +144,7 @@ def readout_grads(g_z: torch.Tensor, t: torch.Tensor, w: torch.Tensor,
     g_d = None if d_syn is None else torch.zeros(n_out, n_rows, dtype=_F64, device=t.device)
     g_shift = torch.zeros(batch, n_out, dtype=_F64, device=t.device)
     w_t = w.t()
-    d_t = None if d_syn is None else d_syn.t()
-    rows = _rows_per_chunk(batch, n_rows * n_out, chunk_elems)
-    for b0 in range(0, batch, rows):
-        b1 = min(batch, b0 + rows)
-        arr = _arrival_matrix(t[b0:b1], d_t, d_out, n_out, t_end)
+    for b0, b1, arr in _chunks(t, w_t, d_syn, d_out, t_end, chunk_elems):
         s = t_star[b0:b1, :, None] - arr  # -inf where no arrival
         causal = s > 0
         s0 = torch.where(causal, s, torch.zeros_like(s))
