@@ -81,7 +81,7 @@ def main() -> int:
             if proc.returncode:
                 result[name] = f"failed: {proc.stderr.strip().splitlines()[-1:]}"
             else:
-                result[name] = hashlib.sha256((run / "metrics.csv").read_bytes()).hexdigest()
+                result[name] = _metrics_hash(run / "metrics.csv")
             print(f"{name}: {result[name]}", flush=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     if args.compare:
@@ -90,6 +90,23 @@ def main() -> int:
         print("identical" if not differ else f"differ: {', '.join(differ)}")
         return 1 if differ else 0
     return 0
+
+
+def _metrics_hash(path: Path) -> str:
+    """SHA-256 of metrics.csv without its time_s column (wall time differs run to run; files
+    written before the column existed hash as they did)."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(path.read_bytes().decode(), newline="")))
+    if not rows or "time_s" not in rows[0]:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    cols = [c for c in rows[0] if c != "time_s"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return hashlib.sha256(buf.getvalue().encode()).hexdigest()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from runfiles import metrics
 from shd_files import write_shd
 from typer.testing import CliRunner
 
@@ -147,8 +148,7 @@ def test_training_with_augmentation_and_a_cosine_schedule_resumes_exactly(tmp_pa
         train_run(compose(args)[1], tmp_path / "b", args, on_epoch=stop_after_one)
     res = runner.invoke(app, ["train", "--resume", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output
-    a = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
-    b = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
-    assert a == b and len(a) == 4
-    lrs = [float(r.split(",")[5]) for r in a[1:]]
+    a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
+    assert a == b and len(a) == 3
+    lrs = [float(r["lr"]) for r in a]
     assert lrs[0] > lrs[1] > lrs[2] > 0

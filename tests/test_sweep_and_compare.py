@@ -77,7 +77,7 @@ def test_groups_pool_seeds_only():
 
 def test_sweep_rows_round_trip_through_summary_csv(tmp_path):
     rows = [SweepRow("b", "done", "delay=axonal", "x=1", "e", "axonal", "5", 3, 0.75, 0.5,
-                     0.7, 35, 1.5, 2.5, "", "/r/b"),
+                     0.7, 35, 1.5, 2.5, 12.5, 410.0, 280, "", "/r/b"),
             SweepRow("a", "failed", error="training.lr: must be in (0, 10], got 20")]
     path = tmp_path / "summary.csv"
     path.write_text(summary_csv(rows))

@@ -1,11 +1,11 @@
 """`snndelay train` / `evaluate` end to end on a small budget: outputs, resume, errors."""
 
-import csv
 import json
 
 import numpy as np
 import pytest
 import torch
+from runfiles import metrics
 from typer.testing import CliRunner
 
 from snndelay.app.runs import atomic_torch_save, train_run
@@ -33,8 +33,7 @@ def _flat(output: str) -> str:
 
 
 def _metrics(run):
-    with open(run / "metrics.csv") as f:
-        return list(csv.DictReader(f))
+    return metrics(run)
 
 
 def test_train_writes_every_output_and_evaluate_reloads_it(tmp_path):

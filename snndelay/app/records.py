@@ -29,12 +29,14 @@ class EpochRow:
     bumps: int
     silent: list[float] = field(default_factory=list)
     saturated: dict[int, float] = field(default_factory=dict)  # layer -> fraction (trains)
+    time_s: float = 0.0  # the epoch's wall time, its validation included (0: an older run)
 
     def to_dict(self) -> dict[str, float]:
         """The metrics.csv row: silent_layerK and saturated_layerK columns."""
         out: dict[str, float] = {"epoch": self.epoch, "train_loss": self.train_loss,
                                  "train_acc": self.train_acc, "val_loss": self.val_loss,
-                                 "val_acc": self.val_acc, "lr": self.lr, "bumps": self.bumps}
+                                 "val_acc": self.val_acc, "lr": self.lr, "bumps": self.bumps,
+                                 "time_s": self.time_s}
         out.update({f"silent_layer{k}": v for k, v in enumerate(self.silent)})
         out.update({f"saturated_layer{k}": v for k, v in sorted(self.saturated.items())})
         return out
@@ -49,7 +51,7 @@ class EpochRow:
         return cls(int(raw["epoch"]), float(raw["train_loss"]), float(raw["train_acc"]),
                    float(raw["val_loss"]), float(raw["val_acc"]), float(raw["lr"]),
                    int(raw["bumps"]), [silent[k] for k in sorted(silent)],
-                   layers("saturated_layer"))
+                   layers("saturated_layer"), float(raw.get("time_s") or 0.0))
 
 
 @dataclass
@@ -74,6 +76,8 @@ class RunSummary:
     backend: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     git_commit: str | None = None
+    # The test split's efficiency figures (model/efficiency.Efficiency.to_dict; {}: older run)
+    efficiency: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

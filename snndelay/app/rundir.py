@@ -10,9 +10,9 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -161,7 +161,8 @@ def check_fresh_run_dir(path: Path) -> None:
 # directory was put there by someone else, and the sweep refuses to touch it.
 RUN_FILES = frozenset({"config.yaml", "overrides.yaml", "metrics.csv", "summary.json",
                        "checkpoint.pt", "learning_curves.png", "delays.png",
-                       "yinyang_predictions.png", "error.txt", ".lock"})
+                       "yinyang_predictions.png", "error.txt", ".lock", "tracking.json"})
+RUN_DIRS = frozenset({"tensorboard"})  # tracking=tensorboard's event files
 _TMP = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
 
 
@@ -169,6 +170,7 @@ def foreign_entries(run_dir: Path) -> list[str]:
     """Names in run_dir that `snndelay train` does not write (sorted; [] for a pure run)."""
     return sorted(p.name for p in run_dir.iterdir()
                   if not (p.name in RUN_FILES and (p.is_file() and not p.is_symlink()))
+                  and not (p.name in RUN_DIRS and p.is_dir() and not p.is_symlink())
                   and not (_TMP.match(p.name) and p.is_file()))
 
 
@@ -186,7 +188,9 @@ def clear_run_dir(run_dir: Path) -> None:
     stays); refuses, removing nothing, when run_dir holds anything else."""
     check_no_foreign(run_dir)
     for p in run_dir.iterdir():
-        if p.name != ".lock":
+        if p.name in RUN_DIRS:
+            shutil.rmtree(p)
+        elif p.name != ".lock":
             p.unlink()
 
 
@@ -241,36 +245,3 @@ def load_run_overrides(run_dir: Path) -> list[str]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
     return [str(o) for o in raw] if isinstance(raw, list) else []
-
-
-@dataclass
-class TrainPlan:
-    """What `snndelay train` will do: the config, the run directory, its overrides, whether it
-    continues a checkpoint, or starts over a run killed before its first one (note says so)."""
-
-    cfg: Config
-    run_dir: Path
-    overrides: list[str]
-    resume: bool = False
-    start_over: bool = False
-    note: str = ""
-
-
-def plan_train(overrides: list[str], run_dir: Path | None, resume: Path | None) -> TrainPlan:
-    """The resume policy: --resume continues a run from its saved config (no overrides, no
-    other directory); a run killed before its first checkpoint is started over from it."""
-    from snndelay.config import compose
-
-    if resume is None:
-        cfg = compose(overrides)[1]
-        return TrainPlan(cfg, run_dir or default_run_dir(cfg), overrides)
-    if overrides:
-        raise ConfigError("--resume continues a run with its saved config; drop the overrides")
-    if run_dir is not None:
-        raise ConfigError("--resume continues the run in its own directory; drop --run-dir")
-    cfg = load_run_config(resume)
-    if (resume / "checkpoint.pt").exists():
-        return TrainPlan(cfg, resume, overrides, resume=True)
-    return TrainPlan(cfg, resume, load_run_overrides(resume), start_over=True,
-                     note=f"{resume} has no checkpoint yet (stopped before the first epoch "
-                          "ended): starting it over from its saved config")

@@ -26,6 +26,7 @@ from snndelay.app.rundir import (
     directory_lock,
     load_run_config,
 )
+from snndelay.app.tracking import Tracker, check_available, open_tracker
 from snndelay.app.trainer import EvalResult, Split, Trainer, build_network, check_data, evaluate, load_split
 from snndelay.backends import make_backend
 from snndelay.config import Config, resolve, to_yaml
@@ -160,6 +161,7 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
     spec = resolve(cfg)
     n_threads = use_threads(spec, threads)
     check_data(spec.dataset)  # all splits, before any training time is spent
+    check_available(cfg.tracking)
     if locked:
         return _train_locked(cfg, spec, run_dir, overrides, resume, on_epoch, n_threads,
                              should_stop, start_over)
@@ -178,6 +180,10 @@ def _train_locked(cfg: Config, spec: RunSpec, run_dir: Path, overrides: list[str
             trainer.restore(ckpt)
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
             raise _does_not_fit(run_dir, exc, " (was config.yaml edited?)") from None
+        if load_run_config(run_dir) != cfg:  # extended (snndelay.app.plan): the new record
+            (run_dir / "summary.json").unlink(missing_ok=True)  # rewritten when it ends
+            atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+            atomic_write_text(run_dir / "overrides.yaml", yaml.safe_dump(list(overrides)))
     else:
         if start_over:
             clear_run_dir(run_dir)
@@ -188,6 +194,24 @@ def _train_locked(cfg: Config, spec: RunSpec, run_dir: Path, overrides: list[str
     if trainer.state.epoch > epochs:
         raise RunDirError(f"{run_dir}: the checkpoint is at epoch {trainer.state.epoch}, past "
                           f"training.epochs={epochs} of its config.yaml")
+    tracker = open_tracker(cfg, run_dir, trainer.state.epoch)
+    try:
+        result = _epochs(trainer, spec, run_dir, on_epoch, should_stop, tracker, n_threads)
+    except Exception:
+        tracker.fail()
+        raise
+    except BaseException:  # stopped or interrupted: the checkpoint resumes it
+        tracker.fail("KILLED")
+        raise
+    tracker.finish(result.summary, run_dir)
+    return result
+
+
+def _epochs(trainer: Trainer, spec: RunSpec, run_dir: Path,
+            on_epoch: Callable[[EpochRow], None] | None, should_stop: Callable[[], bool] | None,
+            tracker: Tracker, n_threads: int) -> RunResult:
+    """The epochs left, then the test evaluation and every output file."""
+    epochs = spec.training.epochs
     every = spec.training.checkpoint_every
     silent = _SilentWatch()
     while trainer.state.epoch < epochs:
@@ -197,6 +221,7 @@ def _train_locked(cfg: Config, spec: RunSpec, run_dir: Path, overrides: list[str
         if epoch % every == 0 or epoch == epochs or stop:
             atomic_torch_save(trainer.checkpoint().to_dict(), run_dir / "checkpoint.pt")
             atomic_write_text(run_dir / "metrics.csv", _metrics_csv(trainer.state.rows))
+        tracker.epoch(row)
         if on_epoch is not None:
             on_epoch(row)
         silent.check(row, run_dir)
@@ -220,7 +245,7 @@ def _train_locked(cfg: Config, spec: RunSpec, run_dir: Path, overrides: list[str
         silent_fraction_test=test.silent, backend=trainer.backend.info(),
         versions={"snndelay": snndelay.__version__, "torch": torch.__version__,
                   "python": platform.python_version()},
-        git_commit=_git_commit())
+        git_commit=_git_commit(), efficiency=test.efficiency.to_dict())
     write_plots(trainer, test_split, test, run_dir)
     atomic_write_text(run_dir / "summary.json", summary.to_json())
     return RunResult(run_dir, summary, rows)

@@ -11,6 +11,7 @@ foreign run) it trains the job anew. A failing job never stops the others.
 from __future__ import annotations
 
 import json
+import re
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -18,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
 
-from snndelay.app import launchers, slurm
+from snndelay.app import launchers, slurm, tracking
 from snndelay.app.jobs import Job, make_jobs, with_configs
 from snndelay.app.launchers import (  # noqa: F401 - the sweep's launcher API, re-exported
     LauncherConfig,
@@ -33,6 +34,7 @@ from snndelay.app.tables import RERUN as RERUN_STATUS
 from snndelay.config import Config, compose
 from snndelay.config.compose import one_line
 from snndelay.config.resolve import hidden_sizes
+from snndelay.config.tracking import NoTrackingConfig
 from snndelay.errors import ConfigError, RunDirError, UserError
 
 
@@ -81,7 +83,7 @@ def job_plan(run_dir: Path, cfg: Config) -> str:
                               "choose another --sweep-dir (nothing was removed)")
         return FRESH  # failed before it started: nothing of a run to keep
     try:
-        same = load_run_config(run_dir) == cfg
+        same = without_tracking(load_run_config(run_dir)) == without_tracking(cfg)
     except UserError as exc:
         raise RunDirError(f"{exc} (a job directory this version cannot read; move it away "
                           "or choose another --sweep-dir; nothing was removed)") from None
@@ -90,6 +92,27 @@ def job_plan(run_dir: Path, cfg: Config) -> str:
     if same and has["checkpoint.pt"]:
         return RESUME
     return RERUN if has["summary.json"] else FRESH
+
+
+def without_tracking(cfg: Config) -> Config:
+    """A config as a job's identity sees it: where it is logged does not change what it
+    trains, so a job is reused whatever its tracking."""
+    return replace(cfg, tracking=NoTrackingConfig())
+
+
+def grouped(jobs: list[Job], group: str) -> list[Job]:
+    """The jobs with their tracker's group (tracking.open_group: an MLflow parent run made
+    once, before they start); unchanged where tracking is off."""
+    group = re.sub(r"[^\w.-]", "_", group)
+    out = []
+    for job in jobs:
+        extra = [] if job.cfg is None else tracking.open_group(job.cfg.tracking, group,
+                                                               job.cfg.name)
+        if extra and job.cfg is not None:
+            job = replace(job, overrides=(*job.overrides, *extra), cfg=replace(
+                job.cfg, tracking=replace(job.cfg.tracking, group=group)))
+        out.append(job)
+    return out
 
 
 def reused_row(job: Job) -> SweepRow:
@@ -189,6 +212,8 @@ def plan_sweep(overrides: list[str], n_jobs: int, launcher_name: str, sweep_dir:
         if job.cfg is not None and job.cfg.dataset not in checked:
             check_data(job.cfg.dataset)
             checked.append(job.cfg.dataset)
+        if job.cfg is not None:
+            tracking.check_available(job.cfg.tracking)
     plan = SweepPlan(sweep_dir, overrides, job_list, launch, n_jobs, _reused(job_list))
     if plan.to_run:
         slurm.preflight(launch)
@@ -210,10 +235,18 @@ def run_plan(plan: SweepPlan, on_done: Callable[[SweepRow], None] = lambda row: 
         slurm.check_no_running_jobs(plan.sweep_dir)
         plan.reused = _reused(plan.jobs)  # as it is now, under the lock
     write_sweep_record(plan.sweep_dir, plan.overrides, plan.launcher, plan.n_jobs, plan.jobs)
+    plan.jobs = grouped(plan.jobs, plan.sweep_dir.name)
     for row in plan.reused:
         on_done(row)
-    rows = list(plan.reused) + run_jobs(plan.to_run, plan.launcher, plan.n_jobs,
-                                        plan.sweep_dir, on_done, on_notice)
+    try:
+        rows = list(plan.reused) + run_jobs(plan.to_run, plan.launcher, plan.n_jobs,
+                                            plan.sweep_dir, on_done, on_notice)
+    finally:
+        closed: set[str] = set()
+        for job in plan.jobs:
+            if job.cfg is not None and job.cfg.tracking.group and job.cfg.name not in closed:
+                closed.add(job.cfg.name)
+                tracking.close_group(job.cfg.tracking, job.cfg.name)
     write_summary(rows, plan.sweep_dir / "summary.csv")
     return rows
 

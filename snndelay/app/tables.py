@@ -49,6 +49,11 @@ class SweepRow:
     n_params: int | None = None
     wall_time_s: float | None = None  # the epochs only (summary.json)
     job_time_s: float | None = None  # the job's whole process
+    # Efficiency on the test split (summary.json's efficiency): spikes of the network's layers
+    # (inputs not counted) and synaptic events per sample, parameter bytes.
+    spikes_per_sample: float | None = None
+    synaptic_events_per_sample: float | None = None
+    footprint_bytes: int | None = None
     error: str = ""
     run_dir: str = ""
 
@@ -57,7 +62,12 @@ class SweepRow:
         return self.status == FAILED or self.test_accuracy is None
 
     def with_summary(self, status: str, summary: RunSummary) -> SweepRow:
-        return replace(self, status=status, **{k: getattr(summary, k) for k in RESULT_KEYS})
+        eff = summary.efficiency
+        spikes = eff.get("spikes_per_sample")
+        return replace(self, status=status, **{k: getattr(summary, k) for k in RESULT_KEYS},
+                       spikes_per_sample=sum(spikes[1:]) if spikes else None,
+                       synaptic_events_per_sample=eff.get("synaptic_events_per_sample"),
+                       footprint_bytes=eff.get("footprint_bytes"))
 
     def to_dict(self) -> dict[str, Any]:
         """The CSV row (None as '')."""
@@ -67,7 +77,9 @@ class SweepRow:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SweepRow:
         kinds = {"seed": int, "n_params": int, "test_accuracy": float, "val_accuracy": float,
-                 "test_accuracy_at_best_val": float, "wall_time_s": float, "job_time_s": float}
+                 "test_accuracy_at_best_val": float, "wall_time_s": float, "job_time_s": float,
+                 "spikes_per_sample": float, "synaptic_events_per_sample": float,
+                 "footprint_bytes": int}
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {k: (_parse(v, kinds[k]) if k in kinds else str(v))
                                   for k, v in raw.items() if k in known}
@@ -153,16 +165,22 @@ class Group:
     group: str
     stats: Stats
     failed: int
+    spikes: Stats = field(default_factory=lambda: Stats.of([]))  # spikes per sample (summary.json's efficiency)
 
 
 def groups(rows: list[SweepRow]) -> list[Group]:
     """One entry per group of rows (group_key), in the order the groups first appear."""
     acc: dict[str, list[float]] = {}
+    spikes: dict[str, list[float]] = {}
     failed: dict[str, int] = {}
     for row in rows:
         key = group_key(row.swept)
         acc.setdefault(key, [])
+        spikes.setdefault(key, [])
         failed[key] = failed.get(key, 0) + row.failed
         if not row.failed and row.test_accuracy is not None:
             acc[key].append(row.test_accuracy)
-    return [Group(key, Stats.of(values), failed[key]) for key, values in acc.items()]
+            if row.spikes_per_sample is not None:
+                spikes[key].append(row.spikes_per_sample)
+    return [Group(key, Stats.of(values), failed[key], Stats.of(spikes[key]))
+            for key, values in acc.items()]

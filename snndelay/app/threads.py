@@ -145,3 +145,21 @@ class CpuMonitor:
             self.contended = others >= self.BUSY_CORES
         _impl.set_parallel_min_work(_impl.PARALLEL_MIN_WORK if self.contended else 0)
         return self.contended
+
+
+def _module_cache() -> Path:
+    """numba's cache beside the compiled loops' module (where it writes when it can)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("snndelay.engine._numba_kernels")
+    return Path(spec.origin).parent / "__pycache__" if spec and spec.origin else Path(os.devnull)
+
+
+def kernels_cached() -> bool:
+    """Whether numba has cached the engine's compiled loops (its index files beside the
+    module, or under NUMBA_CACHE_DIR): if not, the first run compiles them (about a minute)."""
+    roots = [_module_cache()]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        roots.insert(0, Path(os.environ["NUMBA_CACHE_DIR"]))
+    return any(next(root.rglob("_numba_kernels.forward*.nbi"), None) is not None
+               for root in roots if root.is_dir())

@@ -14,6 +14,7 @@ from snndelay.app.records import Checkpoint, EpochRow
 from snndelay.app.threads import CpuMonitor
 from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.errors import TrainingDiverged
+from snndelay.model.efficiency import Efficiency
 from snndelay.model.losses import loss_fn
 from snndelay.model.network import Network, first_spikes
 from snndelay.model.optim import Adam, schedule_factor
@@ -63,6 +64,7 @@ class EvalResult:
     # per layer: fraction of (sample, neuron) pairs that filled their spike buffer
     # (neuron.max_spikes; 0 for first-spike layers), first draw
     saturated: list[float] = field(default_factory=list)
+    efficiency: Efficiency = field(default_factory=Efficiency)  # first draw
 
 
 @dataclass
@@ -72,6 +74,8 @@ class _Pass:
     silent: list[float]
     saturated: list[float]
     outputs: np.ndarray
+    spikes: list[float]  # per layer, inputs first (summed over the split)
+    events: float  # synaptic events (summed over the split)
 
 
 def _evaluate_once(net: Network, split: Split, spec: RunSpec, backend: Backend) -> _Pass:
@@ -83,6 +87,7 @@ def _evaluate_once(net: Network, split: Split, spec: RunSpec, backend: Backend) 
     losses, preds, outs = [], [], []
     silent = np.zeros(net.n_spiking)
     full = np.zeros(net.n_spiking)
+    spikes, events = np.zeros(net.n_spiking + 1), 0.0
     for b0 in range(0, len(labels), bs):
         t_in = split.t_in[b0:b0 + bs].numpy()
         run = backend.run(net, t_in)
@@ -91,12 +96,16 @@ def _evaluate_once(net: Network, split: Split, spec: RunSpec, backend: Backend) 
         losses.append(loss(out, labels[b0:b0 + bs])[0])
         preds.append(net.readout.predict(out))
         outs.append(out)
+        counts, ev = net.event_counts(t_in, times)
+        spikes += counts
+        events += ev
         silent += [np.isinf(first_spikes(t)).sum() / t.shape[1] for t in times]
         full += [np.isfinite(t[:, :, -1]).sum() / t.shape[1] if t.ndim == 3 else 0.0
                  for t in times]
     n = len(labels)
     return _Pass(float(np.concatenate(losses).mean()), np.concatenate(preds),
-                 (silent / n).tolist(), (full / n).tolist(), np.concatenate(outs))
+                 (silent / n).tolist(), (full / n).tolist(), np.concatenate(outs),
+                 spikes.tolist(), events)
 
 
 def evaluate(net: Network, split: Split, spec: RunSpec, backend: Backend | None = None,
@@ -113,7 +122,9 @@ def evaluate(net: Network, split: Split, spec: RunSpec, backend: Backend | None 
     first = runs[0]
     return EvalResult(float(np.mean([r.loss for r in runs])), float(np.mean(accs)),
                       torch.from_numpy(first.predictions), first.silent,
-                      torch.from_numpy(first.outputs), accs, first.saturated)
+                      torch.from_numpy(first.outputs), accs, first.saturated,
+                      Efficiency([c / len(labels) for c in first.spikes],
+                                 first.events / len(labels), net.footprint_bytes()))
 
 
 @dataclass
@@ -271,10 +282,12 @@ class Trainer:
         self._check_finite()
         val = evaluate(self.net, self.val_split, self.spec, self.backend)
         self.state.epoch += 1
-        self.state.elapsed_s += time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        self.state.elapsed_s += took
         row = EpochRow(self.state.epoch, loss_sum / len(order), correct / len(order), val.loss,
                        val.accuracy, self.opt.lrs[0], n_bumps, list(val.silent),
-                       {k: v for k, v in enumerate(val.saturated) if self.net.max_spikes[k] > 1})
+                       {k: v for k, v in enumerate(val.saturated) if self.net.max_spikes[k] > 1},
+                       round(took, 4))
         s = self.state
         if not s.rows or val.accuracy > s.rows[s.best_epoch - 1].val_acc:
             s.best_epoch = s.epoch

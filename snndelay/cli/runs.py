@@ -52,7 +52,8 @@ def train(
         None, "--resume", help="Continue an interrupted run from its last checkpoint."),
 ) -> None:
     """Train a network (default experiment: yinyang_h30_ws)."""
-    from snndelay.app.rundir import check_fresh_run_dir, check_writable_dir, plan_train
+    from snndelay.app.plan import plan_train
+    from snndelay.app.rundir import check_fresh_run_dir, check_writable_dir
     from snndelay.config import to_yaml
 
     plan = plan_train(list(overrides or []), run_dir, resume)
@@ -63,6 +64,7 @@ def train(
         console.print(to_yaml(cfg), markup=False, highlight=False, end="")
         return
     from snndelay.app.runs import train_run
+    from snndelay.app.tracking import check_available
     from snndelay.app.trainer import check_data
     from snndelay.backends import backend_class
 
@@ -70,7 +72,9 @@ def train(
     if not plan.resume and not plan.start_over:
         check_fresh_run_dir(target)  # never written over (again under the run's lock)
     backend_class(cfg.backend.name).ensure_available()
+    check_available(cfg.tracking)
     check_data(cfg.dataset)  # every split's files are read and checked here, before any output
+    _compile_notice(cfg.neuron.tau_mem / cfg.neuron.tau_syn)
     console.print(f"[bold]{escape(cfg.name)}[/]: {cfg.training.epochs} epochs, seed "
                   f"{cfg.training.seed}, run directory {escape(str(target))}", highlight=False)
     progress = Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),
@@ -94,12 +98,26 @@ def train(
             raise typer.Exit(130) from None
     s = result.summary
     table = Table(title=escape(f"{cfg.name} (seed {s.seed})"))
-    for col in ("test acc", "val acc", "parameters", "epochs", "wall time", "run directory"):
+    for col in ("test acc", "val acc", "parameters", "epochs", "wall time", "spikes/sample"):
         table.add_column(col, justify="right")
+    spikes = s.efficiency.get("spikes_per_sample", [])
     table.add_row(f"{100 * s.test_accuracy:.2f} %", f"{100 * s.val_accuracy:.2f} %",
                   str(s.n_params), str(s.epochs), f"{s.wall_time_s:.1f} s",
-                  escape(str(target)))
+                  f"{sum(spikes[1:]):.1f}" if spikes else "-")
     console.print(table)
+    # Whole on its own line (a table column is cut to the width of a log or a CI console).
+    console.print(f"run directory: {target}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _compile_notice(ratio: float) -> None:
+    """Say once (the first run after an install) why the first epoch takes a minute."""
+    from snndelay.app.threads import kernels_cached
+    from snndelay.engine import compiled
+
+    if compiled.available(ratio) and not kernels_cached():
+        err_console.print("compiling the engine's kernels (once after an install, about a "
+                          "minute; later runs load them from numba's cache)", markup=False,
+                          highlight=False)
 
 
 @app.command()
@@ -133,6 +151,12 @@ def evaluate(
                       f"std {statistics.pstdev(draws):.2f}, range {min(draws):.1f}-"
                       f"{max(draws):.1f} %; confusion matrix and silent pairs from the first run",
                       highlight=False)
+    eff = res.efficiency
+    console.print("efficiency per sample (NeuroBench): spikes "
+                  + " / ".join(f"{v:.1f}" for v in eff.spikes_per_sample)
+                  + " (inputs, then each layer), synaptic events "
+                  f"{eff.synaptic_events_per_sample:.0f}, parameter footprint "
+                  f"{eff.footprint_bytes} bytes", highlight=False, soft_wrap=True)
     n_cls = confusion.shape[0]
     table = Table(title="confusion matrix (rows: true class, columns: predicted)")
     table.add_column("true")

@@ -41,7 +41,8 @@ def _group_table(title: str, rows: list[SweepRow]) -> Table:
     from snndelay.app.tables import groups
 
     table = Table(title=title)
-    for col in ("swept values (over seeds)", "runs", "failed", "median", "IQR", "mean", "std"):
+    for col in ("swept values (over seeds)", "runs", "failed", "median", "IQR", "mean", "std",
+                "spikes/sample"):
         if col.startswith("swept"):  # wraps rather than hiding the values behind an ellipsis
             table.add_column(col, overflow="fold")
         else:
@@ -51,7 +52,8 @@ def _group_table(title: str, rows: list[SweepRow]) -> Table:
         s = g.stats
         table.add_row(escape(g.group), str(s.n), str(g.failed) if g.failed else "",
                       pct(s.median), "-" if s.n == 0 else
-                      f"{100 * s.q1:.2f}-{100 * s.q3:.2f}", pct(s.mean), pct(s.std))
+                      f"{100 * s.q1:.2f}-{100 * s.q3:.2f}", pct(s.mean), pct(s.std),
+                      "-" if g.spikes.n == 0 else f"{g.spikes.median:.1f}")
     return table
 
 

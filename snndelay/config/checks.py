@@ -148,6 +148,7 @@ def validate(cfg: Config) -> Config:
              "no groups); set it to 1", cfg.delay.group_size)
     cfg.loss.check()
     cfg.readout.check()
+    cfg.tracking.check()
     if cfg.loss.reads != cfg.readout.produces:
         from snndelay.model.losses import LOSS_SCHEMAS
         from snndelay.model.readouts import DESCRIBE

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from snndelay.backends.base import BackendConfig, SimulatorConfig
+from snndelay.config.tracking import NoTrackingConfig, TrackingConfig
 from snndelay.data import DatasetConfig, YinYangConfig
 from snndelay.model.losses import LossConfig, ShiftMseConfig
 from snndelay.model.readouts import FirstSpikeConfig, ReadoutConfig
@@ -87,6 +88,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     loss: LossConfig = field(default_factory=ShiftMseConfig)
     readout: ReadoutConfig = field(default_factory=FirstSpikeConfig)
+    tracking: TrackingConfig = field(default_factory=NoTrackingConfig)
 
 
 # Groups with one schema for every option (configs/GROUP/*.yaml extend GROUP/_schema).
@@ -99,10 +101,11 @@ def option_schemas() -> dict[str, dict[str, type]]:
     accepts exactly the keys of the option it chose (read when asked: a backend may be
     registered later)."""
     from snndelay import backends
+    from snndelay.config.tracking import TRACKING_SCHEMAS
     from snndelay.data import REGISTRY as DATA_REGISTRY
     from snndelay.model.losses import LOSS_SCHEMAS
     from snndelay.model.readouts import READOUT_SCHEMAS
 
     return {"dataset": {name: info.schema for name, info in DATA_REGISTRY.items()},
             "backend": backends.schemas(), "loss": dict(LOSS_SCHEMAS),
-            "readout": dict(READOUT_SCHEMAS)}
+            "readout": dict(READOUT_SCHEMAS), "tracking": dict(TRACKING_SCHEMAS)}

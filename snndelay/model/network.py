@@ -26,6 +26,7 @@ from snndelay.engine import (
     layer_forward,
 )
 from snndelay.model.delays import Delays, DelaySpec
+from snndelay.model.efficiency import count_events
 from snndelay.model.readouts import FirstSpikeConfig, ReadoutConfig, first_spikes
 
 
@@ -170,6 +171,15 @@ class Network(nn.Module):
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def footprint_bytes(self) -> int:
+        """Bytes of the trained tensors (NeuroBench's parameter footprint)."""
+        return sum(p.numel() * p.element_size() for p in self.parameters())
+
+    def event_counts(self, t_in: np.ndarray, times: list[np.ndarray]) -> tuple[list[float], float]:
+        """(spikes per layer, inputs first; synaptic events) of a batch (model/efficiency.py)."""
+        return count_events(t_in, times, [ly.weight.shape[0] for ly in self.layers],
+                            self.sizes[1:])
 
     def project(self) -> None:
         for layer in self.layers:
