@@ -93,7 +93,7 @@ def test_a_stop_request_saves_the_epoch_and_the_resumed_run_ends_as_uninterrupte
     epochs: list[int] = []
     with pytest.raises(RunStopped) as stop:  # asked during epoch 2: not a checkpoint epoch
         train_run(cfg, tmp_path / "run", ov, on_epoch=lambda row: epochs.append(row.epoch),
-                  should_stop=lambda: len(epochs) == 1)
+                  should_stop=lambda: len(epochs) == 2)
     assert stop.value.epoch == 2 and epochs == [1, 2]
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3  # saved at 2
     again = train_run(cfg, tmp_path / "run", ov, resume=True)

@@ -79,3 +79,18 @@ def _extended(cfg: Config, run: Path, overrides: list[str]) -> TrainPlan:
     return TrainPlan(extended, run, [*load_run_overrides(run), overrides[0]], resume=True,
                      note="" if epochs == cfg.training.epochs else
                      f"extending {run} from {cfg.training.epochs} to {epochs} epochs")
+
+
+def read_overrides_file(path: Path) -> list[str]:
+    """A YAML list of overrides (tune's best_overrides.yaml, a run's overrides.yaml)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--overrides-file {path}: not a readable YAML file "
+                          f"({type(exc).__name__})") from None
+    if not isinstance(raw, list) or not all(isinstance(o, str) and "=" in o for o in raw):
+        raise ConfigError(f"--overrides-file {path}: must be a YAML list of overrides "
+                          "(- KEY=VALUE lines)")
+    return list(raw)

@@ -207,6 +207,12 @@ def _train_locked(cfg: Config, spec: RunSpec, run_dir: Path, overrides: list[str
     return result
 
 
+def _save(trainer: Trainer, run_dir: Path) -> None:
+    """The checkpoint and metrics.csv of the epoch just ended (the resume point)."""
+    atomic_torch_save(trainer.checkpoint().to_dict(), run_dir / "checkpoint.pt")
+    atomic_write_text(run_dir / "metrics.csv", _metrics_csv(trainer.state.rows))
+
+
 def _epochs(trainer: Trainer, spec: RunSpec, run_dir: Path,
             on_epoch: Callable[[EpochRow], None] | None, should_stop: Callable[[], bool] | None,
             tracker: Tracker, n_threads: int) -> RunResult:
@@ -217,16 +223,18 @@ def _epochs(trainer: Trainer, spec: RunSpec, run_dir: Path,
     while trainer.state.epoch < epochs:
         row = trainer.train_epoch()
         epoch = trainer.state.epoch
-        stop = should_stop is not None and epoch < epochs and should_stop()
-        if epoch % every == 0 or epoch == epochs or stop:
-            atomic_torch_save(trainer.checkpoint().to_dict(), run_dir / "checkpoint.pt")
-            atomic_write_text(run_dir / "metrics.csv", _metrics_csv(trainer.state.rows))
+        saved = epoch % every == 0 or epoch == epochs
+        if saved:
+            _save(trainer, run_dir)
         tracker.epoch(row)
         if on_epoch is not None:
             on_epoch(row)
-        silent.check(row, run_dir)
-        if stop:
+        # Asked after on_epoch (which may decide it, as tune's pruner does).
+        if should_stop is not None and epoch < epochs and should_stop():
+            if not saved:
+                _save(trainer, run_dir)
             raise RunStopped(epoch)
+        silent.check(row, run_dir)
     test_split = load_split(spec.dataset, "test")
     repeats = spec.backend.repeats()
     test = evaluate(trainer.net, test_split, spec, trainer.backend, repeats)

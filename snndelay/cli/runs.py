@@ -49,14 +49,21 @@ def train(
         None, "--run-dir", help="Where to write the run (default outputs/DATE/TIME_<experiment>)."),
     show_cfg: bool = typer.Option(False, "--cfg", help="Print the composed config and exit."),
     resume: Optional[Path] = typer.Option(
-        None, "--resume", help="Continue an interrupted run from its last checkpoint."),
+        None, "--resume", help="Continue an interrupted run from its last checkpoint; with "
+        "training.epochs=N, extend a run to N epochs."),
+    overrides_file: Optional[Path] = typer.Option(
+        None, "--overrides-file", help="A YAML list of overrides (e.g. tune's "
+        "best_overrides.yaml); those on the command line come after it."),
 ) -> None:
     """Train a network (default experiment: yinyang_h30_ws)."""
-    from snndelay.app.plan import plan_train
+    from snndelay.app.plan import plan_train, read_overrides_file
     from snndelay.app.rundir import check_fresh_run_dir, check_writable_dir
     from snndelay.config import to_yaml
 
-    plan = plan_train(list(overrides or []), run_dir, resume)
+    given = list(overrides or [])
+    if overrides_file is not None:
+        given = read_overrides_file(overrides_file) + given
+    plan = plan_train(given, run_dir, resume)
     if plan.note:
         err_console.print(plan.note, markup=False, highlight=False)
     cfg, target = plan.cfg, plan.run_dir
