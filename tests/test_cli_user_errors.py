@@ -24,6 +24,7 @@ CASES = {
     "deploy": ("snndelay.backends.default_deploy_target", ["deploy", "some/run", "--hw"]),
     "selfcheck": ("snndelay.app.selfcheck.run_selfcheck", ["selfcheck"]),
     "export": ("snndelay.app.rundir.load_run_config", ["export", "some/run"]),
+    "tune": ("snndelay.app.tune.check_space", ["tune", "training.lr=float(1e-3,1e-1)"]),
     "import": ("snndelay.app.nir_import.read_nir", ["import", "some.nir", "--run-dir", "some/run"]),
 }
 ERRORS = [errors.ConfigError, errors.DataError, errors.DatasetMissing, errors.RunDirError,
