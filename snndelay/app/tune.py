@@ -23,7 +23,6 @@ from typing import Any, Callable, Optional
 from snndelay.errors import ConfigError, UserError
 
 _DIM = re.compile(r"^([A-Za-z_][\w.]*)=(float|int|choice)\((.*)\)$")
-TRIAL_STATES_DONE = ("COMPLETE", "PRUNED", "FAIL")
 BEST_FILE = "best_overrides.yaml"  # `snndelay train --overrides-file` reads it
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import yaml
 
 from snndelay.app.launchers import LauncherConfig, threads_per_job
-from snndelay.app.tune import BEST_FILE, StudySpec, open_study, work
+from snndelay.app.tune import BEST_FILE, StudySpec, work
 from snndelay.errors import LauncherError
 
 
@@ -154,6 +154,3 @@ def _plots(study: Any, tune_dir: Path) -> None:
         fig.savefig(tune_dir / name, dpi=120)
         plt.close(fig)
 
-
-def study_results(spec: StudySpec, tune_dir: Path) -> tuple[list[TrialRow], Optional[Path]]:
-    return write_results(open_study(spec), tune_dir)
