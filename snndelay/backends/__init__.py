@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 # The built-in backends register themselves on import.
 import snndelay.backends.bss2.chip  # noqa: F401
 import snndelay.backends.bss2.emulator  # noqa: F401
+import snndelay.backends.pynn  # noqa: F401
 from snndelay.backends.base import (
     REGISTRY,
     Backend,

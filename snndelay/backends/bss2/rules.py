@@ -36,16 +36,19 @@ class ChipRunConfig(BackendConfig):
         return self.eval_repeats
 
 
-def check_first_spike_only(network: NetworkSpec, backend: str) -> None:
-    """The chip's neurons are read out by their first spike (training on it and deploying to
-    it), and its refractory reset is not a reset by subtraction."""
+CHIP_RESET = ("the chip's neurons are read out by their first spike and its refractory reset "
+              "is not a reset by subtraction")
+
+
+def check_first_spike_only(network: NetworkSpec, backend: str, why: str = CHIP_RESET) -> None:
+    """Neurons read out by their first spike (training on a chip or a PyNN simulator and
+    deploying to it), whose reset is not a reset by subtraction (`why` says whose)."""
     need(network.readout.spiking, "readout",
          f"backend={backend} reads its output neurons by their spikes (no membrane readout "
          "during a run); use readout=first_spike or backend=simulator", network.readout.name)
     need(max(network.max_spikes) == 1, "neuron.max_spikes",
-         f"backend={backend} runs time-to-first-spike neurons only (the chip's neurons are "
-         "read out by their first spike and its refractory reset is not a reset by "
-         "subtraction); set it to 1 or use backend=simulator", network.max_spikes)
+         f"backend={backend} runs time-to-first-spike neurons only ({why}); set it to 1 or "
+         "use backend=simulator", network.max_spikes)
 
 
 class ChipBackend(Backend):
