@@ -9,7 +9,7 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import yaml
@@ -250,7 +250,9 @@ def _epochs(trainer: Trainer, spec: RunSpec, run_dir: Path,
         test_accuracy_at_best_val=best.accuracy, test_accuracy_draws=test.accuracy_draws,
         n_params=trainer.net.n_params(), epochs=trainer.state.epoch,
         wall_time_s=trainer.state.elapsed_s, seed=spec.training.seed, threads=n_threads,
-        silent_fraction_test=test.silent, backend=trainer.backend.info(),
+        silent_fraction_test=test.silent,
+        backend={**trainer.backend.info(),
+                 **trainer.backend.realisation(trainer.net, test_split.t_in.numpy())},
         versions={"snndelay": snndelay.__version__, "torch": torch.__version__,
                   "python": platform.python_version()},
         git_commit=_git_commit(), efficiency=test.efficiency.to_dict())
@@ -269,18 +271,30 @@ def write_plots(trainer: Trainer, split: Split, test: EvalResult, run_dir: Path)
                                   run_dir / "yinyang_predictions.png")
 
 
-def evaluate_run(run_dir: Path, split: str, repeats: int | None = None, model: str = "last"
+def evaluate_run(run_dir: Path, split: str, repeats: int | None = None, model: str = "last",
+                 backend: str | None = None, backend_overrides: Sequence[str] = ()
                  ) -> tuple[RunSpec, EvalResult, torch.Tensor, int]:
     """Reload a run's network (model: last or best, see load_network) and evaluate it;
     (run spec, result, confusion [true, predicted], epoch of the network). repeats: runs of the
-    split averaged on a noisy backend (default backend.eval_repeats)."""
-    spec = resolve(load_run_config(run_dir))
+    split averaged on a noisy backend (default backend.eval_repeats). backend (default: the
+    run's own) and backend.KEY=VALUE overrides: run it elsewhere (config.with_backend); the
+    result's `realisation` says what that backend changed (Backend.realisation)."""
+    from snndelay.backends import backend_class
+    from snndelay.config import with_backend
+
+    cfg = load_run_config(run_dir)
+    if backend is not None or backend_overrides:
+        cfg = with_backend(cfg, backend, list(backend_overrides))
+        backend_class(cfg.backend.name).ensure_available(cfg.backend)
+    spec = resolve(cfg)
     use_threads(spec)
     net, epoch = load_network(run_dir, spec, model)
     data = load_split(spec.dataset, split)
-    # On the backend the run was trained with (the emulated chip of its chip_seed, or the chip).
-    res = evaluate(net, data, spec, make_backend(spec, seed=spec.seeds.evaluate),
+    # On the run's backend by default (the emulated chip of its chip_seed, or the chip).
+    runner = make_backend(spec, seed=spec.seeds.evaluate)
+    res = evaluate(net, data, spec, runner,
                    spec.backend.repeats() if repeats is None else repeats)
+    res.realisation = runner.realisation(net, data.t_in.numpy())
     # Every output neuron may win, also one whose class the split never shows.
     n_cls = max(net.sizes[-1], int(data.labels.max()) + 1)
     confusion = torch.zeros(n_cls, n_cls + 1, dtype=torch.long)  # last column: no spike

@@ -65,6 +65,8 @@ class EvalResult:
     # (neuron.max_spikes; 0 for first-spike layers), first draw
     saturated: list[float] = field(default_factory=list)
     efficiency: Efficiency = field(default_factory=Efficiency)  # first draw
+    # what the backend changed in realising the network (Backend.realisation); {} for none
+    realisation: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -100,8 +100,9 @@ class Backend:
         spec.backend.check(spec.network)
 
     @classmethod
-    def ensure_available(cls) -> None:
-        """Raise BackendUnavailable at once (before any work) when it cannot run here."""
+    def ensure_available(cls, cfg: BackendConfig | None = None) -> None:
+        """Raise BackendUnavailable at once (before any work) when it cannot run here (with
+        cfg, this backend's config: e.g. the simulator it names)."""
 
     @classmethod
     def from_spec(cls, spec: RunSpec, *, seed: int = 0,
@@ -142,6 +143,18 @@ class Backend:
     def info(self) -> dict:
         """What a run records about the backend (name, emulated chip, ...)."""
         return {"name": self.name}
+
+    def realisation(self, net: Network, t_in: np.ndarray) -> dict[str, float]:
+        """What realising the network on this backend changed that it was not asked to (e.g.
+        delays moved onto a simulator's grid), measured on inputs t_in by the engine: named
+        figures for reports ({} when it realises the network as given, or by design, as the
+        chip's quantisation)."""
+        return {}
+
+    @staticmethod
+    def describe_realisation(figures: dict[str, float]) -> str:
+        """One line for a report of realisation() figures ('' when there are none)."""
+        return ", ".join(f"{k.replace('_', ' ')} {v:.3g}" for k, v in figures.items())
 
     def state_dict(self) -> dict:
         return {}

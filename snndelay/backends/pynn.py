@@ -11,6 +11,8 @@ reports how far they moved and how that moved the spike times (`rounding`)."""
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -50,14 +52,19 @@ class PynnConfig(BackendConfig):
 
 
 def _import(simulator: str) -> Any:
+    """pyNN.nest or pyNN.brian2; BackendUnavailable (one line) where it does not import."""
+    os.environ.setdefault("PYNEST_QUIET", "1")  # no NEST banner on stdout
     try:
-        if simulator == "nest":
-            import pyNN.nest as sim
-        else:
-            import pyNN.brian2 as sim
-    except ImportError as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if simulator == "nest":
+                import pyNN.nest as sim
+            else:
+                import pyNN.brian2 as sim
+    except Exception as exc:  # a simulator that fails to load raises more than ImportError
         raise BackendUnavailable(f"backend=pynn with backend.simulator={simulator} needs PyNN "
-                                 f"and {simulator} ({type(exc).__name__}: {exc}); pip install "
+                                 f"and {simulator} ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); pip install "
                                  "'snndelay[pynn]'") from None
     return sim
 
@@ -79,7 +86,7 @@ class PynnBackend(Backend):
                                                 {"spike_precision": "off_grid",
                                                  "verbosity": "error"}, "V_m")
         else:
-            self.simulator = pynn_net.Simulator(sim, self._brian2_cell(sim), 1.0, {})
+            self.simulator = pynn_net.Simulator(sim, self._brian2_cell(sim), -1.0, {})
         self.rounding: dict[str, float] = {}
 
     @classmethod
@@ -88,12 +95,8 @@ class PynnBackend(Backend):
         check_first_spike_only(spec.network, cls.name, RESET)
 
     @classmethod
-    def ensure_available(cls) -> None:
-        try:
-            import pyNN  # noqa: F401
-        except ImportError:
-            raise BackendUnavailable("backend=pynn needs PyNN and a simulator: pip install "
-                                     "'snndelay[pynn]'") from None
+    def ensure_available(cls, cfg: BackendConfig | None = None) -> None:
+        _import(cfg.simulator if isinstance(cfg, PynnConfig) else "nest")
 
     @classmethod
     def from_spec(cls, spec: RunSpec, *, seed: int = 0,
@@ -148,21 +151,37 @@ class PynnBackend(Backend):
         # crossing comes within a few tau_m of it.
         horizon = 5.0 * max(net.tau_mem, net.tau_syn)
         bs = self.cfg.batch_size
-        chunks = [run_network(self.simulator, params, np.asarray(t_in[b:b + bs]),
-                              self.cfg.time_unit_ms, self.cfg.resolution_ms, horizon)
-                  for b in range(0, len(t_in), bs)]
+        with warnings.catch_warnings():  # PyNN 0.13 calls NEST APIs that NEST 3.10 deprecates
+            warnings.simplefilter("ignore")
+            chunks = [run_network(self.simulator, params, np.asarray(t_in[b:b + bs]),
+                                  self.cfg.time_unit_ms, self.cfg.resolution_ms, horizon)
+                      for b in range(0, len(t_in), bs)]
         times = [np.concatenate([c[k] for c in chunks]) for k in range(len(params))]
         return self.result(net, times, params)
 
-    def spike_time_change(self, net: Network, t_in: np.ndarray) -> float:
-        """The largest change of an engine spike time (model units) that rounding the delays
-        to the grid makes: what the simulator cannot represent, measured."""
+    def realisation(self, net: Network, t_in: np.ndarray) -> dict[str, float]:
+        """How far rounding the delays to the simulator's grid moved them (max, tau_s) and the
+        engine's spike times of every layer (max over spikes present before and after, tau_s;
+        spikes that appear or vanish, as a fraction of (sample, neuron) pairs): what the
+        simulator cannot represent, measured with the engine."""
         exact = net.forward(t_in)[0]
         rounded = net.forward(t_in, params=self.realise(net))[0]
-        diffs = [np.abs(a - b)[np.isfinite(a) & np.isfinite(b)] for a, b in zip(exact, rounded)]
+        diffs = [np.abs(a[m] - b[m]) for a, b in zip(exact, rounded)
+                 for m in [np.isfinite(a) & np.isfinite(b)]]
         flips = sum(int((np.isfinite(a) != np.isfinite(b)).sum()) for a, b in zip(exact, rounded))
-        self.rounding["spikes_appearing_or_vanishing"] = float(flips)
-        return max((float(d.max(initial=0.0)) for d in diffs), default=0.0)
+        pairs = sum(a.size for a in exact)
+        return {"max_delay_change": self.rounding["max_delay_change"],
+                "max_spike_time_change": max((float(d.max(initial=0.0)) for d in diffs),
+                                             default=0.0),
+                "spikes_appearing_or_vanishing": flips / max(pairs, 1)}
+
+    @staticmethod
+    def describe_realisation(figures: dict[str, float]) -> str:
+        return (f"delays rounded to the simulator's grid: moved by up to "
+                f"{figures['max_delay_change']:.2g} tau_s, which moves the engine's spike times by "
+                f"up to {figures['max_spike_time_change']:.2g} tau_s; "
+                f"{100 * figures['spikes_appearing_or_vanishing']:.2f} % of spikes appear or "
+                "vanish")
 
     def info(self) -> dict:
         return {"name": self.name, "simulator": self.cfg.simulator,

@@ -51,7 +51,8 @@ def signed_connections(w: np.ndarray, d_ms: np.ndarray, batch: int, pre_offset: 
     w, d_ms = w[rows], d_ms[rows]
     n_rows, n_out = w.shape
     i, j = np.nonzero(w)
-    exc, inh = [], []
+    exc: list[tuple] = []
+    inh: list[tuple] = []
     for b in range(batch):
         for a, c in zip(i, j):
             conn = (pre_offset + b * n_rows + int(a), b * n_out + int(c), abs(float(w[a, c])),
@@ -60,15 +61,41 @@ def signed_connections(w: np.ndarray, d_ms: np.ndarray, batch: int, pre_offset: 
     return exc, inh
 
 
+def spike_sources(sim: Any, cell_types: Any, times_ms: list[list[float]]) -> Any:
+    """A population of spike sources, source i firing at times_ms[i] (ms). cell_types: where
+    the simulator's SpikeSourceArray lives (the PyNN module; pynn_brainscales: its .cells)."""
+    return sim.Population(len(times_ms), cell_types.SpikeSourceArray(spike_times=times_ms))
+
+
+def signed_projections(sim: Any, pre: Any, post: Any, excitatory: Any, inhibitory: Any,
+                       connector: Callable[[Any], tuple[Any, dict]]) -> None:
+    """One projection per sign onto the cells' excitatory and inhibitory receptors (PyNN's
+    weights are magnitudes per receptor); connector(part) -> (PyNN connector, projection
+    keywords) of one sign's part, and a part that is None or empty is left out."""
+    for part, receptor in ((excitatory, "excitatory"), (inhibitory, "inhibitory")):
+        if part is None or len(part) == 0:
+            continue
+        conn, kwargs = connector(part)
+        sim.Projection(pre, post, conn, receptor_type=receptor, **kwargs)
+
+
+def recorded_spikes(population: Any, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Every spike a population recorded: (times in the simulator's unit x scale, neuron index
+    in the population), in the order of the neurons' spike trains."""
+    trains = population.get_data("spikes", clear=True).segments[-1].spiketrains
+    times, ids = [np.zeros(0)], [np.zeros(0, dtype=np.int64)]
+    for k, train in enumerate(trains):
+        values = np.asarray(train.magnitude, dtype=np.float64) * scale
+        times.append(values)
+        ids.append(np.full(values.size, int(train.annotations.get("source_index", k))))
+    return np.concatenate(times), np.concatenate(ids)
+
+
 def first_spikes(population: Any, batch: int, n: int, unit_ms: float) -> np.ndarray:
     """The first recorded spike of every neuron of a B x N population: [B, N] model units."""
-    trains = population.get_data("spikes", clear=True).segments[-1].spiketrains
+    times, ids = recorded_spikes(population, 1.0 / unit_ms)
     out = np.full(batch * n, np.inf)
-    for k, train in enumerate(trains):
-        values = np.asarray(train.magnitude, dtype=np.float64)
-        if values.size:
-            index = int(train.annotations.get("source_index", k))
-            out[index] = values.min() / unit_ms
+    np.minimum.at(out, ids, times)
     return out.reshape(batch, n)
 
 
@@ -78,7 +105,9 @@ class Simulator:
 
     sim: Any
     cell: Callable[[LayerParams], Any]  # the cell type of a layer
-    inhibitory_sign: float  # PyNN's standard cells take +|w|; NEST's native cells -|w|
+    # PyNN current-based cells sum both receptors' currents: inhibitory weights are -|w|
+    # (the BrainScaleS-2 chip takes magnitudes per receptor)
+    inhibitory_sign: float
     setup: dict
     membrane: str = "v"  # the cell's membrane variable (NEST's native cells: V_m)
 
@@ -91,8 +120,7 @@ def run_network(s: Simulator, params: list[LayerParams], t_in: np.ndarray, unit_
     batch = t_in.shape[0]
     step = step_ms / unit_ms  # model units
     sim.setup(timestep=step_ms, min_delay=step_ms, **s.setup)
-    pre = sim.Population(t_in.size, sim.SpikeSourceArray(spike_times=spike_source_lists(
-        t_in, unit_ms)))
+    pre = spike_sources(sim, sim, spike_source_lists(t_in, unit_ms))
     pops, end = [], float(np.max(t_in[np.isfinite(t_in)], initial=0.0))
     for k, layer in enumerate(params):
         n_in = pre.size // batch
@@ -107,17 +135,13 @@ def run_network(s: Simulator, params: list[LayerParams], t_in: np.ndarray, unit_
         sources = [(pre, slice(0, n_in))]
         if layer.bias_time is not None:  # one bias source per sample, shifted as its layer
             bias = np.full((batch, 1), layer.bias_time)
-            sources.append((sim.Population(batch, sim.SpikeSourceArray(
-                spike_times=spike_source_lists(bias, unit_ms, offset=k * step))),
-                slice(n_in, rows)))
+            sources.append((spike_sources(sim, sim, spike_source_lists(
+                bias, unit_ms, offset=k * step)), slice(n_in, rows)))
         for src, part in sources:
             exc, inh = signed_connections(w_na, d_ms, batch, rows=part)
-            for conns, receptor, sign in ((exc, "excitatory", 1.0),
-                                          (inh, "inhibitory", s.inhibitory_sign)):
-                if conns:
-                    conns = [(a, b, sign * w, dl) for a, b, w, dl in conns]
-                    sim.Projection(src, post, sim.FromListConnector(
-                        conns, column_names=["weight", "delay"]), receptor_type=receptor)
+            inh = [(a, b, s.inhibitory_sign * w, dl) for a, b, w, dl in inh]
+            signed_projections(sim, src, post, exc, inh, lambda c: (sim.FromListConnector(
+                c, column_names=["weight", "delay"]), {}))
         end += float(np.max(d, initial=0.0)) + step + horizon
         pops.append((post, n_out))
         pre = post

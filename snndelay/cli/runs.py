@@ -78,7 +78,7 @@ def train(
     check_writable_dir(target)
     if not plan.resume and not plan.start_over:
         check_fresh_run_dir(target)  # never written over (again under the run's lock)
-    backend_class(cfg.backend.name).ensure_available()
+    backend_class(cfg.backend.name).ensure_available(cfg.backend)
     check_available(cfg.tracking)
     check_data(cfg.dataset)  # every split's files are read and checked here, before any output
     _compile_notice(cfg.neuron.tau_mem / cfg.neuron.tau_syn)
@@ -136,6 +136,11 @@ def evaluate(
         "chip); default: the run's backend.eval_repeats."),
     model: str = typer.Option("last", "--model", help="last: the network after the last epoch; "
                               "best: that of the best-validation epoch."),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="Run the network on another backend (e.g. pynn: a PyNN "
+        "simulator) instead of the run's own."),
+    backend_overrides: Optional[list[str]] = typer.Argument(
+        None, help="backend.KEY=VALUE settings of that backend (e.g. backend.simulator=brian2)."),
 ) -> None:
     """Reload a run and report accuracy, loss, confusion matrix and silent neurons."""
     from snndelay.app.runs import evaluate_run
@@ -146,10 +151,18 @@ def evaluate(
 
     if repeats is not None and not 1 <= repeats <= MAX_REPEATS:
         raise ConfigError(f"--repeats must be in [1, {MAX_REPEATS}], got {repeats}")
-    spec, res, confusion, epoch = evaluate_run(run_dir, split, repeats, model)
-    console.print(f"[bold]{escape(spec.name)}[/] {escape(str(run_dir))} (network of epoch {epoch}, {model}) on the "
+    spec, res, confusion, epoch = evaluate_run(run_dir, split, repeats, model, backend,
+                                               backend_overrides or [])
+    on = f" on backend {spec.backend.name}" if backend or backend_overrides else ""
+    console.print(f"[bold]{escape(spec.name)}[/] {escape(str(run_dir))} (network of epoch {epoch}, {model}){on} on the "
                   f"{split} split: accuracy "
                   f"{100 * res.accuracy:.2f} %, loss {res.loss:.5f}", highlight=False)
+    if res.realisation:
+        from snndelay.backends import backend_class
+
+        console.print(f"{spec.backend.name}: "
+                      + backend_class(spec.backend.name).describe_realisation(res.realisation),
+                      markup=False, highlight=False, soft_wrap=True)
     if len(res.accuracy_draws) > 1:  # a noisy backend: every run of the split differs
         import statistics
 

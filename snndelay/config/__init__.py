@@ -8,6 +8,7 @@ from snndelay.config.compose import (
     config_dir,
     from_dictconfig,
     to_yaml,
+    with_backend,
     without_foreign_keys,
 )
 from snndelay.config.resolve import resolve
@@ -22,4 +23,4 @@ from snndelay.config.schema import (
 
 __all__ = ["Config", "DelayConfig", "NetworkConfig", "NeuronConfig", "TrainingConfig",
            "compose", "config_dir", "from_dictconfig", "option_schemas", "resolve", "to_yaml",
-           "validate", "without_foreign_keys"]
+           "validate", "with_backend", "without_foreign_keys"]

@@ -183,5 +183,30 @@ def _hydra_compose(path: str, overrides: tuple[str, ...], stamp: tuple) -> DictC
                           f"{one_line(exc)}") from None
 
 
+def with_backend(cfg: Config, name: str | None, overrides: list[str] | tuple[str, ...] = ()
+                 ) -> Config:
+    """cfg run on backend `name` (None: its own) with backend.KEY=VALUE overrides: the keys
+    both backends' schemas have keep cfg's values (BackendConfig.for_backend), the others take
+    the new schema's defaults, then the overrides; type-checked and validated as any config
+    (ConfigError, one line)."""
+    schemas = option_schemas()["backend"]
+    name = name or cfg.backend.name
+    one_of("--backend", name, tuple(schemas))
+    backend = cfg.backend if name == cfg.backend.name else cfg.backend.for_backend(schemas[name])
+    raw: Any = OmegaConf.to_container(OmegaConf.structured(cfg))
+    raw["backend"] = OmegaConf.to_container(OmegaConf.structured(backend))
+    raw = OmegaConf.create(raw)
+    for item in overrides:
+        key, eq, _ = item.partition("=")
+        if not (eq and key.startswith("backend.") and len(key) > len("backend.")):
+            raise ConfigError(f"{item}: only backend.KEY=VALUE overrides apply here (the keys of "
+                              f"backend={name}: {', '.join(f.name for f in fields(schemas[name]))})")
+        try:
+            raw = OmegaConf.merge(raw, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{item}: {one_line(exc)}") from None
+    return from_dictconfig(raw)
+
+
 def to_yaml(cfg: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))

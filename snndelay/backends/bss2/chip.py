@@ -1,8 +1,11 @@
 """The BrainScaleS-2 chip through its PyNN interface (pynn_brainscales), imported lazily.
 
 Thin on purpose: every number it writes or reads comes from bss2/mapping.py (weights, refractory
-settings, time scaling, serialisation, placement), which the tests cover. This adapter itself
-cannot be exercised without the chip and its software stack; it has not run against a chip.
+settings, time scaling, serialisation, placement), which the tests cover, and its PyNN calls
+(spike sources, one projection per sign, reading the recorded spikes) are those of
+backends/pynn_net.py, which backend=pynn runs on NEST and Brian2 in the tests. The chip's own
+part (HXNeuron, the serialised batch) cannot be exercised without the chip and its software
+stack; it has not run against a chip.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from snndelay.backends.base import BackendRun, register
+from snndelay.backends.base import BackendConfig, BackendRun, register
 from snndelay.backends.bss2 import mapping as hw
 from snndelay.backends.bss2.rules import ChipBackend, ChipRunConfig
+from snndelay.backends.pynn_net import recorded_spikes, signed_projections, spike_sources
 from snndelay.engine.types import LayerParams
 from snndelay.errors import BackendUnavailable
 
@@ -61,7 +65,7 @@ class BSS2Chip(ChipBackend):
         self.bundle = bundle
 
     @classmethod
-    def ensure_available(cls) -> None:
+    def ensure_available(cls, cfg: BackendConfig | None = None) -> None:
         _import_pynn()
 
     @classmethod
@@ -96,21 +100,16 @@ class BSS2Chip(ChipBackend):
             t = arrivals(t, layer).t  # bias spike appended, axonal delays added (tau_s)
             times_us, ids = hw.serialize(np.where(t < hw.SAMPLE_WINDOW, t, np.inf))
             pynn.setup()
-            sources = pynn.Population(t.shape[1], pynn.cells.SpikeSourceArray(spike_times=[
-                (times_us[ids == i] / 1000.0).tolist() for i in range(t.shape[1])]))
+            sources = spike_sources(pynn, pynn.cells, [
+                (times_us[ids == i] / 1000.0).tolist() for i in range(t.shape[1])])
             neurons = pynn.Population(w.shape[1], pynn.cells.HXNeuron())
             neurons.record(["spikes"])
             exc, inh = hw.weights_to_hw(w)
-            for mat, receptor in ((exc, "excitatory"), (inh, "inhibitory")):
-                pynn.Projection(sources, neurons, pynn.AllToAllConnector(),
-                                synapse_type=pynn.standardmodels.synapses.StaticSynapse(
-                                    weight=mat.astype(float)),
-                                receptor_type=receptor)
+            signed_projections(pynn, sources, neurons, exc, inh, lambda m: (
+                pynn.AllToAllConnector(), {"synapse_type": pynn.standardmodels.synapses
+                                           .StaticSynapse(weight=m.astype(float))}))
             pynn.run(hw.to_hw_time(batch * hw.SAMPLE_WINDOW) / 1000.0)
-            trains = neurons.get_data("spikes").segments[-1].spiketrains
-            rec_t = np.concatenate([np.asarray(s.magnitude) * 1000.0 for s in trains] or [np.zeros(0)])
-            rec_id = np.concatenate([np.full(len(s), k) for k, s in enumerate(trains)]
-                                    or [np.zeros(0, dtype=np.int64)])
+            rec_t, rec_id = recorded_spikes(neurons, 1000.0)  # ms -> us
             pynn.end()
             t = hw.deserialize(rec_t, rec_id.astype(np.int64), batch, w.shape[1])
             outs.append(t)
