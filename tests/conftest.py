@@ -1,3 +1,10 @@
+import os
+
+# backend=pynn's tests run NEST in the same worker as engine tests: numba's loops must not run
+# on the system's OpenMP beside NEST's own (snndelay.backends.pynn._numba_without_openmp);
+# results do not depend on the threading layer.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
 import pytest
 
 from snndelay.engine import _impl

@@ -32,6 +32,7 @@ from snndelay.errors import ConfigError
 if TYPE_CHECKING:
     from snndelay.backends import Backend
     from snndelay.model.network import Network
+    from snndelay.spec import RunSpec
 
 CALIBRATION_REPEATS = 20  # probe runs per chip: trial noise 0.04 / sqrt(20) ~ 0.01 in theta
 
@@ -89,6 +90,7 @@ class DeployReport:
     calibration: dict[str, Any] | None = None
     spike_time_deviation: list[dict[str, Any]] = field(default_factory=list)
     uncalibrated_accuracy_mean: float | None = None  # the same chip without compensation
+    realisation: dict[str, float] = field(default_factory=dict)  # Backend.realisation
 
     @property
     def executed(self) -> bool:
@@ -110,7 +112,7 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     runs.load_network); with execute, run the test set `repeats` times on the backend and write
     deploy/report.json and deploy/hw_vs_sim.png. calibrate (default: on for the emulator)
     compensates the target chip's thresholds first."""
-    from snndelay.app.rundir import atomic_write_text, load_run_config
+    from snndelay.app.rundir import load_run_config
     from snndelay.app.runs import load_network
     from snndelay.app.trainer import load_split
     from snndelay.backends import SimulatorBackend, backend_class, deploy_target, make_backend
@@ -127,6 +129,8 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     net, epoch = load_network(run_dir, spec, model)
     target_cls.check(hw_spec)  # before a bundle is written
     out_dir = run_dir / "deploy"
+    if not target_cls.runs_bundle:
+        return _deploy_network(run_dir, net, epoch, model, spec, hw_spec, execute, calibrate)
     calibrate = execute and (target_cls.calibrates if calibrate is None else calibrate)
     if calibrate and not target_cls.calibrates:
         raise ConfigError(f"--calibrate: backend {backend_name} cannot measure its thresholds "
@@ -179,8 +183,47 @@ def run_deploy(run_dir: Path, backend_name: str, repeats: int, chip_seed: int | 
     if calibrate:  # what the same chip gives without the compensation
         report.uncalibrated_accuracy_mean = float(np.mean([accuracy(times)
                                                            for times in test_runs(net, False)]))
+    _write_report(report, runs[0][-1], sim_times[-1], out_dir)
+    return report
+
+
+def _write_report(report: DeployReport, hw_out: np.ndarray, sim_out: np.ndarray,
+                  out_dir: Path) -> None:
+    from snndelay.app.rundir import atomic_write_text, make_dir
+
+    make_dir(out_dir, "deploy directory")
     atomic_write_text(out_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
-    _plot(runs[0][-1], sim_times[-1], out_dir / "hw_vs_sim.png", backend_name)
+    _plot(hw_out, sim_out, out_dir / "hw_vs_sim.png", str(report.backend))
+
+
+def _deploy_network(run_dir: Path, net: Network, epoch: int, model: str, spec: RunSpec,
+                    hw_spec: RunSpec, execute: bool, calibrate: bool | None) -> DeployReport:
+    """Deploy to a backend that runs the network itself (a PyNN simulator, runs_bundle False):
+    no bundle; with execute, one run of the test set (it is deterministic) next to the engine,
+    with what the backend changed in realising it (Backend.realisation)."""
+    from snndelay.app.trainer import load_split
+    from snndelay.backends import SimulatorBackend, make_backend
+    from snndelay.model.losses import predict
+
+    name = hw_spec.backend.name
+    if calibrate:
+        raise ConfigError(f"--calibrate: backend {name} realises the trained thresholds "
+                          "exactly; there is nothing to calibrate (use --no-calibrate)")
+    report = DeployReport(str(run_dir), {"model": model, "epoch": epoch}, "", 0)
+    if not execute:
+        return report
+    test = load_split(spec.dataset, "test")
+    labels, t_in = test.labels.numpy(), test.t_in.numpy()
+    target = make_backend(hw_spec, seed=spec.seeds.deploy_repeats)
+    hw_times = target.run(net, t_in).times
+    sim_times = SimulatorBackend().run(net, t_in).times
+    acc = float((predict(hw_times[-1]) == labels).mean())
+    report = replace(report, backend=name, trained_on=spec.backend.name, repeats=1,
+                     accuracy_per_repeat=[acc], accuracy_mean=acc, accuracy_std=0.0,
+                     simulator_accuracy=float((predict(sim_times[-1]) == labels).mean()),
+                     spike_time_deviation=spike_deviation(hw_times, sim_times),
+                     realisation=target.realisation(net, t_in))
+    _write_report(report, hw_times[-1], sim_times[-1], run_dir / "deploy")
     return report
 
 

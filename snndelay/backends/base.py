@@ -74,7 +74,8 @@ class Backend:
     Capabilities (class attributes) say what callers may ask of it, so that no caller needs
     to know a backend by its name: `calibrates` (measure_thresholds runs the calibration
     probe), `seeded_chip` (an emulated chip identified by backend.chip_seed), `deploys` (a
-    target of `snndelay deploy --hw`), `default_target` (deploy's default target)."""
+    target of `snndelay deploy --hw`), `default_target` (deploy's default target),
+    `runs_bundle` (a deploy runs the bundle file rather than the network)."""
 
     name = "backend"
     Config: ClassVar[type[BackendConfig]] = BackendConfig
@@ -82,6 +83,9 @@ class Backend:
     seeded_chip = False
     deploys = False
     default_target = False
+    # Whether a deploy runs the BrainScaleS-2 bundle file (the chip's integers) or, False, the
+    # trained network itself (a PyNN simulator realises it as it is, up to its delay grid).
+    runs_bundle = True
     # Which backward training takes at this backend's spike times (backend.backward):
     # "realised" or "nominal" (see BackendRun and result()).
     backward = "realised"

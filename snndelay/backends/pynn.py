@@ -11,6 +11,7 @@ reports how far they moved and how that moved the spike times (`rounding`)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -51,9 +52,31 @@ class PynnConfig(BackendConfig):
              "backend.batch_size", "must be an integer in [1, 10000]", self.batch_size)
 
 
+def _numba_without_openmp() -> None:
+    """NEST's wheel brings its own OpenMP runtime; the engine's numba loops on the system's
+    OpenMP (numba's "omp" threading layer) beside it crash NEST's next ResetKernel. So, before
+    numba starts its threads, choose its own "workqueue" layer (results do not depend on the
+    layer); where they run on OpenMP already, refuse with the way out."""
+    try:
+        import numba
+    except ImportError:
+        return
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # not started yet
+        numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
+        return
+    if layer == "omp":
+        raise BackendUnavailable("backend=pynn on NEST cannot run beside numba's OpenMP threads "
+                                 "(two OpenMP runtimes in one process); set "
+                                 "NUMBA_THREADING_LAYER=workqueue")
+
+
 def _import(simulator: str) -> Any:
     """pyNN.nest or pyNN.brian2; BackendUnavailable (one line) where it does not import."""
     os.environ.setdefault("PYNEST_QUIET", "1")  # no NEST banner on stdout
+    if simulator == "nest":
+        _numba_without_openmp()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -69,12 +92,23 @@ def _import(simulator: str) -> Any:
     return sim
 
 
+@functools.lru_cache(maxsize=None)
+def _native_cell(sim: Any, model: str) -> Any:
+    """PyNN's cell type of a native NEST model, made once per process: a second one made after
+    the kernel ran crashes NEST 3.10 in its next ResetKernel."""
+    cell = sim.native_cell_type(model)
+    cell.default_parameters.pop("is_refractory", None)  # read-only in NEST 3
+    return cell
+
+
 @register
 class PynnBackend(Backend):
     """First spikes from a PyNN simulator; the backward is the engine's at those times."""
 
     name = "pynn"
     Config = PynnConfig
+    deploys = True  # `deploy --hw --backend pynn`: the trained network itself, in the simulator
+    runs_bundle = False
 
     def __init__(self, cfg: PynnConfig):
         from snndelay.backends import pynn_net
@@ -106,8 +140,7 @@ class PynnBackend(Backend):
 
     # -- cells ---------------------------------------------------------------------------------
     def _nest_cell(self, sim: Any) -> Any:
-        cell = sim.native_cell_type("iaf_psc_exp_ps")
-        cell.default_parameters.pop("is_refractory", None)  # read-only in NEST 3
+        cell = _native_cell(sim, "iaf_psc_exp_ps")
         unit = self.cfg.time_unit_ms
 
         def make(layer: LayerParams) -> Any:

@@ -19,7 +19,7 @@ def deploy(
     hw: bool = typer.Option(False, "--hw", help="Execute the test set on the hardware backend "
                             "(without it: only write and validate the bundle)."),
     backend: Optional[str] = typer.Option(
-        None, "--backend", help="A backend that deploys (default: the emulator; the chip)."),
+        None, "--backend", help="A backend that deploys (default: the emulator; the chip; pynn: a PyNN simulator)."),
     repeats: int = typer.Option(5, "--repeats", help="Runs of the test set (fresh trial noise each)."),
     chip_seed: Optional[int] = typer.Option(
         None, "--chip-seed", help="Emulated chip (default: a fresh one, the training chip + 1)."),
@@ -52,13 +52,17 @@ def deploy(
         report = run_deploy(run_dir, backend, repeats, chip_seed, execute=hw,
                             calibrate=calibrate, model=model)
     net = report.network
-    console.print(f"bundle: {escape(str(report.bundle))} (network of epoch {net['epoch']}, "
-                  f"{net['model']}; {report.circuits_used} of 512 neuron circuits)",
-                  highlight=False)
+    if report.bundle:
+        console.print(f"bundle: {escape(str(report.bundle))} (network of epoch {net['epoch']}, "
+                      f"{net['model']}; {report.circuits_used} of 512 neuron circuits)",
+                      highlight=False)
+    else:
+        console.print(f"{backend} runs the trained network itself (network of epoch "
+                      f"{net['epoch']}, {net['model']}; no bundle)", highlight=False)
     if not hw:
         return
     chip = f" chip {report.chip_seed}" if report.chip_seed is not None else ""
-    table = Table(title=escape(f"{run_dir}: test accuracy on {backend}{chip}, {repeats} repeats"))
+    table = Table(title=escape(f"{run_dir}: test accuracy on {backend}{chip}, {report.repeats} repeats"))
     calibrated = report.calibration is not None
     cols = ["backend mean", "backend std"] + (["uncalibrated mean"] if calibrated else []) \
         + ["simulator", "trained on"]
@@ -80,6 +84,9 @@ def deploy(
         dev.add_row(str(r["layer"]), str(r["pairs_spiking_in_both"]), f"{r['mean_abs_dt']:.4f}",
                     f"{r['max_abs_dt']:.4f}", f"{100 * r['spike_mismatch_fraction']:.2f} %")
     console.print(dev)
+    if report.realisation:
+        console.print(f"{backend}: {target.describe_realisation(report.realisation)}",
+                      markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {run_dir / 'deploy' / 'report.json'}, plot: "
                   f"{run_dir / 'deploy' / 'hw_vs_sim.png'}", markup=False, highlight=False)
 
