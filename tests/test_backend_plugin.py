@@ -87,4 +87,5 @@ def test_a_stand_in_backend_with_its_own_schema_is_chosen_checked_and_trains(sta
 def test_an_unknown_backend_is_one_line_listing_the_registered_ones():
     res = runner.invoke(app, ["train", "backend=nosuch"])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
-    assert "backend: no option 'nosuch'; available: bss2, bss2_emulator, simulator" in res.output
+    assert "backend: no option 'nosuch'; available: bss2, bss2_emulator, pynn, simulator" \
+        in res.output
