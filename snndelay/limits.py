@@ -14,6 +14,7 @@ MAX_TIME = 1e6  # tau_s: input times, time constants, delays, the bias spike, ji
 MAX_NEURONS = 100_000  # per layer
 MAX_SYNAPSES = 20_000_000  # all layers; float64 weights + delays + Adam's two moments: ~1.3 GB
 MAX_BATCH = 100_000
+MAX_MEMORY_GB = 1e4  # training.max_memory_gb
 MAX_EPOCHS = 1_000_000
 MAX_REPEATS = 10_000  # backend.eval_repeats
 MAX_SPIKES = 1_000  # neuron.max_spikes: the spike buffer per neuron and sample

@@ -5,6 +5,17 @@ import os
 # results do not depend on the threading layer.
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
+# Encoded recordings are cached on disk (snndelay/data/cache.py): tests keep theirs in a
+# directory of their own, removed when the session (or xdist worker) ends.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+if "SNNDELAY_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="snndelay-test-cache-")
+    os.environ["SNNDELAY_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, True)
+
 import pytest
 
 from snndelay.engine import _impl

@@ -33,6 +33,7 @@ from snndelay.config import Config, resolve, to_yaml
 from snndelay.engine import compiled
 from snndelay.errors import ConfigError, NetworkSilent, RunDirError
 from snndelay.model.network import Network
+from snndelay.model.placement import NUMPY, resolve_device
 from snndelay.spec import RunSpec
 
 
@@ -64,7 +65,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
     if not path.is_file():
         raise RunDirError(f"{run_dir}: no checkpoint.pt to load")
     try:
-        raw = torch.load(path, weights_only=True)
+        raw = torch.load(path, weights_only=True, map_location="cpu")  # any device's run
     except Exception as exc:  # torch raises many types for damaged files; never its advice
         raise RunDirError(f"{path}: not a readable snndelay checkpoint "
                           f"({type(exc).__name__}); it is damaged or from another program") from None
@@ -159,6 +160,7 @@ def train_run(cfg: Config, run_dir: Path, overrides: list[str], *, resume: bool 
     start_over: remove what a run killed before its first checkpoint left (never more). A new
     run starts only in an empty directory."""
     spec = resolve(cfg)
+    resolve_device(spec.training.device)  # training.device=cuda without a GPU: one line
     n_threads = use_threads(spec, threads)
     check_data(spec.dataset)  # all splits, before any training time is spent
     check_available(cfg.tracking)
@@ -238,9 +240,10 @@ def _epochs(trainer: Trainer, spec: RunSpec, run_dir: Path,
     test_split = load_split(spec.dataset, "test")
     repeats = spec.backend.repeats()
     test = evaluate(trainer.net, test_split, spec, trainer.backend, repeats)
-    best_net = build_network(spec.network, spec.seeds.init)
+    best_net = build_network(spec.network, spec.seeds.init).place(trainer.placement)
     best_net.load_state_dict(trainer.state.best_model)
     best = evaluate(best_net, test_split, spec, trainer.backend, repeats)
+    trainer.net.place(NUMPY)  # the reports and plots read numpy on the host
     rows = trainer.state.rows
     summary = RunSummary(
         experiment=spec.name, test_accuracy=test.accuracy, test_loss=test.loss,

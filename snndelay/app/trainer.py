@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from snndelay.model.efficiency import Efficiency
 from snndelay.model.losses import loss_fn
 from snndelay.model.network import Network, first_spikes
 from snndelay.model.optim import Adam, schedule_factor
+from snndelay.model.placement import Placement, namespace, placement_for
 from snndelay.spec import NetworkSpec, RunSpec
 
 
@@ -27,6 +29,14 @@ class Split:
     t_in: torch.Tensor  # [n, N_in] spike times
     labels: torch.Tensor  # [n]
     features: torch.Tensor  # [n, F] raw values (for plots)
+    # (t_in, labels) as a placement's arrays, moved there once (placed())
+    _placed: dict[Placement, tuple[Any, Any]] = field(default_factory=dict, repr=False)
+
+    def placed(self, placement: Placement) -> tuple[Any, Any]:
+        """(t_in, labels) as `placement`'s arrays (numpy, or tensors on its device)."""
+        if placement not in self._placed:
+            self._placed[placement] = (placement.arrays(self.t_in), placement.arrays(self.labels))
+        return self._placed[placement]
 
 
 def load_split(dataset: data.DatasetConfig, split: str) -> Split:
@@ -85,13 +95,15 @@ def _evaluate_once(net: Network, split: Split, spec: RunSpec, backend: Backend) 
     readout's values of one pass."""
     loss = loss_fn(spec.loss)
     bs = spec.training.eval_batch_size
-    labels = split.labels.numpy()
+    pl = net.placement
+    t_all, labels = split.placed(pl)
+    xp = namespace(t_all)
     losses, preds, outs = [], [], []
     silent = np.zeros(net.n_spiking)
     full = np.zeros(net.n_spiking)
     spikes, events = np.zeros(net.n_spiking + 1), 0.0
     for b0 in range(0, len(labels), bs):
-        t_in = split.t_in[b0:b0 + bs].numpy()
+        t_in = t_all[b0:b0 + bs]
         run = backend.run(net, t_in)
         times = run.times
         out, _ = net.outputs(t_in, times, run.params)
@@ -101,13 +113,18 @@ def _evaluate_once(net: Network, split: Split, spec: RunSpec, backend: Backend) 
         counts, ev = net.event_counts(t_in, times)
         spikes += counts
         events += ev
-        silent += [np.isinf(first_spikes(t)).sum() / t.shape[1] for t in times]
-        full += [np.isfinite(t[:, :, -1]).sum() / t.shape[1] if t.ndim == 3 else 0.0
+        silent += [_count(xp.isinf(first_spikes(t))) / t.shape[1] for t in times]
+        full += [_count(xp.isfinite(t[:, :, -1])) / t.shape[1] if t.ndim == 3 else 0.0
                  for t in times]
     n = len(labels)
-    return _Pass(float(np.concatenate(losses).mean()), np.concatenate(preds),
-                 (silent / n).tolist(), (full / n).tolist(), np.concatenate(outs),
+    return _Pass(float(pl.host(xp.concat(losses)).mean()), pl.host(xp.concat(preds)),
+                 (silent / n).tolist(), (full / n).tolist(), pl.host(xp.concat(outs)),
                  spikes.tolist(), events)
+
+
+def _count(mask: Any) -> float:
+    """The number of True entries of a boolean array (numpy or torch)."""
+    return float(mask.sum())
 
 
 def evaluate(net: Network, split: Split, spec: RunSpec, backend: Backend | None = None,
@@ -119,7 +136,8 @@ def evaluate(net: Network, split: Split, spec: RunSpec, backend: Backend | None 
     backend = backend or SimulatorBackend()
     n_runs = max(repeats, 1) if backend.stochastic else 1
     labels = split.labels.numpy()
-    runs = [_evaluate_once(net, split, spec, backend) for _ in range(n_runs)]
+    with net.placement.engine():
+        runs = [_evaluate_once(net, split, spec, backend) for _ in range(n_runs)]
     accs = [float((r.predictions == labels).mean()) for r in runs]
     first = runs[0]
     return EvalResult(float(np.mean([r.loss for r in runs])), float(np.mean(accs)),
@@ -149,7 +167,8 @@ class Trainer:
     def __init__(self, spec: RunSpec):
         self.spec = spec
         t, seeds = spec.training, spec.seeds
-        self.net = build_network(spec.network, seeds.init)
+        self.placement = placement_for(t.device, t.compiled, t.max_memory_gb)
+        self.net = build_network(spec.network, seeds.init).place(self.placement)
         groups: list[tuple] = []
         for layer, ls in zip(self.net.layers, spec.network.layers):
             groups.append(([layer.weight], ls.lr, t.weight_decay))
@@ -199,12 +218,14 @@ class Trainer:
         bump to the incoming weights of every neuron that missed a spike; True = skip step."""
         s = self.state
         for k, t in enumerate(times):
-            silent = np.isinf(first_spikes(t))  # no spike at all
-            if float(silent.mean()) > self.max_missing[k]:
+            xp = namespace(t)
+            silent = xp.isinf(first_spikes(t))  # no spike at all
+            if float(xp.mean(xp.astype(silent, xp.float64))) > self.max_missing[k]:
                 s.bump_value = s.bump_value * 2 if s.bump_layer == k else self.spec.training.bump
                 s.bump_layer = k
+                missed = xp.any(silent, axis=0)
                 with torch.no_grad():
-                    self.net.layers[k].weight[:, torch.from_numpy(silent.any(axis=0))] += s.bump_value
+                    self.net.layers[k].weight[:, torch.as_tensor(missed)] += s.bump_value
                 return True
         s.bump_layer = -1
         return False
@@ -223,7 +244,7 @@ class Trainer:
         """Stop with one line when a batch's loss is not finite or exploded (above
         training.max_loss): the gradients would be meaningless and the run would train on."""
         limit = self.spec.training.max_loss
-        mean = float(per_sample.mean()) if per_sample.size else 0.0
+        mean = float(per_sample.mean()) if per_sample.shape[0] else 0.0
         if math.isfinite(mean) and (limit is None or mean <= limit):
             return
         hint = ("lower training.lr or the weight initialisation (network.weight_mean, "
@@ -235,15 +256,23 @@ class Trainer:
             + ("not finite" if not math.isfinite(mean) else f"above training.max_loss={limit:g}")
             + f"; {hint}")
 
-    def _jitter(self, t_in: np.ndarray) -> np.ndarray:
-        """Training inputs t + N(0, input_noise^2), clipped at 0; silent inputs stay silent."""
+    def _jitter(self, t_in: Any) -> Any:
+        """Training inputs t + N(0, input_noise^2), clipped at 0; silent inputs stay silent.
+        (Drawn on the host, so that every placement trains on the same draws.)"""
         std = self.spec.training.input_noise
         if not std:
             return t_in
-        return np.maximum(t_in + self.noise_rng.normal(0.0, std, t_in.shape), 0.0)
+        noise = self.noise_rng.normal(0.0, std, tuple(t_in.shape))
+        if isinstance(t_in, np.ndarray):
+            return np.maximum(t_in + noise, 0.0)
+        return torch.clamp(t_in + self.placement.arrays(noise), min=0.0)
 
     def train_epoch(self) -> EpochRow:
         self.cpu.adapt()  # small layers parallel only while no other process competes
+        with self.placement.engine():
+            return self._train_epoch()
+
+    def _train_epoch(self) -> EpochRow:
         t0 = time.perf_counter()
         t = self.spec.training
         if t.schedule != "step":
@@ -251,12 +280,12 @@ class Trainer:
         elif self.state.epoch > 0 and self.state.epoch % t.step_size == 0:
             self.opt.decay(t.gamma)  # StepLR
 
-        tr = self.train_split
-        order = torch.randperm(len(tr.labels), generator=self.shuffle).numpy()
-        t_all, y_all = tr.t_in.numpy(), tr.labels.numpy()
+        tr, pl = self.train_split, self.placement
+        order = pl.arrays(torch.randperm(len(tr.labels), generator=self.shuffle))
+        t_all, y_all = tr.placed(pl)
         if self.spec.dataset.augments():  # a fresh draw of the events' augmentation
-            t_all = data.augmented(self.spec.dataset, self.spec.seeds.augment,
-                                   self.state.epoch).numpy()
+            t_all = pl.arrays(data.augmented(self.spec.dataset, self.spec.seeds.augment,
+                                             self.state.epoch))
         bs = t.batch_size
         loss_sum, correct, n_bumps = 0.0, 0, 0
         for b0 in range(0, len(order), bs):

@@ -86,6 +86,9 @@ class Backend:
     # Whether a deploy runs the BrainScaleS-2 bundle file (the chip's integers) or, False, the
     # trained network itself (a PyNN simulator realises it as it is, up to its delay grid).
     runs_bundle = True
+    # Whether it runs a network placed on a device or on the torch path (training.device,
+    # training.compiled=false; model/placement.py); others take numpy arrays.
+    runs_tensors = False
     # Which backward training takes at this backend's spike times (backend.backward):
     # "realised" or "nominal" (see BackendRun and result()).
     backward = "realised"
@@ -179,6 +182,7 @@ class SimulatorBackend(Backend):
     name = "simulator"
     Config = SimulatorConfig
     calibrates = True  # trivially: its thresholds are the nominal ones
+    runs_tensors = True
 
     def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
         return [np.full(layer.weight.shape[1], float(net.threshold)) for layer in net.layers]

@@ -74,11 +74,13 @@ def train(
     from snndelay.app.tracking import check_available
     from snndelay.app.trainer import check_data
     from snndelay.backends import backend_class
+    from snndelay.model.placement import resolve_device
 
     check_writable_dir(target)
     if not plan.resume and not plan.start_over:
         check_fresh_run_dir(target)  # never written over (again under the run's lock)
     backend_class(cfg.backend.name).ensure_available(cfg.backend)
+    resolve_device(cfg.training.device)  # training.device=cuda where no GPU is visible
     check_available(cfg.tracking)
     check_data(cfg.dataset)  # every split's files are read and checked here, before any output
     _compile_notice(cfg.neuron.tau_mem / cfg.neuron.tau_syn)

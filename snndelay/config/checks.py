@@ -10,13 +10,14 @@ from typing import Any
 
 from snndelay import backends
 from snndelay.config.resolve import hidden_sizes, resolve
-from snndelay.config.schema import POSITIVITY, SCHEDULES, Config
+from snndelay.config.schema import DEVICES, POSITIVITY, SCHEDULES, Config
 from snndelay.engine.types import KERNEL_RATIOS
 from snndelay.errors import ConfigError, need, need_int
 from snndelay.limits import (
     MAX_BATCH,
     MAX_EPOCHS,
     MAX_LR,
+    MAX_MEMORY_GB,
     MAX_NEURONS,
     MAX_SEED,
     MAX_SYNAPSES,
@@ -106,6 +107,11 @@ def _check_single_values(cfg: Config) -> None:
          "must be > 0 or null", t.max_dw_norm)
     need_int("training.checkpoint_every", t.checkpoint_every, 1, MAX_EPOCHS)
     need_int("training.threads", t.threads, 0, 1024)
+    one_of("training.device", t.device, DEVICES)
+    need(isinstance(t.compiled, bool), "training.compiled", "must be true or false", t.compiled)
+    need(t.max_memory_gb is None or 0 < t.max_memory_gb <= MAX_MEMORY_GB,
+         "training.max_memory_gb", f"must be in (0, {MAX_MEMORY_GB:g}] GB or null",
+         t.max_memory_gb)
 
 
 def _check_layers(cfg: Config, spec: RunSpec) -> None:
@@ -141,7 +147,14 @@ def validate(cfg: Config) -> Config:
     _check_single_values(cfg)
     spec = resolve(cfg)
     _check_layers(cfg, spec)
-    backends.backend_class(cfg.backend.name).check(spec)
+    backend = backends.backend_class(cfg.backend.name)
+    t = cfg.training
+    need(backend.runs_tensors or (t.device == "cpu" and t.compiled),
+         "training.device" if t.device != "cpu" else "training.compiled",
+         f"backend={cfg.backend.name} runs the compiled CPU path only (training.device=cpu "
+         "training.compiled=true); the torch path and GPUs train backend=simulator",
+         t.device if t.device != "cpu" else t.compiled)
+    backend.check(spec)
     if cfg.delay.type not in (DelayKind.AXONAL, DelayKind.DENDRITIC):
         need(all(ly.delay.group_size == 1 for ly in spec.network.layers), "delay.group_size",
              f"shared delays need delay=axonal or delay=dendritic (delay={cfg.delay.type} has "

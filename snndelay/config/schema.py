@@ -17,6 +17,7 @@ from snndelay.model.sharing import CONSECUTIVE, DelayKind
 
 POSITIVITY = ("sigmoid", "clamp")
 SCHEDULES = ("step", "cosine", "onecycle")  # training.schedule (model/optim.py)
+DEVICES = ("cpu", "cuda", "auto")  # training.device (app/placement.py)
 
 
 @dataclass
@@ -75,6 +76,9 @@ class TrainingConfig:
     max_loss: Optional[float] = 1.0e6  # a batch's mean loss above it stops the run (null: never)
     checkpoint_every: int = 1  # epochs between checkpoints (resume point)
     threads: int = 0  # 0: the CPUs this process may use (affinity, cgroup quota, *_NUM_THREADS)
+    device: str = "cpu"  # cpu, cuda (a GPU; the engine's torch path) or auto (cuda when visible)
+    compiled: bool = True  # CPU: the compiled loops (numba); false: the engine's torch path
+    max_memory_gb: Optional[float] = None  # the torch path's work arrays (null: its default)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from snndelay.data import cache
 from snndelay.data.images import DatasetMissing, file_split_indices
 from snndelay.errors import DataError
 
@@ -33,11 +34,13 @@ def shd_expected_files(root: str | None, part: str) -> list[Path]:
     return [folder / f"shd_{part}.h5", folder / f"shd_{part}.h5.zip"]
 
 
-def _tonic_shd(root: str | None, part: str):
+def _require(root: str | None, part: str) -> Path:
+    """The h5 file of a part, after checking that tonic and both files tonic needs are there
+    (DatasetMissing naming what is not; nothing is ever downloaded)."""
     h5, zipped = shd_expected_files(root, part)
     base = h5.parent.parent  # root, expanded
     try:
-        import tonic
+        import tonic  # noqa: F401
     except ImportError:
         raise DatasetMissing("dataset=shd needs tonic: pip install 'snndelay[shd]'") from None
     missing = [p for p in (h5, zipped) if not p.is_file()]
@@ -47,7 +50,15 @@ def _tonic_shd(root: str | None, part: str):
             f"tonic needs {h5.name} (the extracted file) and {zipped.name} (the archive it came "
             "from, from https://zenkelab.org/datasets/) in that folder and would otherwise "
             "download; snndelay never downloads")
-    check_file(str(h5), h5.stat().st_mtime, part)  # (labels vs the classes: encoding)
+    return h5
+
+
+def _tonic_shd(root: str | None, part: str):
+    import tonic
+
+    h5 = _require(root, part)
+    base = h5.parent.parent
+    checked_classes(h5, part)  # (labels vs the classes: encoding)
     try:
         return tonic.datasets.SHD(save_to=str(base), train=part == "train")
     except Exception as exc:  # noqa: BLE001 - tonic checks and opens the file here
@@ -59,7 +70,7 @@ def _tonic_shd(root: str | None, part: str):
 @functools.lru_cache(maxsize=16)
 def _file_classes(path: str, mtime: float) -> int | None:
     try:
-        return max(check_file(path, mtime, "train")) + 1
+        return max(checked_classes(Path(path), "train")) + 1
     except Exception:  # noqa: BLE001 - unreadable here: the loader reports it with the reason
         return None
 
@@ -133,6 +144,18 @@ def classes(d) -> int:
     return N_CLASSES if found is None else found
 
 
+def checked_classes(path: Path, part: str) -> tuple[int, ...]:
+    """check_file's result, from the on-disk cache when this content passed it before
+    (data/cache.py; a file that fails is checked, and reported, every time)."""
+    name = cache.key("shd-check", [path], part)
+    hit = cache.load(name)
+    if hit is not None and "classes" in hit:
+        return tuple(int(c) for c in hit["classes"])
+    found = check_file(str(path), path.stat().st_mtime, part)
+    cache.save(name, {"classes": np.asarray(found, dtype=np.int64)})
+    return found
+
+
 def encode_events(times_s: np.ndarray, units: np.ndarray, *, channel_factor: int = 1,
                   max_spikes: int = 1, tau_s_ms: float = 5.0, t_max_ms: float | None = None
                   ) -> np.ndarray:
@@ -189,9 +212,18 @@ def _sizes(d) -> dict[str, int]:
 
 
 def encode(d, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(spike times [n, channels, max_spikes], labels, no features) of one split."""
+    """(spike times [n, channels, max_spikes], labels, no features) of one split; read and
+    encoded once per file content and encoding settings (the on-disk cache, data/cache.py)."""
+    h5 = _require(d.root, "test" if split == "test" else "train")
+    name = cache.key("shd-split", [h5], (split, sorted(_sizes(d).items()), d.split_seed,
+                                         d.channel_factor, d.max_spikes, d.tau_s_ms, d.t_max_ms))
+    hit = cache.load(name)
+    if hit is not None and {"t_in", "labels"} <= hit.keys():
+        return hit["t_in"], hit["labels"], np.zeros((len(hit["labels"]), 0))
     samples, labels = read_events(split, d.root, _sizes(d), d.split_seed)
-    return _encode_all(d, samples), labels, np.zeros((len(labels), 0))
+    t_in = _encode_all(d, samples)
+    cache.save(name, {"t_in": t_in, "labels": labels})
+    return t_in, labels, np.zeros((len(labels), 0))
 
 
 # The training split's events, kept while a run augments them (one entry per file and split).

@@ -10,6 +10,7 @@ voltage_readout       non-spiking integrators read out by their membrane's max o
 readout_forward       the same on a LayerParams, with readout_backward (section 12)
 spike_time_grads      the backward itself as a plain function (tau_s units)
 set_implementation    CPU loops: "auto" (numba when installed), "torch" or "numba"
+using                 the same, and the torch path's chunk size, for a block of calls
 lambertw0             principal-branch Lambert W in torch
 
 Names load on first use, so that the light parts (engine.types: DelayKind, LayerParams) can
@@ -27,7 +28,8 @@ _WHERE = {
     "LayerCache": "layer", "first_spike_times": "layer", "layer_backward": "layer",
     "layer_forward": "layer", "solve_arrivals": "layer", "spike_times_with_grad": "layer",
     "spike_trains": "layer", "solve_spike_trains": "solver",
-    "get_implementation": "_impl", "set_implementation": "_impl",
+    "get_implementation": "_impl", "set_implementation": "_impl", "using": "_impl",
+    "chunk_elems": "_impl",
     "spike_time_grads": "backward", "KERNELS": "kernels", "Kernel": "kernels",
     "kernel_for": "kernels", "voltage_readout": "readout", "readout_forward": "readout",
     "readout_backward": "readout", "ReadoutCache": "readout", "READOUT_MODES": "readout", "lambertw0": "lambertw", "solve_first_spikes": "solver",

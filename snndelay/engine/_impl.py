@@ -31,6 +31,34 @@ def get_implementation() -> str:
     return _choice
 
 
+# Elements of a [C, M, N] work tensor per chunk of the torch path (solver, backward, readout):
+# a few MB keeps the elementwise passes in a CPU's cache; a GPU wants chunks as large as its
+# memory allows (set_chunk_elems, from training.max_memory_gb or the device's free memory).
+CHUNK_ELEMS = 1 << 18
+_chunk_elems = CHUNK_ELEMS
+
+
+def chunk_elems() -> int:
+    """The torch path's work-tensor elements per chunk (results do not depend on it)."""
+    return _chunk_elems
+
+
+@contextmanager
+def using(implementation: str | None = None, elems: int | None = None) -> Iterator[None]:
+    """Run the engine with this implementation ("auto", "torch", "numba") and this many
+    work-tensor elements per chunk for the enclosed calls (None: keep the current one)."""
+    global _choice, _chunk_elems
+    before = _choice, _chunk_elems
+    if implementation is not None:
+        set_implementation(implementation)
+    if elems is not None:
+        _chunk_elems = max(1, int(elems))
+    try:
+        yield
+    finally:
+        _choice, _chunk_elems = before
+
+
 # Below this much work per call (samples x arrivals x receiving neurons; about 25 ms on one
 # core) the compiled loops run on one thread while other processes compete for the CPUs. On an
 # idle machine two threads save even on Yin-Yang's small layers (1.65x on a 150 x 4 -> 30

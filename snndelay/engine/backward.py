@@ -16,7 +16,7 @@ import math
 import torch
 
 from snndelay.engine.kernels import Kernel
-from snndelay.engine.solver import CHUNK_ELEMS, _rows_per_chunk
+from snndelay.engine.solver import _rows_per_chunk
 
 # Stands in for x = T_i - t* of non-causal inputs: e^x underflows to exactly 0, so k and k'
 # vanish for every kernel without inf * 0.
@@ -29,7 +29,7 @@ MIN_SLOPE = 1.0e-10
 def spike_time_grads(grad_out: torch.Tensor, t_out: torch.Tensor, t_in: torch.Tensor,
                      weights: torch.Tensor, d_syn: torch.Tensor | None, kernel: Kernel, *,
                      min_slope: float = MIN_SLOPE, max_dw_norm: float = math.inf,
-                     chunk_elems: int = CHUNK_ELEMS, theta: torch.Tensor | float = 1.0
+                     chunk_elems: int | None = None, theta: torch.Tensor | float = 1.0
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Vector-Jacobian product of the spike times (tau_s units).
 

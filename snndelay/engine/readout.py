@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from snndelay.engine import compiled
 from snndelay.engine.kernels import Kernel, kernel_for
 from snndelay.engine.prepare import Arrivals, arrivals, fold_grads
-from snndelay.engine.solver import CHUNK_ELEMS, _rows_per_chunk, _window_sums_stable
+from snndelay.engine.solver import _rows_per_chunk, _window_sums_stable
 from snndelay.engine.types import DelayKind, LayerParams, Neuron
 
 READOUT_MODES = ("max", "mean")
@@ -51,7 +51,7 @@ def _arrival_matrix(t: torch.Tensor, d_syn_t: torch.Tensor | None, d_out: torch.
 
 
 def _chunks(t: torch.Tensor, w_t: torch.Tensor, d_syn: torch.Tensor | None,
-            d_out: torch.Tensor | None, t_end: float, chunk_elems: int
+            d_out: torch.Tensor | None, t_end: float, chunk_elems: int | None
             ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """(b0, b1, the arrival matrix [b1 - b0, M, R] of samples b0..b1) in chunks of at most
     about chunk_elems arrivals."""
@@ -66,7 +66,7 @@ def _chunks(t: torch.Tensor, w_t: torch.Tensor, d_syn: torch.Tensor | None,
 
 def readout_values(t: torch.Tensor, w: torch.Tensor, d_syn: torch.Tensor | None,
                    d_out: torch.Tensor | None, kernel: Kernel, mode: str, t_end: float,
-                   chunk_elems: int = CHUNK_ELEMS
+                   chunk_elems: int | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(z [B, M], the maximiser t* [B, M], the arrival index the maximum sits on [B, M] or -1)
     for arrival-ready times t [B, R] (tau_s units), weights w [R, M], per-synapse delays d_syn
@@ -133,7 +133,7 @@ def _max_chunk(arr: torch.Tensor, w_t: torch.Tensor, kernel: Kernel, t_end: floa
 def readout_grads(g_z: torch.Tensor, t: torch.Tensor, w: torch.Tensor,
                   d_syn: torch.Tensor | None, d_out: torch.Tensor | None, kernel: Kernel,
                   mode: str, t_end: float, t_star: torch.Tensor, kink: torch.Tensor,
-                  chunk_elems: int = CHUNK_ELEMS
+                  chunk_elems: int | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """(dL/dT [B, R], dL/dw [R, M], dL/dd_syn [R, M] or None, dL/d(neuron j's shift) [B, M])
     from dL/dz [B, M] (see the module docstring; tau_s units)."""

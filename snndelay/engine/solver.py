@@ -17,18 +17,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from snndelay.engine import _impl
 from snndelay.engine.kernels import Kernel
 
 # Prefix sums are formed in one frame per row as long as arrivals span at most this many tau_s
 # (e^300 leaves ~1e170 of headroom for weights and squares); longer spans switch to sums in
 # the frame of each window, formed in the log domain.
 SAFE_SPAN = 300.0
-# Elements of a [C, M, N] work tensor per chunk: a few MB keeps the elementwise passes in cache.
-CHUNK_ELEMS = 1 << 18
+CHUNK_ELEMS = _impl.CHUNK_ELEMS  # the default work-tensor elements per chunk (engine/_impl.py)
 
 
-def _rows_per_chunk(batch: int, per_row: int, chunk_elems: int) -> int:
-    return max(1, min(batch, chunk_elems // max(per_row, 1)))
+def _rows_per_chunk(batch: int, per_row: int, chunk_elems: int | None) -> int:
+    """Samples per chunk: chunk_elems work elements (None: the engine's current setting)."""
+    elems = _impl.chunk_elems() if chunk_elems is None else chunk_elems
+    return max(1, min(batch, elems // max(per_row, 1)))
 
 
 def _frame_sums(kernel: Kernel, w: torch.Tensor, tr: torch.Tensor, ax: int) -> torch.Tensor:
@@ -104,7 +106,7 @@ def _span_bound(t_in: torch.Tensor, d_syn: torch.Tensor | None) -> float:
 
 def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
                        theta: torch.Tensor, kernel: Kernel, *, stable: bool = False,
-                       chunk_elems: int = CHUNK_ELEMS) -> torch.Tensor:
+                       chunk_elems: int | None = None) -> torch.Tensor:
     """First spike times [B, M] (tau_s units, +inf = silent) of a layer.
 
     t_in [B, N] arrival-ready input times (+inf = no spike), weights [N, M], d_syn None or
@@ -117,7 +119,7 @@ def solve_first_spikes(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.T
 
 def solve_spike_trains(t_in: torch.Tensor, weights: torch.Tensor, d_syn: torch.Tensor | None,
                        theta: torch.Tensor, kernel: Kernel, max_spikes: int, *,
-                       stable: bool = False, chunk_elems: int = CHUNK_ELEMS) -> torch.Tensor:
+                       stable: bool = False, chunk_elems: int | None = None) -> torch.Tensor:
     """Spike times [B, M, max_spikes] (tau_s units, sorted, +inf padded) of a layer whose
     neurons subtract theta at each spike (docs/model.md section 11; max_spikes = 1: the first
     spike, section 2). Arguments as solve_first_spikes.

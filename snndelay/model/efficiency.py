@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
 
 
 @dataclass
@@ -28,13 +29,21 @@ class Efficiency:
                    int(raw.get("footprint_bytes", 0)))
 
 
+def _finite(t: Any) -> Any:
+    """The number of spikes (finite times) in t, numpy or torch."""
+    if isinstance(t, np.ndarray):
+        return np.isfinite(t).sum()
+    xp = array_namespace(t)
+    return xp.count_nonzero(xp.isfinite(t))
+
+
 def count_events(t_in: np.ndarray, times: list[np.ndarray], fan_in_rows: list[int],
                  fan_out: list[int]) -> tuple[list[float], float]:
     """(spike counts per layer, inputs first; synaptic events) of one batch. Layer k reads
     the spikes of layer k-1 (the inputs for k = 0) plus its bias rows (fan_in_rows[k] minus
     that layer's width, one spike each) and sends each to its fan_out[k] targets."""
     layers = [t_in, *times]
-    spikes = [float(np.isfinite(t).sum()) for t in layers]
+    spikes = [float(_finite(t)) for t in layers]
     n = t_in.shape[0]
     events = 0.0
     for k, (rows, out) in enumerate(zip(fan_in_rows, fan_out)):

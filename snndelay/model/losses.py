@@ -1,8 +1,8 @@
 """Losses and decoding on output spike times and on readout values (docs/model.md sections 5
 and 12).
 
-Each loss is written once, on numpy arrays, with its closed-form gradient: it returns the
-per-sample loss [B] and d loss_b / d t_b [B, K]. A loss reads what a readout produces
+Each loss is written once, over numpy arrays or torch tensors (the array API), with its
+closed-form gradient: it returns the per-sample loss [B] and d loss_b / d t_b [B, K]. A loss reads what a readout produces
 (model/readouts.py): spike times (the earliest wins) or values (the largest wins). Training calls these directly (no autograd
 overhead on small batches); model/torch_losses.py gives the same losses as differentiable
 torch operations (torch_loss), for users of the engine's autograd API. Each loss's config
@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar
 
 import numpy as np
+from array_api_compat import array_namespace as namespace
+from array_api_compat import device
 
 from snndelay.errors import need
 from snndelay.limits import MAX_TIME, MAX_WEIGHT
@@ -22,60 +24,63 @@ from snndelay.limits import MAX_TIME, MAX_WEIGHT
 LossFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
-def shift_mse_grad(t: np.ndarray, label: np.ndarray, dt: float = 0.2
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _rows(xp: Any, t: Any) -> Any:
+    return xp.arange(t.shape[0], device=device(t))
+
+
+def shift_mse_grad(t: Any, label: Any, dt: float = 0.2) -> tuple[Any, Any]:
     """Per-sample 1/2 sum_k ((t_k - t_label) - dt [k != label])^2 (DelGrad) and its gradient.
     With r_k = t_k - t_label - dt [k != label]: dL/dt_k = r_k (k != label),
     dL/dt_label = -sum_k r_k. Samples with a silent output: 0 and no gradient."""
-    n = t.shape[0]
-    ok = np.isfinite(t).all(axis=1)
-    t_s = np.where(ok[:, None], t, 0.0)
-    rows = np.arange(n)
+    xp = namespace(t, label)
+    ok = xp.all(xp.isfinite(t), axis=1)
+    t_s = xp.where(ok[:, None], t, 0.0)
+    rows = _rows(xp, t)
     r = t_s - t_s[rows, label][:, None] - dt
     r[rows, label] = 0.0
     r[~ok] = 0.0
-    per = 0.5 * (r * r).sum(axis=1)
+    per = 0.5 * xp.sum(r * r, axis=1)
     g = r
-    g[rows, label] = -r.sum(axis=1)
+    g[rows, label] = -xp.sum(r, axis=1)
     return per, g
 
 
-def ttfs_cross_entropy_grad(t: np.ndarray, label: np.ndarray, xi: float = 0.2,
-                            alpha: float = 0.005, beta: float = 1.0
-                            ) -> tuple[np.ndarray, np.ndarray]:
+def ttfs_cross_entropy_grad(t: Any, label: Any, xi: float = 0.2, alpha: float = 0.005,
+                            beta: float = 1.0) -> tuple[Any, Any]:
     """Per-sample -log softmax(-t / xi)[label] + alpha exp(t_label / beta) (Fast & Deep) and
     its gradient: with p = softmax(-t / xi), dL/dt_k = (1[k = label] - p_k) / xi
     + 1[k = label] alpha / beta e^{t_label / beta}. A silent output has p_k = 0; a silent
     label neuron gives 0 and no gradient."""
-    n = t.shape[0]
-    rows = np.arange(n)
-    fin = np.isfinite(t)
+    xp = namespace(t, label)
+    rows = _rows(xp, t)
+    fin = xp.isfinite(t)
     ok = fin[rows, label]
-    logits = np.where(fin, -np.where(fin, t, 0.0) / xi, -np.inf)
-    top = np.where(ok, logits.max(axis=1), 0.0)
-    e = np.exp(logits - top[:, None])
-    z = e.sum(axis=1)
-    p = e / np.where(ok, z, 1.0)[:, None]
-    t_label = np.where(ok, t[rows, label], 0.0)
-    growth = alpha * np.exp(t_label / beta)
-    per = np.where(ok, -(logits[rows, label] - top - np.log(np.where(ok, z, 1.0))) + growth, 0.0)
+    logits = xp.where(fin, -xp.where(fin, t, 0.0) / xi, -xp.inf)
+    top = xp.where(ok, xp.max(logits, axis=1), 0.0)
+    e = xp.exp(logits - top[:, None])
+    z = xp.sum(e, axis=1)
+    p = e / xp.where(ok, z, 1.0)[:, None]
+    t_label = xp.where(ok, t[rows, label], 0.0)
+    growth = alpha * xp.exp(t_label / beta)
+    per = xp.where(ok, -(logits[rows, label] - top - xp.log(xp.where(ok, z, 1.0))) + growth,
+                   0.0)
     g = -p / xi
     g[rows, label] += 1.0 / xi + growth / beta
     g[~ok] = 0.0
     return per, g
 
 
-def cross_entropy_grad(z: np.ndarray, label: np.ndarray, scale: float = 1.0
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def cross_entropy_grad(z: Any, label: Any, scale: float = 1.0) -> tuple[Any, Any]:
     """Per-sample -log softmax(scale z)[label] on readout values z [B, K] and its gradient:
     with p = softmax(scale z), dL/dz_k = scale (p_k - 1[k = label])."""
-    rows = np.arange(z.shape[0])
+    xp = namespace(z, label)
+    rows = _rows(xp, z)
     logits = scale * z
-    top = logits.max(axis=1, keepdims=True)
-    e = np.exp(logits - top)
-    total = e.sum(axis=1, keepdims=True)
+    top = xp.max(logits, axis=1, keepdims=True)
+    e = xp.exp(logits - top)
+    total = xp.sum(e, axis=1, keepdims=True)
     p = e / total
-    per = -(logits[rows, label] - top[:, 0] - np.log(total[:, 0]))
+    per = -(logits[rows, label] - top[:, 0] - xp.log(total[:, 0]))
     g = scale * p
     g[rows, label] -= scale
     return per, g
@@ -147,13 +152,13 @@ LOSS_SCHEMAS: dict[str, type[LossConfig]] = {"shift_mse": ShiftMseConfig,
                                              "cross_entropy": CrossEntropyConfig}
 
 
-def loss_fn(cfg: LossConfig) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def loss_fn(cfg: LossConfig) -> Callable[[Any, Any], tuple[Any, Any]]:
     """The configured loss: (readout outputs [B, K], labels [B]) -> (per-sample loss [B],
-    d loss_b / d out_b [B, K]) (docs/model.md sections 5 and 12)."""
+    d loss_b / d out_b [B, K]) (docs/model.md sections 5 and 12); numpy or torch arrays."""
     kw = cfg.kwargs()
     fn = LOSSES[cfg.name]
 
-    def loss(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def loss(t: Any, y: Any) -> tuple[Any, Any]:
         # An overflowing loss becomes inf, which the max_loss guard reports in one line.
         with np.errstate(over="ignore", invalid="ignore"):
             return fn(t, y, **kw)
@@ -163,10 +168,6 @@ def loss_fn(cfg: LossConfig) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndar
 
 def predict(t: Any) -> Any:
     """The first output neuron to spike; -1 when all outputs are silent (always wrong).
-    numpy in, numpy out; torch in, torch out."""
-    if not isinstance(t, np.ndarray):  # a tensor (torch is loaded once one exists)
-        import torch
-
-        return torch.from_numpy(predict(t.detach().cpu().numpy())).to(t.device)
-    first = t.argmin(axis=1)
-    return np.where(np.isfinite(t.min(axis=1)), first, -1)
+    numpy in, numpy out; torch in, torch out (on its device)."""
+    xp = namespace(t)
+    return xp.where(xp.isfinite(xp.min(t, axis=1)), xp.argmin(t, axis=1), -1)

@@ -27,6 +27,7 @@ from snndelay.engine import (
 )
 from snndelay.model.delays import Delays, DelaySpec
 from snndelay.model.efficiency import count_events
+from snndelay.model.placement import NUMPY, Placement
 from snndelay.model.readouts import FirstSpikeConfig, ReadoutConfig, first_spikes
 
 
@@ -50,10 +51,11 @@ class SpikingLayer(nn.Module):
     def kind(self) -> DelayKind:
         return DelayKind.NONE if self.delays is None else self.delays.spec.type
 
-    def params(self, neuron: Neuron) -> LayerParams:
-        """This layer as the engine sees it (numpy views of the current values)."""
-        d = None if self.delays is None else self.delays.value()
-        return LayerParams(self.weight.detach().numpy(), self.kind, d, self.bias_time, neuron)
+    def params(self, neuron: Neuron, placement: Placement = NUMPY) -> LayerParams:
+        """This layer as the engine sees it (numpy views of the current values, or tensors on
+        the placement's device)."""
+        d = None if self.delays is None else self.delays.value(placement.tensors)
+        return LayerParams(placement.param(self.weight), self.kind, d, self.bias_time, neuron)
 
 
 class _Layers(nn.ModuleList):
@@ -80,6 +82,7 @@ class Network(nn.Module):
                  tau_syn: float, threshold: float, seed: int,
                  max_spikes: list[int] | None = None, readout: ReadoutConfig | None = None):
         super().__init__()
+        self.placement = NUMPY
         self.readout = readout or FirstSpikeConfig()
         gen = torch.Generator().manual_seed(seed)
         self.sizes = list(sizes)
@@ -89,6 +92,13 @@ class Network(nn.Module):
             SpikingLayer(sizes[k], sizes[k + 1], w_mean=w_mean[k], w_std=w_std[k],
                          delay=delays[k], bias_time=bias_time, gen=gen)
             for k in range(len(sizes) - 1))
+
+    def place(self, placement: Placement) -> Network:
+        """Run on `placement` from now on: the parameters move to its device, the layers are
+        handed to the engine as its arrays (model/placement.py)."""
+        self.placement = placement
+        self.to(placement.device or "cpu")
+        return self
 
     @property
     def tau_mem(self) -> float:
@@ -116,7 +126,7 @@ class Network(nn.Module):
 
     def layer_params(self) -> list[LayerParams]:
         """Every layer as a LayerParams of the current parameter values (numpy, model units)."""
-        return [layer.params(replace(self.neuron, max_spikes=k))
+        return [layer.params(replace(self.neuron, max_spikes=k), self.placement)
                 for layer, k in zip(self.layers, self.max_spikes)]
 
     def forward(self, t_in: np.ndarray, *, params: list[LayerParams] | None = None,
@@ -128,7 +138,8 @@ class Network(nn.Module):
         (e.g. quantised; default layer_params()). given: spike times a backend measured, one
         array per layer: no solving, the caches hold them (straight-through, docs/model.md
         section 8)."""
-        t = np.asarray(t_in, dtype=np.float64)
+        t = (t_in.to(torch.float64) if isinstance(t_in, torch.Tensor)
+             else np.asarray(t_in, dtype=np.float64))
         outs, caches = [], []
         layers = params if params is not None else self.layer_params()
         for k, layer in enumerate(layers[:self.n_spiking]):
@@ -163,11 +174,10 @@ class Network(nn.Module):
                                          nominal_threshold=nominal_threshold)
             self._set_grads(layer, g_w, g_d)
 
-    @staticmethod
-    def _set_grads(layer: SpikingLayer, g_w: np.ndarray, g_d: np.ndarray | None) -> None:
-        layer.weight.grad = torch.from_numpy(np.ascontiguousarray(g_w))
+    def _set_grads(self, layer: SpikingLayer, g_w: Any, g_d: Any) -> None:
+        layer.weight.grad = self.placement.grad(g_w, layer.weight)
         if layer.delays is not None and g_d is not None:
-            layer.delays.raw.grad = layer.delays.vjp(g_d)
+            layer.delays.raw.grad = self.placement.grad(layer.delays.vjp(g_d), layer.delays.raw)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

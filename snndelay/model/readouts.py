@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from array_api_compat import array_namespace as namespace
+from array_api_compat import device
 
 from snndelay.errors import need
 from snndelay.limits import MAX_TIME
@@ -77,8 +79,9 @@ class FirstSpikeConfig(ReadoutConfig):
     def backward(self, state: Any, g: np.ndarray
                  ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None] | None]:
         if len(state) == 3 and g.ndim == 2:  # spike trains: only their first spikes were read
-            g = np.concatenate([g[:, :, None], np.zeros(tuple(state[:2]) + (state[2] - 1,))],
-                               axis=2)
+            xp = namespace(g)
+            rest = xp.zeros(tuple(state[:2]) + (state[2] - 1,), dtype=g.dtype, device=device(g))
+            g = xp.concat([g[:, :, None], rest], axis=2)
         return g, None
 
 

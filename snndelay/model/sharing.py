@@ -17,10 +17,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from snndelay.engine.types import DELAY_TYPES, DelayKind
+
+
+def _is_tensor(x: Any) -> bool:
+    """A torch tensor (told without importing torch: this module serves the config checks)."""
+    return type(x).__module__.split(".")[0] == "torch"
 
 CONSECUTIVE, STRIDED = "consecutive", "strided"
 GROUP_LAYOUTS = (CONSECUTIVE, STRIDED)
@@ -100,26 +106,36 @@ class DelaySharing:
             return 0
         return math.ceil(self.rows / self.rows_per_circuit)
 
-    def expand(self, distinct: np.ndarray) -> np.ndarray:
-        """Per-neuron delays [N] from the distinct ones (flattened); synaptic: [rows, cols]."""
-        d = np.asarray(distinct)
+    def expand(self, distinct: Any) -> Any:
+        """Per-neuron delays [N] from the distinct ones (flattened); synaptic: [rows, cols].
+        numpy (or anything array-like) in, numpy out; a torch tensor in, a tensor out."""
+        d = distinct if _is_tensor(distinct) else np.asarray(distinct)
         if self.kind is DelayKind.SYNAPTIC:
             return d.reshape(self.rows, self.cols)
         d = d.reshape(-1)
-        if self.strided:
-            return np.tile(d, self.group)
-        return np.repeat(d, self.group)[: self.neurons]
+        if not self.shared:
+            return d
+        # neuron n takes distinct delay n mod distinct (strided) or n // group (consecutive)
+        n = np.arange(self.neurons)
+        idx = n % self.distinct if self.strided else n // self.group
+        if _is_tensor(d):
+            import torch
 
-    def reduce(self, per_neuron: np.ndarray) -> np.ndarray:
+            return d[torch.from_numpy(idx).to(d.device)]
+        return d[idx]
+
+    def reduce(self, per_neuron: Any) -> Any:
         """The adjoint of expand: a gradient per neuron summed into one per distinct delay, in
-        raw_shape."""
-        g = np.asarray(per_neuron)
+        raw_shape (numpy, or a tensor for a tensor)."""
+        g = per_neuron if _is_tensor(per_neuron) else np.asarray(per_neuron)
         if self.strided:
-            g = g.reshape(self.group, self.distinct).sum(axis=0)
+            g = g.reshape(self.group, self.distinct).sum(0)
         elif self.shared:
-            padded = np.zeros(self.distinct * self.group)
-            padded[: g.size] = g.reshape(-1)
-            g = padded.reshape(self.distinct, self.group).sum(axis=1)
+            size = self.distinct * self.group
+            flat: Any = g.reshape(-1)
+            padded = flat.new_zeros(size) if _is_tensor(g) else np.zeros(size)
+            padded[: flat.shape[0]] = flat
+            g = padded.reshape(self.distinct, self.group).sum(1)
         return g.reshape(self.raw_shape)
 
     def circuit_values(self, distinct: np.ndarray) -> np.ndarray:
