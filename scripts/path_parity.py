@@ -38,8 +38,9 @@ def _trainer(overrides: list[str], epochs: int, device: str, compiled: bool,
 
 
 def _param_diff(a: Trainer, b: Trainer) -> float:
-    return max(float(((p - q.to(p.device)).abs().max() / p.abs().max().clamp(min=1e-300))
-                      .cpu()) for p, q in zip(a.net.parameters(), b.net.parameters()))
+    return max(float(((p.detach() - q.detach().to(p.device)).abs().max()
+                       / p.detach().abs().max().clamp(min=1e-300))
+                     .cpu()) for p, q in zip(a.net.parameters(), b.net.parameters()))
 
 
 def _row_diff(a: object, b: object) -> float:

@@ -22,8 +22,9 @@ from snndelay.engine import _impl
 from snndelay.errors import ConfigError
 
 # Bytes of work memory per element of the torch path's [C, M, N] chunk tensors (the solver's
-# and the backward's live float64 temporaries; measured by scripts/bench_scale.py).
-WORK_BYTES_PER_ELEM = 160
+# and the backward's live float64 temporaries: a forward and backward of shd_ms's hidden layer
+# peaked at 184-186 bytes per element, measured by peak RSS on the CPU).
+WORK_BYTES_PER_ELEM = 192
 # Of a GPU's free memory, the share its chunks may take (the rest: data, caches, the allocator).
 GPU_MEMORY_SHARE = 0.5
 
