@@ -79,6 +79,7 @@ class Seeds:
     input_noise: int  # training-time jitter on input spike times
     evaluate: int  # a backend's trial noise when `snndelay evaluate` reruns a split
     augment: int = 0  # event augmentation of the training split (with the epoch)
+    dropout: int = 0  # hidden spike dropout (with the epoch and the batch)
     calibration_trained: int = 20_000  # deploy: probing the chip the run trained on
     calibration_target: int = 20_001  # deploy: probing the target chip
     deploy_repeats: int = 10_000  # deploy: repeat r runs with seed deploy_repeats + r
@@ -87,7 +88,7 @@ class Seeds:
     def of(cls, seed: int) -> Seeds:
         # The offsets are those of every earlier version: runs stay reproducible.
         return cls(init=seed, shuffle=seed + 1, backend=seed + 2, input_noise=seed + 3,
-                   evaluate=seed + 3, augment=seed + 4)
+                   evaluate=seed + 3, augment=seed + 4, dropout=seed + 5)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class TrainSpec:
     bump: float
     max_dw_norm: float  # inf: no clipping
     input_noise: float
+    spike_dropout: float
     max_loss: float | None
     checkpoint_every: int
     threads: int

@@ -205,3 +205,11 @@ def test_a_cuda_run_keeps_its_step_on_the_gpu_and_loads_on_the_cpu(tmp_path):
     _train(tmp_path, "r", args)
     net, _ = load_network(tmp_path / "r", spec)
     assert all(p.device.type == "cpu" for p in net.parameters())
+
+
+def test_spike_dropout_drops_the_same_spikes_on_both_paths(tmp_path):
+    """The masks are drawn on the host and placed: 2 epochs with training.spike_dropout give
+    the same metrics on the torch path as on the compiled path (1e-9)."""
+    args = ["experiment=yinyang_h30_ws", *YY, "training.epochs=2", "training.spike_dropout=0.2"]
+    _close(_train(tmp_path, "compiled", args),
+           _train(tmp_path, "torch", [*args, "training.compiled=false"]), 1e-9)

@@ -15,6 +15,7 @@ from snndelay.app.records import Checkpoint, EpochRow
 from snndelay.app.threads import CpuMonitor
 from snndelay.backends import Backend, SimulatorBackend, make_backend
 from snndelay.errors import TrainingDiverged
+from snndelay.model.dropout import SpikeDropout
 from snndelay.model.efficiency import Efficiency
 from snndelay.model.losses import loss_fn
 from snndelay.model.network import Network, first_spikes
@@ -267,6 +268,16 @@ class Trainer:
             return np.maximum(t_in + noise, 0.0)
         return torch.clamp(t_in + self.placement.arrays(noise), min=0.0)
 
+    def _dropout(self, batch: int, n: int) -> SpikeDropout | None:
+        """This batch's hidden spike dropout (training.spike_dropout; None when off), drawn
+        from (seed, epoch, batch) alone: a resumed run drops what an uninterrupted one would."""
+        p = self.spec.training.spike_dropout
+        if not p:
+            return None
+        rng = np.random.default_rng([self.spec.seeds.dropout, self.state.epoch, batch])
+        return SpikeDropout.draw(p, rng, n, self.net.sizes, self.net.max_spikes,
+                                 self.placement.arrays)
+
     def train_epoch(self) -> EpochRow:
         self.cpu.adapt()  # small layers parallel only while no other process competes
         with self.placement.engine():
@@ -295,18 +306,19 @@ class Trainer:
             # One step for every backend: it produces spike times (measured, for hardware) and
             # says which parameters it realised; the gradient is the engine's spike-time
             # backward at those times (straight-through, docs/model.md sections 4 and 8).
-            run = self.backend.run(self.net, t_b, training=True)
-            out, readout_state = self.net.outputs(t_b, run.times, run.params)
-            per_sample, g_out = self.loss(out, y)
-            self._check_loss(per_sample, b0 // bs + 1)
-            loss_sum += float(per_sample.sum())
-            correct += int((self.net.readout.predict(out) == y).sum())
-            if self._bump(run.times):
-                n_bumps += 1
-                continue
-            _, caches = self.net.forward(t_b, params=run.params, given=run.times)
-            self.net.backward(caches, g_out / len(idx), self.max_dw, run.nominal_threshold,
-                              readout_state=readout_state)
+            with self.net.dropping(self._dropout(b0 // bs, len(idx))):
+                run = self.backend.run(self.net, t_b, training=True)
+                out, readout_state = self.net.outputs(t_b, run.times, run.params)
+                per_sample, g_out = self.loss(out, y)
+                self._check_loss(per_sample, b0 // bs + 1)
+                loss_sum += float(per_sample.sum())
+                correct += int((self.net.readout.predict(out) == y).sum())
+                if self._bump(run.times):
+                    n_bumps += 1
+                    continue
+                _, caches = self.net.forward(t_b, params=run.params, given=run.times)
+                self.net.backward(caches, g_out / len(idx), self.max_dw, run.nominal_threshold,
+                                  readout_state=readout_state)
             self.opt.step()
             self.net.project()
             self.backend.project(self.net)

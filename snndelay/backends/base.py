@@ -89,6 +89,8 @@ class Backend:
     # Whether it runs a network placed on a device or on the torch path (training.device,
     # training.compiled=false; model/placement.py); others take numpy arrays.
     runs_tensors = False
+    # Whether it runs the network's own forward, so that training.spike_dropout's masks act.
+    drops_spikes = False
     # Which backward training takes at this backend's spike times (backend.backward):
     # "realised" or "nominal" (see BackendRun and result()).
     backward = "realised"
@@ -183,6 +185,7 @@ class SimulatorBackend(Backend):
     Config = SimulatorConfig
     calibrates = True  # trivially: its thresholds are the nominal ones
     runs_tensors = True
+    drops_spikes = True
 
     def measure_thresholds(self, net: Network, repeats: int = 20) -> list[np.ndarray]:
         return [np.full(layer.weight.shape[1], float(net.threshold)) for layer in net.layers]

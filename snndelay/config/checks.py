@@ -101,6 +101,8 @@ def _check_single_values(cfg: Config) -> None:
          f"({WHY_WEIGHT})", t.bump)
     need(0 <= t.input_noise <= MAX_TIME, "training.input_noise",
          f"must be in [0, {MAX_TIME:g}] tau_s", t.input_noise)
+    need(0 <= t.spike_dropout < 1, "training.spike_dropout", "must be in [0, 1)",
+         t.spike_dropout)
     need(t.max_loss is None or t.max_loss > 0, "training.max_loss", "must be > 0 or null",
          t.max_loss)
     need(t.max_dw_norm is None or t.max_dw_norm > 0, "training.max_dw_norm",
@@ -154,6 +156,11 @@ def validate(cfg: Config) -> Config:
          f"backend={cfg.backend.name} runs the compiled CPU path only (training.device=cpu "
          "training.compiled=true); the torch path and GPUs train backend=simulator",
          t.device if t.device != "cpu" else t.compiled)
+    need(not t.spike_dropout or (backend.drops_spikes and len(spec.network.sizes) > 2),
+         "training.spike_dropout",
+         "drops the spikes of hidden layers: it needs a hidden layer and backend=simulator "
+         f"(backend={cfg.backend.name}, {len(spec.network.sizes) - 2} hidden layers)",
+         t.spike_dropout)
     backend.check(spec)
     if cfg.delay.type not in (DelayKind.AXONAL, DelayKind.DENDRITIC):
         need(all(ly.delay.group_size == 1 for ly in spec.network.layers), "delay.group_size",

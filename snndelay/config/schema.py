@@ -73,6 +73,7 @@ class TrainingConfig:
     bump: float = 5e-4  # first bump; doubles for consecutive bumps of the same layer
     max_dw_norm: Optional[float] = 0.2  # null disables
     input_noise: float = 0.0  # std (tau_s) of Gaussian jitter on training input times
+    spike_dropout: float = 0.0  # P(a hidden spike is dropped) in training (model/dropout.py)
     max_loss: Optional[float] = 1.0e6  # a batch's mean loss above it stops the run (null: never)
     checkpoint_every: int = 1  # epochs between checkpoints (resume point)
     threads: int = 0  # 0: the CPUs this process may use (affinity, cgroup quota, *_NUM_THREADS)

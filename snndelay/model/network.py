@@ -10,6 +10,7 @@ vector-Jacobian product: model/delays.py; shared delays: model/sharing.py.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Iterator, cast
 
@@ -26,6 +27,7 @@ from snndelay.engine import (
     layer_forward,
 )
 from snndelay.model.delays import Delays, DelaySpec
+from snndelay.model.dropout import SpikeDropout
 from snndelay.model.efficiency import count_events
 from snndelay.model.placement import NUMPY, Placement
 from snndelay.model.readouts import FirstSpikeConfig, ReadoutConfig, first_spikes
@@ -83,6 +85,7 @@ class Network(nn.Module):
                  max_spikes: list[int] | None = None, readout: ReadoutConfig | None = None):
         super().__init__()
         self.placement = NUMPY
+        self.drop: SpikeDropout | None = None  # this batch's spike dropout (dropping())
         self.readout = readout or FirstSpikeConfig()
         gen = torch.Generator().manual_seed(seed)
         self.sizes = list(sizes)
@@ -99,6 +102,16 @@ class Network(nn.Module):
         self.placement = placement
         self.to(placement.device or "cpu")
         return self
+
+    @contextmanager
+    def dropping(self, drop: SpikeDropout | None) -> Iterator[None]:
+        """Within the block, forward, outputs and backward drop hidden spikes by `drop`'s masks
+        (model/dropout.py; None: none)."""
+        self.drop = drop
+        try:
+            yield
+        finally:
+            self.drop = None
 
     @property
     def tau_mem(self) -> float:
@@ -142,18 +155,28 @@ class Network(nn.Module):
              else np.asarray(t_in, dtype=np.float64))
         outs, caches = [], []
         layers = params if params is not None else self.layer_params()
+        drop = self.drop
+        if drop is not None:
+            layers = drop.params(layers)
         for k, layer in enumerate(layers[:self.n_spiking]):
             t, cache = layer_forward(t, layer, t_given=None if given is None else given[k])
-            outs.append(t)
+            outs.append(t)  # every spike (the neuron's own reset saw them all)
             caches.append(cache)
+            if drop is not None and k < len(drop.masks):
+                t = drop.spikes(k, t)  # what the next layer receives
         return outs, caches
 
     def outputs(self, t_in: np.ndarray, times: list[np.ndarray],
                 params: list[LayerParams] | None = None) -> tuple[np.ndarray, Any]:
         """(the readout's values [B, N_out] (first spikes, or membrane maxima / means), the
         state backward needs) for inputs t_in and the spiking layers' times from forward."""
-        return self.readout.outputs(t_in, times,
-                                    params if params is not None else self.layer_params())
+        layers = params if params is not None else self.layer_params()
+        drop = self.drop
+        if drop is not None:
+            layers = drop.params(layers)
+            times = [drop.spikes(k, t) if k < len(drop.masks) else t
+                     for k, t in enumerate(times)]
+        return self.readout.outputs(t_in, times, layers)
 
     def backward(self, caches: list[LayerCache], g_out: np.ndarray,
                  max_dw_norm: float = math.inf, nominal_threshold: float | None = None, *,
@@ -166,13 +189,22 @@ class Network(nn.Module):
         hardware backward, engine.layer_backward)."""
         if readout_state is None and self.readout.spiking:
             readout_state = caches[-1].core.shape
+        drop = self.drop
         g, readout_grads = self.readout.backward(readout_state, g_out)
         if readout_grads is not None:
-            self._set_grads(self.layers[-1], *readout_grads)
-        for layer, cache in zip(reversed(list(self.layers)[:len(caches)]), reversed(caches)):
-            g, g_w, g_d = layer_backward(cache, g, max_dw_norm=max_dw_norm,
+            g_w, g_d = readout_grads
+            last = len(self.layers) - 1
+            if drop is not None and last >= 1:
+                g_w = drop.weight_grad(last, g_w)
+                g = drop.input_grad(last - 1, g)
+            self._set_grads(self.layers[-1], g_w, g_d)
+        for k in reversed(range(len(caches))):
+            g, g_w, g_d = layer_backward(caches[k], g, max_dw_norm=max_dw_norm,
                                          nominal_threshold=nominal_threshold)
-            self._set_grads(layer, g_w, g_d)
+            if drop is not None and k >= 1:
+                g_w = drop.weight_grad(k, g_w)
+                g = drop.input_grad(k - 1, g)  # layer k read layer k-1's kept spikes
+            self._set_grads(self.layers[k], g_w, g_d)
 
     def _set_grads(self, layer: SpikingLayer, g_w: Any, g_d: Any) -> None:
         layer.weight.grad = self.placement.grad(g_w, layer.weight)
