@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from runfiles import metrics
+from runfiles import uninterrupted_and_resumed
 from shd_files import write_shd
 from typer.testing import CliRunner
 
@@ -129,26 +129,13 @@ def test_each_transform_does_what_it_says(tmp_path):
 
 
 def test_training_with_augmentation_and_a_cosine_schedule_resumes_exactly(tmp_path):
-    from snndelay.app.runs import train_run
-
     pytest.importorskip("tonic")
     _shd_cfg(tmp_path)
     args = ["experiment=shd_ms", f"dataset.root={tmp_path}", "dataset.val_size=6",
             "dataset.channel_factor=10", "dataset.max_spikes=3", "network.hidden=[12]",
             "dataset.time_jitter_ms=5", "dataset.drop_event=0.1", "training.schedule=cosine",
             "training.weight_decay=0.01", "training.epochs=3"]
-    res = runner.invoke(app, ["train", *args, "--run-dir", str(tmp_path / "a")])
-    assert res.exit_code == 0, res.output
-
-    def stop_after_one(row):
-        if row.epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(compose(args)[1], tmp_path / "b", args, on_epoch=stop_after_one)
-    res = runner.invoke(app, ["train", "--resume", str(tmp_path / "b")])
-    assert res.exit_code == 0, res.output
-    a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
+    a, b = uninterrupted_and_resumed(args, tmp_path)
     assert a == b and len(a) == 3
     lrs = [float(r["lr"]) for r in a]
     assert lrs[0] > lrs[1] > lrs[2] > 0

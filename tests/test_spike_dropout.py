@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from reference import central_differences
-from runfiles import metrics
+from runfiles import metrics, uninterrupted_and_resumed
 from typer.testing import CliRunner
 
 from snndelay.cli import app
@@ -85,25 +85,13 @@ def test_a_dropped_spike_never_arrives_and_kept_ones_drive_with_the_scaled_weigh
 
 
 def test_dropout_masks_depend_on_seed_epoch_and_batch_only_so_a_resume_is_exact(tmp_path):
-    from snndelay.app.runs import train_run
-    from snndelay.config import compose
-
     args = ["experiment=yinyang_h30_ws", *YY, "training.spike_dropout=0.2", "training.epochs=3"]
-    res = runner.invoke(app, ["train", *args, "--run-dir", str(tmp_path / "a")])
-    assert res.exit_code == 0, res.output
-
-    def stop_after_one(row):
-        if row.epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(compose(args)[1], tmp_path / "b", args, on_epoch=stop_after_one)
-    assert runner.invoke(app, ["train", "--resume", str(tmp_path / "b")]).exit_code == 0
-    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    uninterrupted, resumed = uninterrupted_and_resumed(args, tmp_path)
+    assert uninterrupted == resumed and len(resumed) == 3
     plain = runner.invoke(app, ["train", *args[:-2], "training.epochs=3", "--run-dir",
                                 str(tmp_path / "c")])
     assert plain.exit_code == 0
-    assert metrics(tmp_path / "a") != metrics(tmp_path / "c")  # the dropout acted
+    assert uninterrupted != metrics(tmp_path / "c")  # the dropout acted
 
 
 @pytest.mark.parametrize("args,why", [
