@@ -7,7 +7,7 @@ Prints, per epoch, the largest relative difference of any metric and of any para
 both pairs, and the first steps' parameter differences (how a rounding-level difference
 grows). Usage:
 
-    python scripts/path_parity.py experiment=shd_ms dataset.root=../shared/data/fsdd \
+    python scripts/path_parity.py experiment=shd_ms dataset.root=DIR \
         --epochs 2 [--device cuda]
 """
 

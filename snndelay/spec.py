@@ -108,7 +108,7 @@ class TrainSpec:
     max_loss: float | None
     checkpoint_every: int
     threads: int
-    device: str = "cpu"  # cpu, cuda or auto (resolved where the run starts: app/placement.py)
+    device: str = "cpu"  # cpu, cuda or auto (resolved where the run starts: model/placement.py)
     compiled: bool = True
     max_memory_gb: float | None = None
 

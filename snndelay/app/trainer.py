@@ -114,18 +114,13 @@ def _evaluate_once(net: Network, split: Split, spec: RunSpec, backend: Backend) 
         counts, ev = net.event_counts(t_in, times)
         spikes += counts
         events += ev
-        silent += [_count(xp.isinf(first_spikes(t))) / t.shape[1] for t in times]
-        full += [_count(xp.isfinite(t[:, :, -1])) / t.shape[1] if t.ndim == 3 else 0.0
+        silent += [float(xp.isinf(first_spikes(t)).sum()) / t.shape[1] for t in times]
+        full += [float(xp.isfinite(t[:, :, -1]).sum()) / t.shape[1] if t.ndim == 3 else 0.0
                  for t in times]
     n = len(labels)
     return _Pass(float(pl.host(xp.concat(losses)).mean()), pl.host(xp.concat(preds)),
                  (silent / n).tolist(), (full / n).tolist(), pl.host(xp.concat(outs)),
                  spikes.tolist(), events)
-
-
-def _count(mask: Any) -> float:
-    """The number of True entries of a boolean array (numpy or torch)."""
-    return float(mask.sum())
 
 
 def evaluate(net: Network, split: Split, spec: RunSpec, backend: Backend | None = None,

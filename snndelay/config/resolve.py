@@ -72,7 +72,8 @@ def resolve(cfg: Config) -> RunSpec:
         step_size=t.step_size, gamma=t.gamma, schedule=t.schedule,
         weight_decay=t.weight_decay, bump=t.bump,
         max_dw_norm=math.inf if t.max_dw_norm is None else float(t.max_dw_norm),
-        input_noise=t.input_noise, spike_dropout=float(t.spike_dropout), max_loss=t.max_loss, checkpoint_every=t.checkpoint_every,
+        input_noise=t.input_noise, spike_dropout=float(t.spike_dropout), max_loss=t.max_loss,
+        checkpoint_every=t.checkpoint_every,
         threads=t.threads, device=t.device, compiled=bool(t.compiled),
         max_memory_gb=None if t.max_memory_gb is None else float(t.max_memory_gb))
     return RunSpec(cfg.name, network, training, Seeds.of(t.seed), cfg.dataset, cfg.backend,

@@ -17,7 +17,7 @@ from snndelay.model.sharing import CONSECUTIVE, DelayKind
 
 POSITIVITY = ("sigmoid", "clamp")
 SCHEDULES = ("step", "cosine", "onecycle")  # training.schedule (model/optim.py)
-DEVICES = ("cpu", "cuda", "auto")  # training.device (app/placement.py)
+DEVICES = ("cpu", "cuda", "auto")  # training.device (model/placement.py)
 
 
 @dataclass

@@ -5,9 +5,9 @@ runs load the arrays (about a second).
 An entry is keyed by the content of the files it was made from (BLAKE2b of their bytes, so a
 file replaced at the same path is read afresh and a copied file is found again) and by the
 settings that shape the result. A file's digest is remembered by its path, size, mtime and
-inode (as make and ccache trust them), so an unchanged file is not hashed again. Entries live in SNNDELAY_CACHE_DIR
-(default $XDG_CACHE_HOME/snndelay, else ~/.cache/snndelay); SNNDELAY_CACHE_DIR=off turns the
-cache off. An entry that cannot be read is ignored and rewritten; a cache that cannot be
+inode (as make and ccache trust them), so an unchanged file is not hashed again. Entries live
+in SNNDELAY_CACHE_DIR (default $XDG_CACHE_HOME/snndelay, else ~/.cache/snndelay);
+SNNDELAY_CACHE_DIR=off turns the cache off. An entry that cannot be read is ignored and rewritten; a cache that cannot be
 written only costs the time (the run goes on).
 """
 
@@ -81,6 +81,7 @@ def save(name: str, arrays: dict[str, np.ndarray]) -> None:
     root = cache_dir()
     if root is None:
         return
+    tmp = None
     try:
         root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{name}.", suffix=".npz")
@@ -88,7 +89,5 @@ def save(name: str, arrays: dict[str, np.ndarray]) -> None:
             np.savez(f, **arrays)  # type: ignore[arg-type]  # (numpy's stub: allow_pickle)
         os.replace(tmp, root / f"{name}.npz")
     except OSError:
-        try:
-            os.unlink(tmp)
-        except (OSError, UnboundLocalError):
-            pass
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

@@ -33,7 +33,7 @@ def get_implementation() -> str:
 
 # Elements of a [C, M, N] work tensor per chunk of the torch path (solver, backward, readout):
 # a few MB keeps the elementwise passes in a CPU's cache; a GPU wants chunks as large as its
-# memory allows (set_chunk_elems, from training.max_memory_gb or the device's free memory).
+# memory allows (using(), with a size from training.max_memory_gb or the device's free memory).
 CHUNK_ELEMS = 1 << 18
 _chunk_elems = CHUNK_ELEMS
 

@@ -60,15 +60,15 @@ class Delays(nn.Module):
         return self.sharing.circuit_values(self._transform())
 
     def vjp(self, g_d: Any) -> Any:
-        """dL/dp from dL/dd (per-kind shape; numpy, or a tensor on raw's device): summed over
-        a shared group (DelaySharing.reduce), times the sigmoid's derivative
-        scale * s (1 - s) (identity for clamping)."""
+        """dL/dp from dL/dd (per-kind shape; numpy, or a tensor on raw's device, and the
+        result likewise): summed over a shared group (DelaySharing.reduce), times the
+        sigmoid's derivative scale * s (1 - s) (identity for clamping)."""
         tensors = isinstance(g_d, torch.Tensor)
         g = self.sharing.reduce(g_d) if self.sharing.shared else g_d.reshape(self.raw.shape)
         if self.spec.positivity == "sigmoid":
             s = _sigmoid(self._raw(tensors))
             g = g * (self.spec.scale * s * (1.0 - s))
-        return g if tensors else torch.from_numpy(np.ascontiguousarray(g))
+        return g
 
     def forward(self) -> torch.Tensor:
         """The delays as a tensor broadcastable to [N_in, N_out] (for plots and inspection)."""

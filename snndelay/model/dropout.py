@@ -47,13 +47,8 @@ class SpikeDropout:
     def params(self, params: list[LayerParams]) -> list[LayerParams]:
         """The layers as trained: the weights of every row fed by a hidden layer (not a bias
         row) times the scale."""
-        out = list(params[:1])
-        for k, layer in enumerate(params[1:], start=1):
-            n_fed = self.masks[k - 1].shape[1]
-            w = layer.weights * 1.0  # a copy, whatever the array type
-            w[:n_fed] = w[:n_fed] * self.scale
-            out.append(replace(layer, weights=w))
-        return out
+        return params[:1] + [replace(layer, weights=self._scale_fed_rows(k, layer.weights))
+                             for k, layer in enumerate(params[1:], start=1)]
 
     def input_grad(self, k: int, g: Any) -> Any:
         """dL/d(layer k's spikes) from dL/d(what the next layer received): 0 where dropped."""
@@ -61,7 +56,12 @@ class SpikeDropout:
 
     def weight_grad(self, k: int, g_w: Any) -> Any:
         """dL/d(layer k's own weights) from dL/d(its scaled weights) (k >= 1)."""
+        return self._scale_fed_rows(k, g_w)
+
+    def _scale_fed_rows(self, k: int, w: Any) -> Any:
+        """A copy of layer k's [N_rows, N_out] array (weights or their gradient) with the rows
+        fed by hidden layer k - 1 (not a bias row) times the scale, whatever the array type."""
         n_fed = self.masks[k - 1].shape[1]
-        g = g_w * 1.0
-        g[:n_fed] = g[:n_fed] * self.scale
-        return g
+        out = w * 1.0
+        out[:n_fed] = out[:n_fed] * self.scale
+        return out

@@ -2,9 +2,10 @@
 and 12).
 
 Each loss is written once, over numpy arrays or torch tensors (the array API), with its
-closed-form gradient: it returns the per-sample loss [B] and d loss_b / d t_b [B, K]. A loss reads what a readout produces
-(model/readouts.py): spike times (the earliest wins) or values (the largest wins). Training calls these directly (no autograd
-overhead on small batches); model/torch_losses.py gives the same losses as differentiable
+closed-form gradient: it returns the per-sample loss [B] and d loss_b / d t_b [B, K]. A loss
+reads what a readout produces (model/readouts.py): spike times (the earliest wins) or values
+(the largest wins). Training calls these directly (no autograd overhead on small batches);
+model/torch_losses.py gives the same losses as differentiable
 torch operations (torch_loss), for users of the engine's autograd API. Each loss's config
 schema lives here too (configs/loss/NAME.yaml extends it).
 """

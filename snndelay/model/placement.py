@@ -48,7 +48,7 @@ class Placement:
     def arrays(self, x: Any) -> Any:
         """x (a tensor or array) as this placement's array type, float64 kept as it is."""
         if self.device is None:
-            return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+            return self.host(x)
         t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
         return t.detach().to(self.device)
 
