@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -388,9 +389,21 @@ def test_keys_of_other_backends_and_a_negative_tolerance_say_what_is_meant():
 
 
 # -- hypothesis: damaged files of every kind ------------------------------------------------------
+_FRESH: list[Path] = []
+
+
 def _fresh() -> Path:
-    """A new directory per example (the encoders cache by config, the SHD check by file)."""
-    return Path(tempfile.mkdtemp(prefix="snndelay-damage-"))
+    """A new directory per example (the encoders cache by config, the SHD check by file),
+    removed when the module's tests end."""
+    _FRESH.append(Path(tempfile.mkdtemp(prefix="snndelay-damage-")))
+    return _FRESH[-1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_fresh_dirs():
+    yield
+    for path in _FRESH:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _assert_refused_and_untouched(root: Path, args: list[str], created: Path | None = None):

@@ -140,7 +140,9 @@ def test_a_sweep_runs_as_an_array_with_the_allocations_threads_and_reuses_withou
 
 def test_a_task_killed_by_scancel_keeps_its_cell_in_compare_delays(cluster, shadowed):
     out = shadowed / "cmp"
-    proc = _popen(["compare-delays", *Y, "training.epochs=1000", "--hidden", "3", "--seeds", "1",
+    # 3000 epochs: a task seen RUNNING must still be training when scancel reaches it (at
+    # 1000 epochs one finished first, once in three CI runs).
+    proc = _popen(["compare-delays", *Y, "training.epochs=3000", "--hidden", "3", "--seeds", "1",
                    *ONE_CPU, "--out", str(out)], cluster, shadowed)
     try:
         def running():

@@ -16,15 +16,22 @@ from snndelay.app.rundir import atomic_write  # noqa: E402
 
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
     """Write a figure atomically (a killed run never leaves half a PNG) and close it."""
-    try:  # the figures use constrained layout: one draw, not two (no bbox_inches="tight")
+    try:  # fixed margins (_MARGINS): one draw, no layout engine (bbox_inches="tight" or a
+        # constrained layout measure every text first: half of a default run's plot time)
         atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
     finally:
         plt.close(fig)
 
 
+# Figure margins (fractions of the figure) that fit the tick labels, axis labels and titles
+# of these figures at their sizes.
+_MARGINS = dict(left=0.1, right=0.98, bottom=0.13, top=0.91, wspace=0.25)
+
+
 def learning_curves(rows: list[EpochRow], path: Path) -> None:
     ep = [r.epoch for r in rows]
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig.subplots_adjust(**_MARGINS)
     ax_l.plot(ep, [r.train_loss for r in rows], label="train")
     ax_l.plot(ep, [r.val_loss for r in rows], label="validation")
     positive = all(r.train_loss > 0 and r.val_loss > 0 for r in rows)
@@ -41,7 +48,8 @@ def learning_curves(rows: list[EpochRow], path: Path) -> None:
 def delay_histograms(delays: dict[str, torch.Tensor], path: Path) -> None:
     """One histogram per layer of the effective delays (tau_s)."""
     n = max(1, len(delays))
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.5), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.5), squeeze=False)
+    fig.subplots_adjust(**{**_MARGINS, "left": 0.16 / n, "bottom": 0.14, "wspace": 0.3})
     if not delays:
         axes[0, 0].text(0.5, 0.5, "no delays in this network", ha="center", va="center")
         axes[0, 0].set_axis_off()
@@ -55,7 +63,8 @@ def yinyang_predictions(features: torch.Tensor, labels: torch.Tensor, pred: torc
                         path: Path) -> None:
     """Test points at (x, y) coloured by predicted class; errors circled in red."""
     colors = ["tab:blue", "tab:orange", "tab:green"]
-    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.1, top=0.93)
     x, y = features[:, 0].numpy(), features[:, 1].numpy()
     for c in range(3):
         sel = (pred == c).numpy()

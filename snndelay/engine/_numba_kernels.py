@@ -27,7 +27,7 @@ _BRANCH = np.array([-1.0, 1.0, -1.0 / 3.0, 11.0 / 72.0, -43.0 / 540.0, 769.0 / 1
                     226287557.0 / 37623398400.0])
 
 
-# Below this many inputs an in-place insertion sort beats np.argsort (no allocations).
+# Up to this many inputs an in-place insertion sort beats np.argsort (no allocations).
 _INSERTION_SORT_MAX = 48
 
 
@@ -185,6 +185,27 @@ def _insertion_sort(keys, idx, n):
         idx[k] = p
 
 
+# numba's np.argsort sorts rows of up to this many entries by a stable insertion sort (its
+# quicksort partitions longer ones): below it _order_into gives the very same order.
+_ARGSORT_INSERTION_MAX = 15
+
+
+@njit(cache=True)
+def _order_into(row, keys, order, limit):
+    """The positions of row's entries in ascending order into order (keys: scratch space of
+    the same length): for rows of up to `limit` entries by a stable insertion sort in place
+    (a per-sample np.argsort allocates, which cost more than a Yin-Yang row's whole scan),
+    np.argsort above."""
+    n = row.shape[0]
+    if n > limit:
+        order[:] = np.argsort(row)
+        return
+    for i in range(n):
+        keys[i] = row[i]
+        order[i] = i
+    _insertion_sort(keys, order, n)
+
+
 @njit(parallel=True, cache=True)
 def forward_shared(t_in, w_t, theta, code, max_spikes, n_chunks):
     """All neurons of a sample share the arrival order: t_in [B, N], w_t [M, N], theta [B, M];
@@ -195,9 +216,14 @@ def forward_shared(t_in, w_t, theta, code, max_spikes, n_chunks):
     per = (n_b + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         dec = np.empty(n_in)
+        arr = np.empty(n_in)
+        perm = np.empty(n_in, dtype=np.int64)
         for b in range(c * per, min(n_b, (c + 1) * per)):
-            perm = np.argsort(t_in[b])
-            arr = t_in[b][perm]
+            # The sample's order decides the sums' order for simultaneous inputs (their
+            # rounding): np.argsort's own order, also where the sort runs in place.
+            _order_into(t_in[b], arr, perm, _ARGSORT_INSERTION_MAX)
+            for k in range(n_in):
+                arr[k] = t_in[b, perm[k]]
             n_fin = 0
             while n_fin < n_in and arr[n_fin] < np.inf:
                 n_fin += 1
@@ -287,12 +313,14 @@ def forward_synaptic(t_in, d_t, w_t, theta, code, max_spikes, n_chunks):
         counts = np.empty(n_in + 1, dtype=np.int64)
         dec = np.empty(n_in)
         p = np.empty(n_in)
+        order = np.empty(n_in, dtype=np.int64)
         for b in range(c * per, min(n_b, (c + 1) * per)):
             t0, t1 = _finite_range(t_in[b])
             factor = rate * (t1 - t0 + 2.0 * d_abs) < _FACTOR_SPAN
             # Short rows start from the sample's input order: with delays added they are
             # nearly sorted, so the insertion sort moves few entries.
-            order = np.argsort(t_in[b]) if n_in <= _INSERTION_SORT_MAX else pos
+            if n_in <= _INSERTION_SORT_MAX:  # a starting order only: sorted in place
+                _order_into(t_in[b], keys, order, _INSERTION_SORT_MAX)
             # Finite inputs of this sample (a delay never removes a spike).
             n_fin = 0
             for i in range(n_in):
