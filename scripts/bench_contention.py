@@ -25,8 +25,10 @@ from snndelay.app.records import RunSummary
 SPIN = "while True: pass"
 
 
-def run_once(preset: str, epochs: int, busy: int, overrides: list[str]) -> tuple[float, float]:
-    """(training-loop seconds, whole-command seconds) of one run with `busy` spinners."""
+def run_once(train_args: list[str], busy: int = 0,
+             env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(training-loop seconds, whole-command seconds) of one `snndelay train TRAIN_ARGS` in a
+    fresh process (environment env, default this one's) with `busy` spinners beside it."""
     exe = str(Path(sys.executable).parent / "snndelay")
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
     try:
@@ -34,9 +36,8 @@ def run_once(preset: str, epochs: int, busy: int, overrides: list[str]) -> tuple
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / "run"
             t0 = time.perf_counter()
-            subprocess.run([exe, "train", f"experiment={preset}", f"training.epochs={epochs}",
-                            *overrides, "--run-dir", str(run)], check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run([exe, "train", *train_args, "--run-dir", str(run)], check=True,
+                           stdout=subprocess.DEVNULL, env=env)
             whole = time.perf_counter() - t0
             loop = RunSummary.read(run).wall_time_s
     finally:
@@ -58,7 +59,8 @@ def main() -> None:
     wholes: dict[int, list[float]] = {b: [] for b in busy}
     for r in range(args.repeats):
         for b in busy:  # interleaved, so that drift hits every scenario alike
-            loop, whole = run_once(args.preset, args.epochs, b, overrides)
+            loop, whole = run_once([f"experiment={args.preset}", f"training.epochs={args.epochs}",
+                                    *overrides], b)
             loops[b].append(loop)
             wholes[b].append(whole)
             print(f"repeat {r + 1}, {b} busy: loop {loop:.2f} s, whole command {whole:.2f} s",

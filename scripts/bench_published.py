@@ -25,11 +25,10 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from snndelay.app.records import RunSummary
+from bench_contention import run_once  # scripts/ is on sys.path when a script runs
 
 
 def published(src: Path, python: str, config: str, env: dict[str, str]) -> tuple[float, float]:
@@ -43,18 +42,10 @@ def published(src: Path, python: str, config: str, env: dict[str, str]) -> tuple
 
 
 def ours(overrides: list[str], checkout: Path | None) -> tuple[float, float]:
-    """(whole-command seconds, training-loop seconds) of one `snndelay train`."""
-    env = dict(os.environ)
-    if checkout is not None:
-        env["PYTHONPATH"] = str(checkout)
-    exe = str(Path(sys.executable).parent / "snndelay")
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        t0 = time.perf_counter()
-        subprocess.run([exe, "train", *overrides, "--run-dir", str(run)], check=True, env=env,
-                       stdout=subprocess.DEVNULL)
-        whole = time.perf_counter() - t0
-        loop = RunSummary.read(run).wall_time_s
+    """(whole-command seconds, training-loop seconds) of one `snndelay train` (of the
+    snndelay in `checkout` where given)."""
+    env = None if checkout is None else {**os.environ, "PYTHONPATH": str(checkout)}
+    loop, whole = run_once(overrides, env=env)
     return whole, loop
 
 

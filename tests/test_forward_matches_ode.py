@@ -43,19 +43,24 @@ def ode_results():
     return results
 
 
-@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"ratio{r:g}-{k}-S{s}" for r, k, s in CASES])
-def test_spike_times_match_fine_step_ode(ode_results, case):
-    t_eng = first_spike_times(*_layer(case), tau_mem=CASES[case][0]).numpy().reshape(-1)
-    t_ode, slope, max_u = ode_results[case]
-    # Grazing neurons (the ODE's slope at the crossing, or its peak, within a hair of threshold)
-    # may legitimately differ between any two solvers; they are excluded and counted.
+def _assert_matches_ode(t_eng, t_ode, slope, max_u, min_firing: int) -> None:
+    """The engine's first spikes against the ODE's, neuron by neuron: the same neurons fire,
+    within 1e-3 tau_s. Grazing neurons (the ODE's slope at the crossing, or its peak, within a
+    hair of threshold) may legitimately differ between any two solvers; they are excluded
+    (at most 10 %)."""
     grazing = (np.isfinite(t_ode) & (slope < 1e-2)) | (~np.isfinite(t_ode) & (max_u > 1.0 - 1e-3))
     ok = ~grazing
     assert ok.mean() >= 0.9
     assert np.array_equal(np.isfinite(t_eng[ok]), np.isfinite(t_ode[ok]))
     fire = ok & np.isfinite(t_ode)
-    assert fire.sum() >= 5  # the comparison is not vacuous
+    assert fire.sum() >= min_firing  # the comparison is not vacuous
     assert np.max(np.abs(t_eng[fire] - t_ode[fire])) < 1e-3
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"ratio{r:g}-{k}-S{s}" for r, k, s in CASES])
+def test_spike_times_match_fine_step_ode(ode_results, case):
+    t_eng = first_spike_times(*_layer(case), tau_mem=CASES[case][0]).numpy().reshape(-1)
+    _assert_matches_ode(t_eng, *ode_results[case], min_firing=5)
 
 
 def test_per_neuron_threshold_matches_ode():
@@ -93,14 +98,9 @@ def test_short_rows_with_silent_inputs_ties_and_reversed_order_match_ode(kind):
     t_in[:, 7] = t_in[:, 2]
     t_in[::2, 5] = float("inf")  # silent inputs
     t_in[1, 9:] = float("inf")
-    t_eng = first_spike_times(t_in, w, d, tau_mem=2.0).numpy()
+    t_eng = first_spike_times(t_in, w, d, tau_mem=2.0).numpy().reshape(-1)
     arr, ww = arrivals(t_in, w, d)
     t_ode, slope, max_u = ode_first_spikes(arr.reshape(-1, arr.shape[-1]),
                                            ww.reshape(-1, ww.shape[-1]), 1.0, 2.0)
-    t_eng = t_eng.reshape(-1)
-    ok = ~((np.isfinite(t_ode) & (slope < 1e-2)) | (~np.isfinite(t_ode) & (max_u > 1.0 - 1e-3)))
-    assert ok.mean() >= 0.9
-    assert np.array_equal(np.isfinite(t_eng[ok]), np.isfinite(t_ode[ok]))
-    fire = ok & np.isfinite(t_ode)
-    assert fire.sum() >= 10 and (~np.isfinite(t_ode)).any()  # neither all silent nor all firing
-    assert np.max(np.abs(t_eng[fire] - t_ode[fire])) < 1e-3
+    assert (~np.isfinite(t_ode)).any()  # some neurons stay silent
+    _assert_matches_ode(t_eng, t_ode, slope, max_u, min_firing=10)

@@ -7,8 +7,8 @@ file replaced at the same path is read afresh and a copied file is found again) 
 settings that shape the result. A file's digest is remembered by its path, size, mtime and
 inode (as make and ccache trust them), so an unchanged file is not hashed again. Entries live
 in SNNDELAY_CACHE_DIR (default $XDG_CACHE_HOME/snndelay, else ~/.cache/snndelay);
-SNNDELAY_CACHE_DIR=off turns the cache off. An entry that cannot be read is ignored and rewritten; a cache that cannot be
-written only costs the time (the run goes on).
+SNNDELAY_CACHE_DIR=off turns the cache off. An entry that cannot be read is ignored and
+rewritten; a cache that cannot be written only costs the time (the run goes on).
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from snndelay.engine.kernels import Kernel
 # (e^300 leaves ~1e170 of headroom for weights and squares); longer spans switch to sums in
 # the frame of each window, formed in the log domain.
 SAFE_SPAN = 300.0
+
+
 def _rows_per_chunk(batch: int, per_row: int, chunk_elems: int | None) -> int:
     """Samples per chunk: chunk_elems work elements (None: the engine's current setting)."""
     elems = _impl.chunk_elems() if chunk_elems is None else chunk_elems
