@@ -3,7 +3,7 @@ the voltage readouts (docs/model.md section 12), on the same hidden spike trains
 
 Usage: python scripts/bench_readout.py [ROOT] [--repeats 5] [--batches 10] [--threads 1]
 
-ROOT holds SHD/ (default ../shared/data/fsdd, channel_factor 5). The network is shd_ms at its
+ROOT holds SHD/ (SHD-format files, read with channel_factor 5). The network is shd_ms at its
 initialisation (seed 0); per batch of 32 training words it times the hidden layer's forward +
 backward (spike trains of up to 8 spikes) and, on its spikes, the output layer's forward +
 backward as a first-spike layer (shd_ms_fs), as max_voltage and as mean_voltage. It prints
@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("root", type=Path, nargs="?", default=FSDD)
+    ap.add_argument("root", type=Path, help="a directory holding SHD/")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)

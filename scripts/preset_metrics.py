@@ -5,9 +5,9 @@ checked bit for bit against the code before it.
     python scripts/preset_metrics.py --out before.json            # on the old checkout
     python scripts/preset_metrics.py --out after.json --compare before.json
 
-The spoken-digit presets read ../shared/data/fsdd (skipped when absent); the MNIST preset
-trains on small synthetic IDX files written here (a bar whose row is the label), since no
-MNIST is on disk. Run it with PYTHONPATH pointing at the checkout to measure.
+The spoken-digit presets read --shd-root DIR (SHD-format files under DIR/SHD, channel_factor 5;
+skipped without it); the MNIST preset trains on small synthetic IDX files written here (a bar
+whose row is the label), since no MNIST is on disk. Run it with PYTHONPATH pointing at the checkout to measure.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 
 
 def _write_idx(path: Path, arr: np.ndarray) -> None:
@@ -43,11 +41,11 @@ def _fake_mnist(root: Path, n_train: int = 600, n_test: int = 200) -> None:
         _write_idx(root / f"{prefix}-labels-idx1-ubyte", lab)
 
 
-def _extra(name: str, tmp: Path) -> list[str] | None:
+def _extra(name: str, tmp: Path, shd_root: Path | None) -> list[str] | None:
     if name.startswith("shd"):
-        if not (FSDD / "SHD" / "shd_train.h5").is_file():
+        if shd_root is None or not (shd_root / "SHD" / "shd_train.h5").is_file():
             return None
-        return [f"dataset.root={FSDD}", "dataset.channel_factor=5"]
+        return [f"dataset.root={shd_root}", "dataset.channel_factor=5"]
     if name.startswith("mnist"):
         root = tmp / "mnist"
         root.mkdir(exist_ok=True)
@@ -62,6 +60,8 @@ def main() -> int:
     ap.add_argument("--compare", type=Path, help="a JSON of an earlier run to compare with")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--only", nargs="*", help="preset names (default: every preset)")
+    ap.add_argument("--shd-root", type=Path,
+                    help="a directory holding SHD/ (SHD-format spoken-digit files)")
     args = ap.parse_args()
     root = Path(os.environ.get("PYTHONPATH", ".").split(":")[0]).resolve()
     names = args.only or sorted(p.stem for p in (root / "configs" / "experiment").glob("*.yaml"))
@@ -69,9 +69,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         for name in names:
-            extra = _extra(name, tmp)
+            extra = _extra(name, tmp, args.shd_root)
             if extra is None:
-                print(f"{name}: skipped (no data)", flush=True)
+                print(f"{name}: skipped (no --shd-root with SHD/ files)", flush=True)
                 continue
             run = tmp / name
             cmd = [sys.executable, "-c", "from snndelay.cli import app; app()", "train",
